@@ -1,0 +1,43 @@
+//! # dlhist: the history of deep learning, runnable in Rust
+//!
+//! The library behind the notebooks under `notebooks/`: one reference implementation of each
+//! milestone's idea, plus the machinery every notebook shares (data, training loop, metrics,
+//! plots, checkpoints), built on [candle](https://github.com/huggingface/candle).
+//!
+//! The modules follow the notebook sections:
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`deep_neural_networks`] | section 01: the multi-layer perceptron of backpropagation, ... |
+//! | [`optimization`] | section 02: optimizers, schedules, clipping, dropout |
+//! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
+//! | [`train`] | the one training loop, batching, metrics, [`train::History`], progress lines |
+//! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
+//! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
+//! | [`device`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
+//!
+//! A notebook starts with `use dlhist::prelude::*;`.
+//!
+//! ```
+//! use dlhist::prelude::*;
+//! let dev = dlhist::device()?;
+//! let x = Tensor::ones((2, 3), DType::F32, &dev)?;
+//! assert_eq!(x.dims(), &[2, 3]);
+//! # Ok::<(), dlhist::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod data;
+pub mod deep_neural_networks;
+pub mod device;
+mod error;
+pub mod init;
+pub mod optimization;
+pub mod plot;
+pub mod prelude;
+pub mod rng;
+pub mod train;
+
+pub use device::device;
+pub use error::{Error, Result};
