@@ -1,1 +1,427 @@
-fn main() {}
+//! `cargo test` runs every notebook under `notebooks/`.
+//!
+//! Each notebook's code cells run in order, in quick mode, through the `evcxr` library: the same engine
+//! the Jupyter kernel (`evcxr_jupyter`) runs, so variables, items, `:dep`/`:opt` commands and the display
+//! of a cell's last expression behave exactly as they do for a reader. Three tests per notebook:
+//!
+//! - `<notebook>::lint`: the notebook follows the anatomy in CONTRIBUTING.md;
+//! - `<notebook>::outputs_fresh`: its committed outputs were produced by its current code;
+//! - `<notebook>::run`: every cell succeeds in quick mode. A compile error, a panic, a failed `assert!`,
+//!   a top-level `?` error or anything written to stderr fails it, naming the notebook, the cell and the
+//!   error (compile errors with the line inside the cell).
+//!
+//! plus `harness::*` tests that feed deliberately broken notebooks (tests/fixtures) to the same runner
+//! and check that each failure is caught and names its cell.
+//!
+//! This is a custom test harness (`harness = false`): evcxr re-executes the current binary as the
+//! process that runs cells, so `main` must hand over to `evcxr::runtime_hook()` before anything else.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const SCRATCH: &str = env!("CARGO_TARGET_TMPDIR");
+
+/// The setup cell every notebook starts with (CONTRIBUTING.md).
+const SETUP_CELL: &str = ":opt 3
+:build_env CARGO_PROFILE_DEV_DEBUG_ASSERTIONS=false
+:build_env CARGO_PROFILE_DEV_OVERFLOW_CHECKS=false
+:dep dlhist = { path = \"../../../dlhist\" }
+use dlhist::prelude::*;";
+
+fn main() {
+    // evcxr starts this same executable as its cell-running subprocess; in that role it never returns.
+    evcxr::runtime_hook();
+    let mut args = Arguments::from_args();
+    // Notebooks run one at a time: each sets the process's working directory (evcxr resolves
+    // `:dep` paths against it), and on 2 cores compiling cells in parallel would only thrash.
+    args.test_threads = Some(1);
+    let mut trials = vec![];
+    for nb in discover(&Path::new(ROOT).join("notebooks")) {
+        let name = nb.strip_prefix(ROOT).unwrap_or(&nb).with_extension("").display().to_string();
+        let name = name.trim_start_matches("notebooks/").to_string();
+        let (a, b, c) = (nb.clone(), nb.clone(), nb.clone());
+        trials.push(Trial::test(format!("{name}::lint"), move || lint(&a).map_err(failed)));
+        trials.push(Trial::test(format!("{name}::outputs_fresh"), move || outputs_fresh(&b).map_err(failed)));
+        trials.push(Trial::test(format!("{name}::run"), move || run_quick(&c).map_err(failed)));
+    }
+    for (fixture, cell, needle) in [
+        ("panics.ipynb", 3, "deliberate panic"),
+        ("fails_assert.ipynb", 3, "assertion `left == right` failed"),
+        ("question_mark.ipynb", 3, "invalid digit"),
+        ("compile_error.ipynb", 3, "line 2"),
+    ] {
+        trials.push(Trial::test(format!("harness::catches_{}", fixture.trim_end_matches(".ipynb")), move || {
+            harness_catches(fixture, cell, needle).map_err(failed)
+        }));
+    }
+    trials.push(Trial::test("harness::passing_fixture_passes", || {
+        let nb = Path::new(ROOT).join("tests/fixtures/passes.ipynb");
+        run_notebook(&nb, &[], Some(&scratch("evcxr-fixtures"))).map(|_| ()).map_err(failed)
+    }));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn failed(e: anyhow::Error) -> Failed {
+    format!("{e:#}").into()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    Path::new(SCRATCH).join(name)
+}
+
+/// Every `.ipynb` under `dir`, sorted, skipping Jupyter's checkpoint folders.
+fn discover(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n != ".ipynb_checkpoints") {
+            out.extend(discover(&p));
+        } else if p.extension().is_some_and(|e| e == "ipynb") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading notebooks
+
+struct Cell {
+    /// 1-based position among all cells of the notebook (what a reader counts).
+    number: usize,
+    kind: String,
+    source: String,
+    tags: Vec<String>,
+    has_outputs: bool,
+}
+
+struct Notebook {
+    json: Value,
+    cells: Vec<Cell>,
+}
+
+fn source_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(Value::as_str).collect(),
+        _ => String::new(),
+    }
+}
+
+fn read_notebook(path: &Path) -> Result<Notebook> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let cells = json["cells"]
+        .as_array()
+        .with_context(|| format!("{} has no `cells` array", path.display()))?
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Cell {
+            number: i + 1,
+            kind: c["cell_type"].as_str().unwrap_or("").to_string(),
+            source: source_text(&c["source"]),
+            tags: c["metadata"]["tags"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default(),
+            has_outputs: c["execution_count"].is_number(),
+        })
+        .collect();
+    Ok(Notebook { json, cells })
+}
+
+impl Notebook {
+    fn code_cells(&self) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().filter(|c| c.kind == "code" && !c.tags.iter().any(|t| t == "injected-parameters"))
+    }
+
+    /// SHA-256 of the code cells' sources, each followed by a NUL byte (the runner stores the same hash in
+    /// `metadata.dlhist.code_sha256` when it regenerates outputs).
+    fn code_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for c in self.code_cells() {
+            h.update(c.source.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The quick-mode values: `metadata.dlhist.quick`, name -> Rust expression.
+    fn quick_values(&self) -> Result<Vec<(String, String)>> {
+        match &self.json["metadata"]["dlhist"]["quick"] {
+            Value::Null => Ok(vec![]),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    other => bail!("metadata.dlhist.quick.{k} must be a string holding a Rust expression, got {other}"),
+                })
+                .collect(),
+            other => bail!("metadata.dlhist.quick must be an object, got {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lint: the anatomy of CONTRIBUTING.md
+
+/// Names bound by a parameters cell, or an error naming the first line that is not a plain `let`.
+fn parameter_names(source: &str) -> Result<Vec<String>> {
+    let mut names = vec![];
+    for (i, line) in source.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("").trim();
+        if code.is_empty() {
+            continue;
+        }
+        let rest = code.strip_prefix("let ").filter(|_| code.ends_with(';'));
+        let Some(rest) = rest else {
+            bail!("parameters cell, line {}: `{line}` is not a plain `let name = value;` binding", i + 1);
+        };
+        let name: String =
+            rest.trim_start_matches("mut ").chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if name.is_empty() {
+            bail!("parameters cell, line {}: cannot read a binding name in `{line}`", i + 1);
+        }
+        names.push(name);
+    }
+    if names.is_empty() {
+        bail!("the parameters cell binds nothing");
+    }
+    Ok(names)
+}
+
+fn lint(path: &Path) -> Result<()> {
+    let nb = read_notebook(path)?;
+    let mut problems = vec![];
+    let kernel = nb.json["metadata"]["kernelspec"]["name"].as_str().unwrap_or("");
+    if kernel != "rust" {
+        problems.push(format!("kernelspec name is `{kernel}`, must be `rust` (evcxr)"));
+    }
+    match nb.cells.first() {
+        Some(c) if c.kind == "markdown" && c.source.trim_start().starts_with("# ") && c.source.contains("](") => {}
+        _ => problems.push("cell 1 must be a markdown title cell (`# ...`) linking the milestone's papers".into()),
+    }
+    let code: Vec<&Cell> = nb.code_cells().collect();
+    match code.first() {
+        Some(c) if c.source.trim() == SETUP_CELL => {}
+        Some(c) => problems.push(format!(
+            "cell {} must be the standard setup cell (see CONTRIBUTING.md):\n{SETUP_CELL}\nfound:\n{}",
+            c.number, c.source
+        )),
+        None => problems.push("the notebook has no code cells".into()),
+    }
+    let params: Vec<&&Cell> = code.iter().filter(|c| c.tags.iter().any(|t| t == "parameters")).collect();
+    match params.as_slice() {
+        [p] => match parameter_names(&p.source) {
+            Ok(names) => {
+                for (k, _) in nb.quick_values()? {
+                    if !names.contains(&k) {
+                        problems.push(format!(
+                            "metadata.dlhist.quick sets `{k}`, which the parameters cell (cell {}) does not bind",
+                            p.number
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("cell {}: {e}", p.number)),
+        },
+        [] => problems.push("no code cell is tagged `parameters`".into()),
+        many => problems.push(format!(
+            "{} cells are tagged `parameters` (cells {:?}); there must be exactly one",
+            many.len(),
+            many.iter().map(|c| c.number).collect::<Vec<_>>()
+        )),
+    }
+    match code.last() {
+        Some(c) if c.source.contains("assert") && c.source.contains("dlhist::notebook::report(") => {}
+        Some(c) => problems.push(format!(
+            "the last code cell (cell {}) must be the check cell: assertions, then dlhist::notebook::report(..)",
+            c.number
+        )),
+        None => {}
+    }
+    for c in &code {
+        // A notebook stands alone: no reaching into another notebook's folder or state.
+        for line in c.source.lines().filter(|l| !l.trim_start().starts_with(":dep")) {
+            if line.contains("../") || line.contains(".ipynb") {
+                problems.push(format!("cell {}: `{}` reaches outside the notebook's folder", c.number, line.trim()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} breaks the notebook anatomy:\n- {}", path.display(), problems.join("\n- "))
+    }
+}
+
+fn outputs_fresh(path: &Path) -> Result<()> {
+    let nb = read_notebook(path)?;
+    let rel = path.strip_prefix(ROOT).unwrap_or(path).display().to_string();
+    let fix = format!("regenerate them with `cargo xtask notebooks run --full {rel}` and commit the notebook");
+    let stored = nb.json["metadata"]["dlhist"]["code_sha256"].as_str().unwrap_or("");
+    if stored.is_empty() {
+        bail!("{rel} carries no outputs from a full run (metadata.dlhist.code_sha256 is missing); {fix}");
+    }
+    if stored != nb.code_hash() {
+        bail!("{rel}: the code changed since its outputs were produced; {fix}");
+    }
+    if let Some(c) = nb.code_cells().find(|c| !c.has_outputs) {
+        bail!("{rel}: cell {} was not executed in the committed outputs; {fix}", c.number);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running cells through evcxr
+
+/// The cells to run: code cells in order, with quick-mode values injected after the parameters cell.
+fn cells_to_run(nb: &Notebook, quick: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for c in nb.code_cells() {
+        out.push((format!("cell {}", c.number), c.source.clone()));
+        if !quick.is_empty() && c.tags.iter().any(|t| t == "parameters") {
+            let injected: String = quick.iter().map(|(k, v)| format!("let {k} = {v};\n")).collect();
+            out.push((format!("injected-parameters (after cell {})", c.number), injected));
+        }
+    }
+    out
+}
+
+/// Appends every line a channel delivers to a shared buffer, until the channel closes.
+fn drain(rx: crossbeam_channel::Receiver<String>, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in rx {
+            if let Ok(mut v) = into.lock() {
+                v.push(line);
+            }
+        }
+    });
+}
+
+fn take(buf: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    buf.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+}
+
+fn format_compile_errors(label: &str, source: &str, errors: &[evcxr::CompilationError]) -> String {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out = String::new();
+    for e in errors {
+        let span = e.primary_spanned_message().and_then(|m| m.span);
+        match span {
+            Some(s) => {
+                let text = lines.get(s.start_line.saturating_sub(1)).copied().unwrap_or("");
+                out.push_str(&format!(
+                    "{label}, line {}, column {}: {}\n    {text}\n    {}^\n",
+                    s.start_line,
+                    s.start_column,
+                    e.message(),
+                    " ".repeat(s.start_column.saturating_sub(1))
+                ));
+            }
+            None => out.push_str(&format!("{label}: {}\n", e.message())),
+        }
+        for help in e.help() {
+            out.push_str(&format!("    help: {help}\n"));
+        }
+    }
+    out
+}
+
+/// Runs a notebook's cells; returns the metrics lines its check cell printed. `tmpdir` is evcxr's build
+/// directory (kept between runs so dependencies compile once).
+fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) -> Result<Vec<String>> {
+    let nb = read_notebook(path)?;
+    let dir = path.parent().context("notebook has no folder")?;
+    let tmpdir = tmpdir.map(Path::to_path_buf).unwrap_or_else(|| scratch("evcxr-notebooks"));
+    std::fs::create_dir_all(&tmpdir)?;
+    // Our own evcxr config: panics must fail the cell (evcxr's default keeps going), and nothing from
+    // the user's ~/.config/evcxr may change what the tests see.
+    let config = scratch("evcxr-config");
+    std::fs::create_dir_all(&config)?;
+    std::fs::write(config.join("evcxr.toml"), "[evcxr]\npreserve_vars_on_panic = false\n")?;
+    std::env::set_var("EVCXR_CONFIG_DIR", &config);
+    std::env::set_var("EVCXR_TMPDIR", &tmpdir);
+    // Quick runs must not overwrite the committed figures in assets/ (dlhist::notebook::assets_dir).
+    std::env::set_var("DLHIST_ASSETS_DIR", scratch("assets"));
+    std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
+
+    let (mut ctx, outputs) = evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    drain(outputs.stdout, stdout.clone());
+    drain(outputs.stderr, stderr.clone());
+
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut metrics = vec![];
+    let started = Instant::now();
+    for (label, source) in cells_to_run(&nb, quick) {
+        let t = Instant::now();
+        let result = ctx.execute(&source);
+        // stderr arrives on its own channel; give the last lines a moment to land.
+        std::thread::sleep(Duration::from_millis(50));
+        let out = take(&stdout);
+        let err = take(&stderr);
+        metrics.extend(out.iter().filter(|l| l.starts_with("dlhist-metrics: ")).cloned());
+        let stderr_text = err.join("\n");
+        let fail = |what: String| -> anyhow::Error {
+            let tail: Vec<&String> = out.iter().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<&str> = tail.iter().map(|s| s.as_str()).collect();
+            anyhow::anyhow!(
+                "{name}: {label} failed: {what}\n--- stderr ---\n{stderr_text}\n--- last stdout lines ---\n{}",
+                tail.join("\n")
+            )
+        };
+        match result {
+            Err(evcxr::Error::CompilationErrors(errors)) => {
+                return Err(fail(format!("it does not compile:\n{}", format_compile_errors(&label, &source, &errors))))
+            }
+            Err(e) => return Err(fail(format!("{e}"))),
+            // A top-level `?` error and a caught panic only show on stderr; notebooks print progress to
+            // stdout, so anything on stderr is a failure.
+            Ok(_) if !err.is_empty() => return Err(fail("it wrote to stderr (an error or a panic)".into())),
+            Ok(_) => {}
+        }
+        eprintln!("    {name}: {label} ok in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    eprintln!("    {name}: all cells ok in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(metrics)
+}
+
+fn run_quick(path: &Path) -> Result<()> {
+    let nb = read_notebook(path)?;
+    let quick = nb.quick_values()?;
+    let metrics = run_notebook(path, &quick, None)?;
+    if metrics.is_empty() {
+        bail!("{}: the check cell reported no metrics (dlhist::notebook::report)", path.display());
+    }
+    for m in metrics {
+        eprintln!("    {m}");
+    }
+    Ok(())
+}
+
+/// A fixture notebook must fail, and the failure must name `cell` and contain `needle`.
+fn harness_catches(fixture: &str, cell: usize, needle: &str) -> Result<()> {
+    let nb = Path::new(ROOT).join("tests/fixtures").join(fixture);
+    match run_notebook(&nb, &[], Some(&scratch("evcxr-fixtures"))) {
+        Ok(_) => bail!("{fixture} has a failing cell, yet the harness reported success"),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let names_cell = msg.contains(&format!("cell {cell} failed")) || msg.contains(&format!("cell {cell},"));
+            if !names_cell || !msg.contains(needle) {
+                bail!("the failure of {fixture} should name cell {cell} and contain `{needle}`; it was:\n{msg}");
+            }
+            Ok(())
+        }
+    }
+}

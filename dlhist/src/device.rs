@@ -34,7 +34,9 @@ pub fn device_from(request: Option<&str>) -> Result<Device> {
             let ordinal: usize = match r.strip_prefix("cuda:") {
                 None => 0,
                 Some(n) => n.parse().map_err(|_| {
-                    Error::Device(format!("{DEVICE_ENV}={r}: the GPU index after `cuda:` must be a number, e.g. cuda:0"))
+                    Error::Device(format!(
+                        "{DEVICE_ENV}={r}: the GPU index after `cuda:` must be a number, e.g. cuda:0"
+                    ))
                 })?,
             };
             cuda(ordinal, r)

@@ -33,6 +33,7 @@ pub mod deep_neural_networks;
 pub mod device;
 mod error;
 pub mod init;
+pub mod notebook;
 pub mod optimization;
 pub mod plot;
 pub mod prelude;
@@ -41,3 +42,8 @@ pub mod train;
 
 pub use device::device;
 pub use error::{Error, Result};
+
+/// candle's tensor library, re-exported so a notebook needs only `:dep dlhist`.
+pub use candle_core as candle;
+/// candle's layers, optimizers and `VarBuilder`, re-exported for the same reason.
+pub use candle_nn;

@@ -1,1 +1,17 @@
-//! (being written)
+//! Training: batching, the training loop, metrics, history, progress.
+//!
+//! ```text
+//! Dataset --Batcher--> (x, y) --train_step--> loss, gradients, update --> History --> tables, plots
+//! ```
+
+mod batcher;
+mod fit;
+mod history;
+mod metrics;
+mod progress;
+
+pub use batcher::Batcher;
+pub use fit::{evaluate, fit, predict_classes, test_accuracy, train_step, Evaluation, FitConfig, Loss};
+pub use history::{History, Record};
+pub use metrics::{accuracy, correct_count, mean_squared_error, sparsity};
+pub use progress::Progress;
