@@ -131,7 +131,7 @@ impl Download {
     }
 
     /// The advice appended to network errors, replacing the default "check your network...".
-    /// The dataset loaders use it to point at `DLHIST_DATA`.
+    /// The dataset loaders use it to point at `DLHIST_DATA`; an empty hint appends nothing.
     pub fn hint(mut self, text: impl Into<String>) -> Self {
         self.hint = text.into();
         self
@@ -207,9 +207,9 @@ impl Download {
         Err(Error::Download {
             url: self.url.clone(),
             reason: format!(
-                "{last} (gave up after {tries} attempt{}); {}",
+                "{last} (gave up after {tries} attempt{}){}",
                 if tries == 1 { "" } else { "s" },
-                self.hint
+                if self.hint.is_empty() { String::new() } else { format!("; {}", self.hint) }
             ),
         })
     }
