@@ -1,0 +1,361 @@
+//! `cargo xtask setup`: everything the notebooks need, installed inside the project and idempotent.
+//!
+//! Steps: check cargo and python3; `.venv` with the pinned Jupyter packages; `evcxr_jupyter` (pinned) built
+//! into `.venv/bin`; the `rust` kernel spec in `.venv/share/jupyter` with the evcxr config in `.venv/evcxr`;
+//! a warm-up run of the standard setup cell so that the kernel's compiled-crate cache holds dlhist's
+//! dependencies. Each step checks whether its work is already done and says so.
+
+use crate::cli::SetupOptions;
+use crate::notebooks;
+use crate::project::{self, file_has, format_secs, output_of, run_checked, sha256_hex, Progress, Project};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The first code cell of every notebook (CONTRIBUTING.md, "The anatomy of a notebook"). The warm-up notebook
+/// runs exactly this, so that every notebook finds the same compiled dependencies.
+pub const SETUP_CELL: &str = r#":opt 3
+:build_env CARGO_PROFILE_DEV_DEBUG_ASSERTIONS=false
+:build_env CARGO_PROFILE_DEV_OVERFLOW_CHECKS=false
+:dep dlhist = { path = "../../../dlhist" }
+use dlhist::prelude::*;"#;
+
+/// `evcxr.toml` in the kernel's config folder. `preserve_vars_on_panic = false` makes a panicking cell an error
+/// that Jupyter sees; evcxr's default reports it as a success (see ../shared/GUIDE.md).
+const EVCXR_TOML: &str = "\
+# Written by `cargo xtask setup`; the `rust` kernel of this project reads it (EVCXR_CONFIG_DIR).
+[evcxr]
+# A panic, a failed assert! or a top-level `?` error fails the cell instead of being reported as success.
+preserve_vars_on_panic = false
+";
+
+/// Size of evcxr's compiled-crate cache, in MiB. dlhist's registry dependencies at `:opt 3` take a few hundred
+/// MiB; the rest leaves room for a CUDA build and older versions before evcxr evicts the least used.
+pub const EVCXR_CACHE_MIB: u32 = 4096;
+
+/// `init.evcxr`: commands every kernel runs at start. Each kernel gets its own temp dir (two kernels must not
+/// share one), so what makes a restart warm is evcxr's cache of compiled registry crates (in
+/// `~/.cache/evcxr`), which `:cache` switches on. The path crate dlhist itself is never cached; it is rebuilt
+/// per kernel.
+fn init_evcxr() -> String {
+    format!(
+        "// Written by `cargo xtask setup`: cache compiled registry crates across kernels.\n:cache {EVCXR_CACHE_MIB}\n"
+    )
+}
+
+/// Runs all steps.
+pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new(if opts.warm { 5 } else { 4 });
+    progress.step("check cargo and python3", || check_tools().map(|()| None))?;
+    progress.step("Python venv with Jupyter (.venv, xtask/requirements.txt)", || ensure_venv(project))?;
+    let mut installed = false;
+    progress.step(&format!("evcxr_jupyter {} (.venv/bin)", project::EVCXR_JUPYTER_VERSION), || {
+        let skipped = ensure_evcxr_jupyter(project)?;
+        installed = skipped.is_none();
+        Ok(skipped)
+    })?;
+    progress.step("`rust` kernel spec and evcxr config (.venv/share/jupyter, .venv/evcxr)", || {
+        ensure_kernel_spec(project, installed)
+    })?;
+    if opts.warm {
+        progress.step("warm the kernel's build of dlhist (standard setup cell)", || warm(project))?;
+    }
+    println!("setup finished in {}", format_secs(started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Whether setup (without warm-up) has all it needs; `lab` and `notebooks run` call setup only when not.
+pub fn is_installed(project: &Project) -> bool {
+    project.venv_python().exists()
+        && requirements_stamp_matches(project)
+        && project.venv_bin("evcxr_jupyter").exists()
+        && kernel_spec_matches(project)
+}
+
+fn check_tools() -> Result<()> {
+    let cargo = project::cargo();
+    let version = output_of(Command::new(&cargo).arg("--version"))
+        .ok_or_else(|| anyhow!("cargo not found; install Rust with rustup (https://rustup.rs)"))?;
+    println!("      {}", version.trim());
+    let version = output_of(Command::new("python3").arg("--version")).ok_or_else(|| {
+        anyhow!("python3 not found; install Python >= 3.9 with its venv module (Debian/Ubuntu: apt install python3 python3-venv)")
+    })?;
+    let (major, minor) = parse_python_version(&version)
+        .ok_or_else(|| anyhow!("could not read the version from `python3 --version`: {}", version.trim()))?;
+    if (major, minor) < project::MIN_PYTHON {
+        bail!(
+            "python3 is {major}.{minor}; Jupyter needs >= {}.{}: install a newer Python (or put one first on PATH)",
+            project::MIN_PYTHON.0,
+            project::MIN_PYTHON.1
+        );
+    }
+    println!("      {}", version.trim());
+    Ok(())
+}
+
+/// `"Python 3.11.7"` -> `(3, 11)`.
+fn parse_python_version(text: &str) -> Option<(u32, u32)> {
+    let version = text.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn requirements_stamp(project: &Project) -> PathBuf {
+    project.venv().join(".dlhist-requirements.sha256")
+}
+
+/// The stamp holds the hash of the requirements that were last installed into the venv.
+fn requirements_hash(project: &Project) -> Result<String> {
+    let text = std::fs::read(project.requirements())
+        .with_context(|| format!("reading {}", project.requirements().display()))?;
+    Ok(sha256_hex(&text))
+}
+
+fn requirements_stamp_matches(project: &Project) -> bool {
+    requirements_hash(project).is_ok_and(|h| file_has(&requirements_stamp(project), &h))
+}
+
+fn ensure_venv(project: &Project) -> Result<Option<String>> {
+    if !project.venv_python().exists() {
+        println!("      creating {}", project.venv().display());
+        let status = Command::new("python3").arg("-m").arg("venv").arg(project.venv()).status()?;
+        if !status.success() {
+            bail!("`python3 -m venv .venv` failed; on Debian/Ubuntu install the venv module: apt install python3-venv");
+        }
+    }
+    if requirements_stamp_matches(project) {
+        return Ok(Some("xtask/requirements.txt already installed".into()));
+    }
+    println!("      pip install -r xtask/requirements.txt (about a minute)");
+    run_checked(
+        Command::new(project.venv_python())
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(project.requirements()),
+        "pip install -r xtask/requirements.txt",
+    )?;
+    std::fs::write(requirements_stamp(project), requirements_hash(project)?)?;
+    Ok(None)
+}
+
+/// The version `cargo install --list --root .venv` reports for evcxr_jupyter, if installed there.
+fn installed_evcxr_jupyter(project: &Project) -> Option<String> {
+    if !project.venv_bin("evcxr_jupyter").exists() {
+        return None;
+    }
+    let list = output_of(Command::new(project::cargo()).args(["install", "--list", "--root"]).arg(project.venv()))?;
+    parse_install_list(&list, "evcxr_jupyter")
+}
+
+/// Finds `name v1.2.3:` in `cargo install --list` output and returns `1.2.3`.
+fn parse_install_list(list: &str, name: &str) -> Option<String> {
+    list.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix(" v")?;
+        Some(rest.trim_end_matches(':').split_whitespace().next()?.to_owned())
+    })
+}
+
+fn ensure_evcxr_jupyter(project: &Project) -> Result<Option<String>> {
+    let wanted = project::EVCXR_JUPYTER_VERSION;
+    match installed_evcxr_jupyter(project) {
+        Some(v) if v == wanted => return Ok(Some(format!("evcxr_jupyter {v} already installed"))),
+        Some(v) => println!("      replacing evcxr_jupyter {v} with {wanted}"),
+        None => {}
+    }
+    println!("      cargo install evcxr_jupyter --version {wanted} --locked (about 10 minutes on 2 cores, once)");
+    run_checked(
+        Command::new(project::cargo())
+            .args(["install", "evcxr_jupyter", "--version", wanted, "--locked", "--force", "--root"])
+            .arg(project.venv())
+            .arg("--target-dir")
+            .arg(project.tools_target_dir()),
+        "cargo install evcxr_jupyter",
+    )?;
+    Ok(None)
+}
+
+/// The kernel.json we want: evcxr_jupyter's own, plus an `env` that points the kernel at the project's evcxr
+/// config and at the venv's Jupyter data folder (evcxr_jupyter checks its kernel spec there at start and would
+/// otherwise look at, and rewrite, a user-wide one).
+fn kernel_json(project: &Project) -> serde_json::Value {
+    json!({
+        "argv": [project.venv_bin("evcxr_jupyter"), "--control_file", "{connection_file}"],
+        "display_name": "Rust",
+        "language": "rust",
+        "interrupt_mode": "message",
+        "env": {
+            "EVCXR_CONFIG_DIR": project.evcxr_config_dir(),
+            "JUPYTER_PATH": project.jupyter_data_dir(),
+        }
+    })
+}
+
+fn kernel_spec_matches(project: &Project) -> bool {
+    let path = project.kernel_dir().join("kernel.json");
+    let current = std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    current.as_ref() == Some(&kernel_json(project))
+        && project.kernel_dir().join("version.txt").exists()
+        && file_has(&project.evcxr_config_dir().join("evcxr.toml"), EVCXR_TOML)
+        && file_has(&project.evcxr_config_dir().join("init.evcxr"), &init_evcxr())
+}
+
+fn ensure_kernel_spec(project: &Project, reinstalled: bool) -> Result<Option<String>> {
+    if !reinstalled && kernel_spec_matches(project) {
+        return Ok(Some(format!("{} is up to date", project.kernel_dir().display())));
+    }
+    // evcxr_jupyter --install writes kernel.json, the logos and version.txt into $JUPYTER_PATH/kernels/rust.
+    run_checked(
+        Command::new(project.venv_bin("evcxr_jupyter"))
+            .arg("--install")
+            .env("JUPYTER_PATH", project.jupyter_data_dir())
+            .stdout(std::process::Stdio::null()),
+        "evcxr_jupyter --install",
+    )?;
+    let spec = serde_json::to_string_pretty(&kernel_json(project))? + "\n";
+    std::fs::write(project.kernel_dir().join("kernel.json"), spec)?;
+    std::fs::create_dir_all(project.evcxr_config_dir())?;
+    std::fs::write(project.evcxr_config_dir().join("evcxr.toml"), EVCXR_TOML)?;
+    std::fs::write(project.evcxr_config_dir().join("init.evcxr"), init_evcxr())?;
+    println!("      kernel spec: {}", project.kernel_dir().display());
+    println!("      evcxr config: {}", project.evcxr_config_dir().display());
+    Ok(None)
+}
+
+/// evcxr's cache folder (`dirs::cache_dir()/evcxr`, see evcxr's `module/cache.rs`).
+fn evcxr_cache_dir() -> Option<PathBuf> {
+    let base = if cfg!(target_os = "macos") {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join("Library").join("Caches"))
+    } else {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    };
+    base.map(|b| b.join("evcxr"))
+}
+
+fn warm_stamp(project: &Project) -> PathBuf {
+    project.evcxr_config_dir().join("warm.sha256")
+}
+
+/// What the warm cache depends on: the setup cell, dlhist's dependency list, the compiler and the kernel.
+fn warm_key(project: &Project) -> Result<String> {
+    let manifest =
+        std::fs::read_to_string(project.root.join("dlhist").join("Cargo.toml")).context("reading dlhist/Cargo.toml")?;
+    let rustc = output_of(Command::new("rustc").arg("-vV")).unwrap_or_default();
+    let key = [SETUP_CELL, &manifest, &rustc, project::EVCXR_JUPYTER_VERSION, &init_evcxr()].join("\0");
+    Ok(sha256_hex(key.as_bytes()))
+}
+
+fn dir_is_nonempty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// The warm-up notebook: the setup cell alone, three folders below the root like a real notebook, so that its
+/// `path = "../../../dlhist"` resolves.
+fn write_warmup_notebook(project: &Project) -> Result<PathBuf> {
+    let dir = project.target_dir().join("xtask-warmup").join("notebook");
+    std::fs::create_dir_all(&dir)?;
+    let nb = json!({
+        "cells": [{
+            "cell_type": "code",
+            "execution_count": null,
+            "id": "setup",
+            "metadata": {},
+            "outputs": [],
+            "source": SETUP_CELL,
+        }],
+        "metadata": {
+            "kernelspec": { "display_name": "Rust", "language": "rust", "name": project::KERNEL_NAME },
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    });
+    let path = dir.join("warmup.ipynb");
+    std::fs::write(&path, serde_json::to_string_pretty(&nb)?)?;
+    Ok(path)
+}
+
+fn warm(project: &Project) -> Result<Option<String>> {
+    let key = warm_key(project)?;
+    let cache_dir = evcxr_cache_dir();
+    let cache_full = cache_dir.as_deref().is_some_and(dir_is_nonempty);
+    if file_has(&warm_stamp(project), &key) && cache_full {
+        return Ok(Some("evcxr's cache already holds this dlhist's dependencies".into()));
+    }
+    println!("      compiling dlhist and its dependencies in a kernel (3-5 minutes on 2 cores when cold)");
+    let notebook = write_warmup_notebook(project)?;
+    let out = project.target_dir().join("xtask-warmup").join("out");
+    let outcome = notebooks::run_runner(
+        project,
+        &notebooks::RunnerArgs {
+            mode: "as-is",
+            device: "cpu",
+            timeout_s: 1800,
+            summary: out.join("summary.json"),
+            out: out.clone(),
+            in_place: false,
+            notebooks: vec![notebook],
+        },
+    )?;
+    if !outcome {
+        bail!("the warm-up notebook failed (see above and {}); is dlhist compiling?", out.display());
+    }
+    std::fs::write(warm_stamp(project), key)?;
+    if let Some(dir) = cache_dir {
+        println!("      evcxr cache: {}", dir.display());
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_python_versions() {
+        assert_eq!(parse_python_version("Python 3.11.7\n"), Some((3, 11)));
+        assert_eq!(parse_python_version("Python 3.9.0rc1"), Some((3, 9)));
+        assert_eq!(parse_python_version("no python here"), None);
+        assert!(parse_python_version("Python 3.8.10").unwrap() < project::MIN_PYTHON);
+    }
+
+    #[test]
+    fn reads_cargo_install_list() {
+        let list = "evcxr_jupyter v0.22.0:\n    evcxr_jupyter\nripgrep v14.1.0:\n    rg\n";
+        assert_eq!(parse_install_list(list, "evcxr_jupyter").as_deref(), Some("0.22.0"));
+        assert_eq!(parse_install_list(list, "ripgrep").as_deref(), Some("14.1.0"));
+        assert_eq!(parse_install_list(list, "evcxr"), None);
+    }
+
+    #[test]
+    fn setup_cell_matches_contributing_md() {
+        // The warm-up must run the very cell CONTRIBUTING.md prescribes, or it warms the wrong build.
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../CONTRIBUTING.md")).unwrap();
+        let doc_lines: Vec<&str> = doc.lines().map(str::trim).collect();
+        let cell_lines: Vec<&str> = SETUP_CELL.lines().collect();
+        assert!(
+            doc_lines.windows(cell_lines.len()).any(|w| w == cell_lines.as_slice()),
+            "CONTRIBUTING.md does not contain the setup cell:\n{SETUP_CELL}"
+        );
+    }
+
+    #[test]
+    fn kernel_json_points_into_the_project() {
+        let project = Project { root: PathBuf::from("/p") };
+        let spec = kernel_json(&project);
+        assert_eq!(spec["argv"][0], "/p/.venv/bin/evcxr_jupyter");
+        assert_eq!(spec["env"]["EVCXR_CONFIG_DIR"], "/p/.venv/evcxr");
+        assert_eq!(spec["language"], "rust");
+    }
+
+    #[test]
+    fn evcxr_config_fails_panicking_cells_and_caches() {
+        assert!(EVCXR_TOML.contains("\npreserve_vars_on_panic = false\n"));
+        assert!(EVCXR_TOML.contains("[evcxr]\n"));
+        assert!(init_evcxr().lines().any(|l| l == format!(":cache {EVCXR_CACHE_MIB}")));
+    }
+}
