@@ -249,6 +249,19 @@ fn lint(path: &Path) -> Result<()> {
         )),
         None => {}
     }
+    // Every paper of this milestone in papers/catalog.toml is linked from the title cell, twice: the local
+    // PDF that `cargo xtask papers fetch` places next to the notebook, and the web page.
+    let title = nb.cells.first().map(|c| c.source.as_str()).unwrap_or("");
+    let milestone = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+    for paper in catalog()? {
+        if Some(&paper.milestone) == milestone.as_ref() {
+            for target in [&paper.pdf_file, &paper.url] {
+                if !title.contains(&format!("]({target})")) {
+                    problems.push(format!("the title cell does not link `{target}` ({})", paper.title));
+                }
+            }
+        }
+    }
     for c in &code {
         // A notebook stands alone: no reaching into another notebook's folder or state.
         for line in c.source.lines().filter(|l| !l.trim_start().starts_with(":dep")) {
@@ -262,6 +275,26 @@ fn lint(path: &Path) -> Result<()> {
     } else {
         bail!("{} breaks the notebook anatomy:\n- {}", path.display(), problems.join("\n- "))
     }
+}
+
+#[derive(serde::Deserialize)]
+struct Paper {
+    title: String,
+    milestone: String,
+    pdf_file: String,
+    url: String,
+}
+
+/// The papers of `papers/catalog.toml` (only the fields the lint needs).
+fn catalog() -> Result<Vec<Paper>> {
+    #[derive(serde::Deserialize)]
+    struct Catalog {
+        paper: Vec<Paper>,
+    }
+    let path = Path::new(ROOT).join("papers/catalog.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let c: Catalog = toml::from_str(&text).with_context(|| format!("{} is not a valid catalog", path.display()))?;
+    Ok(c.paper)
 }
 
 fn outputs_fresh(path: &Path) -> Result<()> {

@@ -11,10 +11,10 @@
 //! | [`deep_neural_networks`] | section 01: the multi-layer perceptron of backpropagation, ... |
 //! | [`optimization`] | section 02: optimizers, schedules, clipping, dropout |
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
-//! | [`train`] | the one training loop, batching, metrics, [`train::History`], progress lines |
+//! | [`train`] | the one training loop, batching, metrics, history, progress lines |
 //! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
 //! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
-//! | [`device`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
+//! | [`device()`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
 //!
 //! A notebook starts with `use dlhist::prelude::*;`.
 //!

@@ -1,7 +1,13 @@
 //! `use dlhist::prelude::*;`: what a notebook needs in scope.
 
-pub use candle_core::{DType, Device, IndexOp, Module, ModuleT, Tensor, D};
+pub use candle_core::{DType, Device, IndexOp, Module, ModuleT, Tensor, Var, D};
 pub use candle_nn::{Optimizer, VarBuilder, VarMap};
 
+pub use crate::data::Dataset;
+pub use crate::deep_neural_networks::{Activation, Mlp};
+pub use crate::optimization::{
+    Adam, AdamConfig, AdamW, AdamWConfig, Dropout, LrSchedule, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+};
 pub use crate::rng::Rng;
+pub use crate::train::{fit, FitConfig, History, Loss};
 pub use crate::{device, Error, Result};
