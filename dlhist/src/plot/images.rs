@@ -6,8 +6,10 @@
 //! rectangle per pixel. Sixty-four 28 x 28 Fashion-MNIST images are 50 176 pixels: as
 //! rectangles that is a few megabytes of SVG even after merging equal neighbours (natural
 //! images have few equal neighbours), which makes notebooks slow to open and to diff. As PNGs
-//! it is a few tens of kilobytes. The encoder is a few dozen lines on top of `flate2`, which dlhist
-//! already uses, so no image crate is needed.
+//! it is a few tens of kilobytes. The `png` crate encodes them and the `base64` crate turns
+//! them into URIs; plotters draws the title, the captions and the frames around the images
+//! (its SVG backend can embed images only through the `image` crate, so the `<image>`
+//! elements are added to its document afterwards).
 //!
 //! Images are upscaled by whole-number factors before encoding (nearest neighbour: pixel
 //! blocks stay sharp) and marked `image-rendering: pixelated`, so viewers that scale the figure
@@ -16,10 +18,15 @@
 
 use candle_core::{DType, Tensor};
 
-use super::png::data_uri;
-use super::svg::{text_width, Svg, TextStyle};
-use super::{shape_str, Colormap, Figure, CAPTION_SIZE, HIGHLIGHT_COLOR, MARGIN, TITLE_SIZE};
+use plotters::prelude::{Color, RGBColor, Rectangle, Text};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::render::{append_markup, bold, colored, font, image_element, png_data_uri, render_svg, text_width};
+use super::{shape_str, Colormap, Figure, Rgb, CAPTION_SIZE, HIGHLIGHT_COLOR, MARGIN, TITLE_SIZE};
 use crate::{Error, Result};
+
+/// The frame around images that are not highlighted.
+const FRAME_COLOR: Rgb = Rgb(0xdd, 0xdd, 0xdd);
 
 /// Most images one grid shows: beyond this the SVG gets too heavy for a notebook, and nobody
 /// looks at each image anyway.
@@ -198,8 +205,8 @@ impl ImageGrid {
         let (img_w, img_h) = ((w * p) as f64, (h * p) as f64);
         let gap = 10.0;
         // Highlighted captions are bold, about 10% wider.
-        let bold = if self.highlight.iter().any(|&h| h) { 1.1 } else { 1.0 };
-        let caption_w = self.captions.iter().map(|c| text_width(c, CAPTION_SIZE) * bold).fold(0.0, f64::max);
+        let widen = if self.highlight.iter().any(|&h| h) { 1.1 } else { 1.0 };
+        let caption_w = self.captions.iter().map(|c| text_width(c, CAPTION_SIZE) * widen).fold(0.0, f64::max);
         let col_w = img_w.max(caption_w + 4.0);
         let cols = self.cols.unwrap_or_else(|| ((760.0 / (col_w + gap)).floor() as usize).clamp(1, 8)).min(n);
         let rows = n.div_ceil(cols);
@@ -212,11 +219,8 @@ impl ImageGrid {
         let height = (2.0 * MARGIN + title_h + rows as f64 * row_h + (rows - 1) as f64 * gap).ceil();
         let x0 = (width - grid_w) / 2.0;
 
-        let mut svg = Svg::new(width as u32, height as u32);
-        if !self.title.is_empty() {
-            let style = TextStyle::new(TITLE_SIZE).bold();
-            svg.text(width / 2.0, MARGIN + TITLE_SIZE / 2.0, &self.title, style, r#"class="title""#);
-        }
+        // Where each image goes (whole pixels) and its pixels as a PNG data URI.
+        let mut placed = Vec::with_capacity(n);
         let mut rgb = vec![0u8; w * p * h * p * 3];
         for i in 0..n {
             let img = &values[i * per_image..(i + 1) * per_image];
@@ -226,32 +230,41 @@ impl ImageGrid {
                 _ => finite_min_max(img),
             };
             paint(img, channels, h, w, p, (lo, hi), self.colormap, &mut rgb);
-            let uri = data_uri((w * p) as u32, (h * p) as u32, &rgb)?;
+            let uri = png_data_uri((w * p) as u32, (h * p) as u32, &rgb)?;
             let (r, c) = (i / cols, i % cols);
-            let cx = x0 + c as f64 * (col_w + gap) + col_w / 2.0;
-            let x = cx - img_w / 2.0;
-            let y = MARGIN + title_h + r as f64 * (row_h + gap);
-            svg.raw(&format!(
-                "<image class=\"image\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" preserveAspectRatio=\"none\" \
-                 style=\"image-rendering:pixelated\" href=\"{uri}\"/>\n",
-                super::svg::N(x),
-                super::svg::N(y),
-                img_w,
-                img_h
-            ));
-            let flagged = self.highlight.get(i).copied().unwrap_or(false);
-            let (stroke, sw) = if flagged { (HIGHLIGHT_COLOR.hex(), 2.5) } else { ("#cccccc".to_string(), 1.0) };
-            let class = if flagged { "highlight" } else { "image-frame" };
-            svg.rect(x, y, img_w, img_h, "none", &format!(r#"class="{class}" stroke="{stroke}" stroke-width="{sw}""#));
-            if let Some(caption) = self.captions.get(i) {
-                let mut style = TextStyle::new(CAPTION_SIZE);
-                if flagged {
-                    style = style.color(HIGHLIGHT_COLOR).bold();
-                }
-                svg.text(cx, y + img_h + 3.0 + CAPTION_SIZE / 2.0, caption, style, r#"class="caption""#);
-            }
+            let cx = (x0 + c as f64 * (col_w + gap) + col_w / 2.0).round() as i32;
+            let y = (MARGIN + title_h + r as f64 * (row_h + gap)).round() as i32;
+            placed.push((cx, y, uri));
         }
-        Ok(Figure::new(svg.finish(), width as u32, height as u32, &self.title))
+        let (iw, ih) = (img_w as i32, img_h as i32);
+        let (title, captions, highlight) = (self.title.as_str(), &self.captions, &self.highlight);
+        let mut svg = render_svg("image_grid", (width as u32, height as u32), |root| {
+            if !title.is_empty() {
+                let style = bold(TITLE_SIZE).pos(Pos::new(HPos::Center, VPos::Top));
+                root.draw(&Text::new(title, ((width / 2.0) as i32, MARGIN as i32), style))?;
+            }
+            for (i, (cx, y, _)) in placed.iter().enumerate() {
+                let x = cx - iw / 2;
+                let flagged = highlight.get(i).copied().unwrap_or(false);
+                // A 2 px stroke centred one pixel outside the image's edges lies flush against
+                // it, so the image, drawn over the frames afterwards, hides none of it.
+                let color = if flagged { HIGHLIGHT_COLOR } else { FRAME_COLOR };
+                let frame = [(x - 1, y - 1), (x + iw + 1, y + ih + 1)];
+                root.draw(&Rectangle::new(frame, RGBColor::from(color).stroke_width(2)))?;
+                if let Some(caption) = captions.get(i) {
+                    let style = if flagged { colored(bold(CAPTION_SIZE), color) } else { font(CAPTION_SIZE) };
+                    root.draw(&Text::new(
+                        caption.as_str(),
+                        (*cx, y + ih + 4),
+                        style.pos(Pos::new(HPos::Center, VPos::Top)),
+                    ))?;
+                }
+            }
+            Ok(())
+        })?;
+        let images: String = placed.iter().map(|(cx, y, uri)| image_element(cx - iw / 2, *y, iw, ih, uri)).collect();
+        append_markup(&mut svg, &images)?;
+        Ok(Figure::new(svg, width as u32, height as u32, &self.title))
     }
 }
 
@@ -299,7 +312,7 @@ fn paint(
                         0
                     }
                 };
-                super::Rgb(ch(0), ch(1), ch(2))
+                Rgb(ch(0), ch(1), ch(2))
             };
             for dy in 0..p {
                 let row = (y * p + dy) * out_w;
@@ -330,19 +343,18 @@ mod tests {
             .render()
             .expect("renders");
         let svg = fig.svg();
-        assert_eq!(count_class(svg, "image"), 10);
-        assert_eq!(count_class(svg, "caption"), 10);
-        assert_eq!(count_class(svg, "highlight"), 1);
+        let placed = images(svg);
+        assert_eq!(placed.len(), 10);
+        let captions = texts_where(svg, CAPTION_SIZE, "middle", false);
+        assert_eq!(captions, (0..10).map(|i| format!("pred {i}")).collect::<Vec<_>>());
+        assert_eq!(outlines(svg, HIGHLIGHT_COLOR), 1);
+        assert_eq!(outlines(svg, FRAME_COLOR), 9);
         assert!(texts(svg).contains(&"Fashion-MNIST".to_string()));
-        // 4 columns of 84 px images; 3 rows.
-        let doc = parse(svg);
-        let xs: std::collections::BTreeSet<String> = doc
-            .descendants()
-            .filter(|n| n.attribute("class") == Some("image"))
-            .map(|n| n.attribute("x").unwrap_or("").to_string())
-            .collect();
-        assert_eq!(xs.len(), 4);
-        assert!(svg.contains(r#"width="84" height="84""#));
+        // 4 columns and 3 rows of 84 px images.
+        let xs: std::collections::BTreeSet<i64> = placed.iter().map(|p| p.0 as i64).collect();
+        let ys: std::collections::BTreeSet<i64> = placed.iter().map(|p| p.1 as i64).collect();
+        assert_eq!((xs.len(), ys.len()), (4, 3));
+        assert!(placed.iter().all(|p| (p.2, p.3) == (84.0, 84.0)), "{placed:?}");
         assert!(svg.contains("data:image/png;base64,iVBORw0KGgo"), "PNG signature in base64");
     }
 
@@ -352,14 +364,14 @@ mod tests {
         for shape in [vec![3, 5, 7], vec![3, 1, 5, 7], vec![3, 3, 5, 7]] {
             let t = Tensor::ones(shape.as_slice(), DType::F32, &dev).expect("tensor");
             let fig = image_grid(&t, 2).expect("renders");
-            assert_eq!(count_class(fig.svg(), "image"), 3, "shape {shape:?}");
+            assert_eq!(images(fig.svg()).len(), 3, "shape {shape:?}");
         }
         let bytes = Tensor::zeros((2, 4, 4), DType::U8, &dev).expect("tensor");
-        assert_eq!(count_class(image_grid(&bytes, 8).expect("u8").svg(), "image"), 2);
+        assert_eq!(images(image_grid(&bytes, 8).expect("u8").svg()).len(), 2);
         // Values outside [0, 1] are normalised rather than clipped to white.
         let big = (Tensor::arange(0f32, 32.0, &dev).expect("t").reshape((2, 4, 4)).expect("t") * 100.0).expect("t");
         let fig = ImageGrid::new(&big).render().expect("renders");
-        assert_eq!(count_class(fig.svg(), "image"), 2);
+        assert_eq!(images(fig.svg()).len(), 2);
     }
 
     #[test]

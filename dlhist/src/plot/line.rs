@@ -5,8 +5,9 @@
 //! Non-finite points (NaN, ±inf, and values ≤ 0 on a log axis) are skipped and break the line
 //! there, so a diverging run shows where it blew up instead of failing to plot.
 
-use super::axes::{auto_range, Axis, Chart, LegendEntry, Swatch};
-use super::svg::escape;
+use plotters::prelude::*;
+
+use super::axes::{auto_range, clip_polyline, AxisChart, LegendEntry, Scale, Swatch};
 use super::{palette, Figure, IntoValues, HEIGHT, WIDTH};
 use crate::{Error, Result};
 
@@ -197,17 +198,57 @@ impl LineChart {
             .filter(|(_, n)| !n.is_empty())
             .map(|(i, n)| LegendEntry { name: n.clone(), color: palette(i), swatch: Swatch::Line })
             .collect();
-        let chart = Chart {
-            width: self.size.0,
-            height: self.size.1,
-            title: self.title,
-            x: Axis::new(x_range.0, x_range.1, self.log_x, &self.x_label),
-            y: Axis::new(y_range.0, y_range.1, self.log_y, &self.y_label),
+        let scale = |(lo, hi): (f64, f64), log: bool| if log { Scale::log(lo, hi) } else { Scale::linear(lo, hi) };
+        let (x, y) = (scale(x_range, self.log_x), scale(y_range, self.log_y));
+        let occupied = occupied(&x, &y, &runs);
+        let log = (self.log_x, self.log_y);
+        let markers = self.markers;
+        let chart = AxisChart {
+            what: &what,
+            size: self.size,
+            title: &self.title,
+            x_label: &self.x_label,
+            y_label: &self.y_label,
+            x,
+            y,
+            x_grid: true,
             legend,
         };
-        Ok(draw(&chart, &runs, &names, self.markers))
+        let inside =
+            |&(x, y): &(f64, f64)| (x_range.0..=x_range.1).contains(&x) && (y_range.0..=y_range.1).contains(&y);
+        let svg = chart.render(&occupied, |chart| {
+            for (i, parts) in runs.iter().enumerate() {
+                let color = RGBColor::from(palette(i));
+                for part in parts {
+                    if part.len() == 1 {
+                        // A lone point has no line to show it: mark it.
+                        chart.draw_series(
+                            part.iter().filter(|p| inside(p)).map(|&p| Circle::new(p, 2, color.filled())),
+                        )?;
+                    }
+                    // Cut where the line leaves a fixed range rather than let plotters flatten
+                    // the part outside onto the frame.
+                    for piece in clip_polyline(part, x_range, y_range, log) {
+                        let piece = decimate(&piece, |p| chart.backend_coord(p));
+                        chart.draw_series(LineSeries::new(piece, color.stroke_width(LINE_WIDTH)))?;
+                    }
+                    if markers {
+                        chart.draw_series(
+                            part.iter().filter(|p| inside(p)).map(|&p| Circle::new(p, MARKER_RADIUS, color.filled())),
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Figure::new(svg, self.size.0, self.size.1, &self.title))
     }
 }
+
+/// Stroke width of the lines, in pixels.
+const LINE_WIDTH: u32 = 2;
+/// Radius of the markers drawn by [`LineChart::markers`], in pixels.
+const MARKER_RADIUS: i32 = 3;
 
 /// Validates a user-given axis range.
 fn check_range((lo, hi): (f64, f64), log: bool, what: &str, axis: &str) -> Result<(f64, f64)> {
@@ -222,6 +263,33 @@ fn check_range((lo, hi): (f64, f64), log: bool, what: &str, axis: &str) -> Resul
     Ok((lo, hi))
 }
 
+/// Points along the lines (vertices and a few points between them) for the legend to avoid,
+/// at most a few thousand.
+fn occupied(x: &Scale, y: &Scale, runs: &[Vec<Vec<(f64, f64)>>]) -> Vec<(f64, f64)> {
+    // Interpolating in axis fractions keeps the samples evenly spread on screen, on log axes
+    // too; they are mapped back to data values through the same fractions.
+    let mut out = Vec::new();
+    for run in runs.iter().flatten() {
+        let stride = (run.len() / 1000).max(1);
+        let picked: Vec<(f64, f64)> = run.iter().step_by(stride).copied().collect();
+        for w in picked.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            // About one sample per 1% of the plot along the segment, so long straight segments
+            // (a few epochs across the whole width) cannot pass under the legend unseen.
+            let (du, dv) = (x.frac(x1) - x.frac(x0), y.frac(y1) - y.frac(y0));
+            let k = ((du.hypot(dv) * 100.0).ceil() as u32).clamp(1, 100);
+            for j in 0..k {
+                let t = f64::from(j) / f64::from(k);
+                out.push((lerp(x0, x1, t, matches!(x, Scale::Log(_))), lerp(y0, y1, t, matches!(y, Scale::Log(_)))));
+            }
+        }
+        if let Some(&last) = picked.last() {
+            out.push(last);
+        }
+    }
+    out
+}
+
 /// Interpolates between two data values, geometrically on a log axis, so samples are evenly
 /// spread on screen.
 fn lerp(a: f64, b: f64, t: f64, log: bool) -> f64 {
@@ -232,97 +300,36 @@ fn lerp(a: f64, b: f64, t: f64, log: bool) -> f64 {
     }
 }
 
-/// Points along the lines (vertices and a few points between them) for the legend to avoid,
-/// at most a few thousand.
-fn occupied(chart: &Chart, runs: &[Vec<Vec<(f64, f64)>>]) -> Vec<(f64, f64)> {
-    let (lx, ly) = (chart.x.scale.log, chart.y.scale.log);
-    let mut out = Vec::new();
-    for run in runs.iter().flatten() {
-        let stride = (run.len() / 1000).max(1);
-        let picked: Vec<(f64, f64)> = run.iter().step_by(stride).copied().collect();
-        for w in picked.windows(2) {
-            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-            // About one sample per 1% of the plot along the segment, so long straight segments
-            // (a few epochs across the whole width) cannot pass under the legend unseen.
-            let du = chart.x.scale.frac(x1) - chart.x.scale.frac(x0);
-            let dv = chart.y.scale.frac(y1) - chart.y.scale.frac(y0);
-            let k = ((du.hypot(dv) * 100.0).ceil() as u32).clamp(1, 100);
-            for j in 0..k {
-                let t = f64::from(j) / f64::from(k);
-                out.push((lerp(x0, x1, t, lx), lerp(y0, y1, t, ly)));
-            }
-        }
-        if let Some(&last) = picked.last() {
-            out.push(last);
-        }
+/// Thins a long run of points to at most four per pixel column (first, lowest, highest and
+/// last of each column's consecutive points, as `pixel` maps them): the drawn line looks the
+/// same and the SVG stays small even for 100k-step curves. Short runs are returned as they are.
+fn decimate(points: &[(f64, f64)], pixel: impl Fn(&(f64, f64)) -> (i32, i32)) -> Vec<(f64, f64)> {
+    let px: Vec<(i32, i32)> = points.iter().map(&pixel).collect();
+    let columns = match (px.first(), px.last()) {
+        (Some(a), Some(b)) => (a.0 - b.0).unsigned_abs() as usize + 1,
+        _ => return Vec::new(),
+    };
+    if points.len() <= 2 * columns {
+        return points.to_vec();
     }
-    out
-}
-
-/// Thins a long run of pixel points to at most four per pixel column (first, lowest, highest
-/// and last of each column's consecutive points): the drawn line looks the same, the SVG
-/// stays small even for 100k-step curves.
-fn decimate(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < points.len() {
-        let col = points[i].0.floor();
         let mut j = i;
-        while j < points.len() && points[j].0.floor() == col {
+        while j < points.len() && px[j].0 == px[i].0 {
             j += 1;
         }
-        let group = &points[i..j];
-        let (mut lo, mut hi) = (0, 0);
-        for (k, p) in group.iter().enumerate() {
-            if p.1 < group[lo].1 {
-                lo = k;
-            }
-            if p.1 > group[hi].1 {
-                hi = k;
-            }
-        }
-        let mut keep = vec![0, lo, hi, group.len() - 1];
+        // Screen y grows downwards, but only which points are extreme matters.
+        let group = i..j;
+        let lo = group.clone().min_by_key(|&k| px[k].1).unwrap_or(i);
+        let hi = group.clone().max_by_key(|&k| px[k].1).unwrap_or(i);
+        let mut keep = vec![i, lo, hi, j - 1];
         keep.sort_unstable();
         keep.dedup();
-        out.extend(keep.into_iter().map(|k| group[k]));
+        out.extend(keep.into_iter().map(|k| points[k]));
         i = j;
     }
     out
-}
-
-fn draw(chart: &Chart, runs: &[Vec<Vec<(f64, f64)>>], names: &[String], markers: bool) -> Figure {
-    let layout = chart.layout(&occupied(chart, runs));
-    let mut svg = layout.begin(chart);
-    let plot_w = layout.right - layout.left;
-    for (i, (parts, name)) in runs.iter().zip(names).enumerate() {
-        let color = palette(i).hex();
-        svg.open_group(&format!(r#"class="series" data-name="{}""#, escape(name)));
-        for part in parts {
-            let px: Vec<(f64, f64)> = part.iter().map(|&(x, y)| (layout.px(x), layout.py(y))).collect();
-            let px = if px.len() as f64 > 2.0 * plot_w { decimate(&px) } else { px };
-            if px.len() == 1 {
-                // A lone point has no line to show it: mark it.
-                if layout.contains(px[0]) {
-                    svg.circle(px[0].0, px[0].1, 2.5, &color, r#"class="marker""#);
-                }
-            } else {
-                for piece in layout.clip_polyline(&px) {
-                    svg.polyline(&piece, &color, 1.8, r#"class="line""#);
-                }
-            }
-            if markers {
-                for &(x, y) in part {
-                    let p = (layout.px(x), layout.py(y));
-                    if layout.contains(p) {
-                        svg.circle(p.0, p.1, 3.0, &color, r#"class="marker" stroke="white" stroke-width="0.8""#);
-                    }
-                }
-            }
-        }
-        svg.close_group();
-    }
-    let text = layout.finish(chart, svg);
-    Figure::new(text, chart.width, chart.height, &chart.title)
 }
 
 #[cfg(test)]
@@ -330,14 +337,9 @@ mod tests {
     use super::*;
     use crate::plot::test_util::*;
 
-    fn polyline_points(svg: &str) -> Vec<usize> {
-        let doc = parse(svg);
-        let counts = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("polyline"))
-            .map(|n| n.attribute("points").unwrap_or("").split_whitespace().count())
-            .collect();
-        counts
+    /// The number of points of each line drawn in series colour `i`.
+    fn line_points(svg: &str, i: usize) -> Vec<usize> {
+        polylines(svg, palette(i), LINE_WIDTH).iter().map(|p| p.len()).collect()
     }
 
     #[test]
@@ -354,9 +356,11 @@ mod tests {
         for want in ["Training loss", "step", "loss", "train", "valid"] {
             assert!(texts.iter().any(|t| t == want), "missing text {want:?} in {texts:?}");
         }
-        assert_eq!(polyline_points(svg), vec![50, 30]);
-        assert_eq!(count_class(svg, "series"), 2);
-        assert_eq!(texts_of(svg, "legend-label"), ["train", "valid"]);
+        assert_eq!(line_points(svg, 0), vec![50]);
+        assert_eq!(line_points(svg, 1), vec![30]);
+        assert_eq!(legend_labels(svg), ["train", "valid"]);
+        // Each legend entry shows its colour as a line swatch.
+        assert_eq!(polylines(svg, palette(1), 3).len(), 1);
         assert_eq!((fig.width(), fig.height()), (640, 400));
     }
 
@@ -364,7 +368,7 @@ mod tests {
     fn markers_match_points() {
         let fig =
             LineChart::new("m").series("a", [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]).markers().render().expect("renders");
-        assert_eq!(count_class(fig.svg(), "marker"), 3);
+        assert_eq!(circles(fig.svg(), palette(0), MARKER_RADIUS), 3);
     }
 
     #[test]
@@ -372,19 +376,42 @@ mod tests {
         let ys: Vec<f64> = (0..100).map(|i| 10f64.powf(-(i as f64) / 25.0)).collect();
         let lin = LineChart::new("lin").series_y("loss", &ys).render().expect("linear");
         let log = LineChart::new("log").series_y("loss", &ys).log_y().render().expect("log");
-        let lin_ticks = texts_of(lin.svg(), "tick-y");
-        let log_ticks = texts_of(log.svg(), "tick-y");
+        let (lin_ticks, log_ticks) = (y_ticks(lin.svg()), y_ticks(log.svg()));
         assert_ne!(lin_ticks, log_ticks);
         assert!(log_ticks.contains(&"0.001".to_string()) && log_ticks.contains(&"0.1".to_string()), "{log_ticks:?}");
         assert!(lin_ticks.contains(&"0.2".to_string()), "{lin_ticks:?}");
         // Log x as well.
         let both = LineChart::new("").series("", [1.0, 10.0, 100.0], [1.0, 2.0, 3.0]).log_x().render().expect("log x");
-        let x_ticks = texts_of(both.svg(), "tick-x");
+        let x_ticks = x_ticks(both.svg());
         for want in ["1", "10", "100"] {
             assert!(x_ticks.contains(&want.to_string()), "{x_ticks:?}");
         }
         // Log spacing: 1-2-5 steps, never the evenly spaced 40 of a linear axis.
         assert!(!x_ticks.contains(&"40".to_string()), "{x_ticks:?}");
+        // A loss curve spanning less than a decade still gets several labels.
+        let short = LineChart::new("").series_y("", [2.3, 1.2, 0.6, 0.4, 0.3]).log_y().render().expect("short");
+        assert!(y_ticks(short.svg()).len() >= 3, "{:?}", y_ticks(short.svg()));
+    }
+
+    #[test]
+    fn legend_avoids_the_data() {
+        // Where the legend's name is written, left or right of the plot's middle.
+        let legend_on_right = |fig: &Figure| {
+            let doc = parse(fig.svg());
+            let name = doc
+                .descendants()
+                .find(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.trim() == "curve"))
+                .and_then(|n| n.attribute("x").and_then(|x| x.parse::<f64>().ok()))
+                .expect("legend name");
+            let (fx, _, fw, _) = frame(fig.svg());
+            name > fx + fw / 2.0
+        };
+        // A falling curve leaves the upper right free.
+        let falling = LineChart::new("").series("curve", [0.0, 0.1, 1.0], [1.0, 0.1, 0.0]).render().expect("renders");
+        assert!(legend_on_right(&falling));
+        // A rising one fills it: the legend moves to the upper left, which is empty.
+        let rising = LineChart::new("").series("curve", [0.0, 0.9, 1.0], [0.0, 0.1, 1.0]).render().expect("renders");
+        assert!(!legend_on_right(&rising));
     }
 
     #[test]
@@ -393,11 +420,12 @@ mod tests {
             .series_y("a", [1.0, 2.0, f64::NAN, 3.0, 4.0, 5.0, f64::INFINITY])
             .render()
             .expect("renders");
-        assert_eq!(polyline_points(fig.svg()), vec![2, 3]);
+        assert_eq!(line_points(fig.svg(), 0), vec![2, 3]);
         // On a log axis, zero and negative values are skipped too.
         let fig = LineChart::new("log").series_y("a", [1.0, 0.0, 0.5, 0.25]).log_y().render().expect("renders");
-        assert_eq!(polyline_points(fig.svg()), vec![2]);
-        assert_eq!(count_class(fig.svg(), "marker"), 1);
+        assert_eq!(line_points(fig.svg(), 0), vec![2]);
+        // The lone first point is marked instead.
+        assert_eq!(circles(fig.svg(), palette(0), 2), 1);
     }
 
     #[test]
@@ -417,18 +445,18 @@ mod tests {
     }
 
     #[test]
-    fn tensor_input_and_tensor_errors() {
+    fn tensor_input() {
         let dev = candle_core::Device::Cpu;
         let t = candle_core::Tensor::new(&[3f32, 2.0, 1.0], &dev).expect("tensor");
         let fig = LineChart::new("t").series_y("loss", &t).render().expect("renders");
-        assert_eq!(polyline_points(fig.svg()), vec![3]);
+        assert_eq!(line_points(fig.svg(), 0), vec![3]);
     }
 
     #[test]
     fn long_series_are_decimated() {
         let ys: Vec<f64> = (0..100_000).map(|i| ((i as f64) * 0.01).sin()).collect();
         let fig = LineChart::new("long").series_y("", &ys).render().expect("renders");
-        let n = polyline_points(fig.svg())[0];
+        let n = line_points(fig.svg(), 0)[0];
         assert!(n < 4 * 640 && n > 500, "{n} points drawn");
         assert!(fig.svg().len() < 100_000, "{} bytes", fig.svg().len());
     }
@@ -436,7 +464,7 @@ mod tests {
     #[test]
     fn user_ranges_apply_and_clip() {
         let fig = LineChart::new("r").series_y("", [0.0, 1.0]).y_range(0.0, 100.0).render().expect("renders");
-        assert!(texts_of(fig.svg(), "tick-y").contains(&"100".to_string()));
+        assert!(y_ticks(fig.svg()).contains(&"100".to_string()));
         // The middle point is far above the range: the line is cut into two pieces at the frame,
         // and its marker is left out.
         let fig = LineChart::new("clip")
@@ -445,7 +473,11 @@ mod tests {
             .markers()
             .render()
             .expect("renders");
-        assert_eq!(polyline_points(fig.svg()), vec![3, 3]);
-        assert_eq!(count_class(fig.svg(), "marker"), 4);
+        assert_eq!(line_points(fig.svg(), 0), vec![3, 3]);
+        assert_eq!(circles(fig.svg(), palette(0), MARKER_RADIUS), 4);
+        // No point of the lines lies outside the plot: the cut ends on the frame.
+        let top = polylines(fig.svg(), palette(0), LINE_WIDTH).iter().flatten().map(|p| p.1).fold(f64::MAX, f64::min);
+        let frame_top = frame(fig.svg()).1;
+        assert!(top >= frame_top, "line reaches y = {top}, above the frame at {frame_top}");
     }
 }

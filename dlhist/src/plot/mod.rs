@@ -26,23 +26,34 @@
 //! # Ok::<(), dlhist::Error>(())
 //! ```
 //!
-//! # Why hand-written SVG rather than plotters' chart builder
-//! The figures write their SVG directly, with the small layout engine in this module (ticks,
-//! log axes, legends, label rotation), instead of going through plotters' `ChartBuilder`:
-//! - one code path lays out every figure type, so fonts, margins, colours and tick labels match
-//!   across line charts, heatmaps and image grids (plotters has no heatmap colour bar, no
-//!   embedded images and no categorical axes that look like the others);
-//! - layout decisions plotters leaves to the caller are made here from the data: the legend
-//!   goes to the emptiest corner (or outside when every corner is crowded), long category
-//!   labels rotate, crowded tick labels thin out;
-//! - elements carry `class` attributes (`series`, `marker`, `bar`, `cell`, `image`...), which
-//!   lets tests (and curious readers) count what was drawn;
-//! - no `id` attributes and no nested `<svg>` elements, so figures combine into one SVG and
-//!   survive being inlined into HTML pages (nbconvert exports, the classic notebook) next to
-//!   each other and under the page's CSS.
+//! # What draws what
+//! [plotters](https://docs.rs/plotters) draws every chart with axes: its `ChartBuilder` lays
+//! out the title, label areas and plotting area, its mesh draws grid lines, tick marks, tick
+//! labels and axis labels, its linear and logarithmic (`log_scale`) coordinates map data to
+//! pixels, `LineSeries`, `Circle` and `Rectangle` elements draw the data, and
+//! `configure_series_labels` draws the legends. It renders with its SVG backend into a
+//! `String`, without its `ttf` feature, so no system font is read: text stays `<text>`.
+//! Colour scales come from plotters' colormaps. PNG images inside figures are encoded by the
+//! `png` crate and base64 by the `base64` crate.
 //!
-//! Text widths are estimated from per-character widths close to DejaVu Sans (SVG cannot measure
-//! text before a viewer lays it out), which errs on the wide side for Helvetica and Arial.
+//! What is ours: the decisions plotters leaves to its caller, made from the data (label area
+//! sizes from estimated text widths, how many ticks fit, which corner the legend takes, tick
+//! labels on log axes spanning less than a few decades, headroom for a bar chart's legend,
+//! thinning long curves to a few points per pixel column, cutting lines at a fixed range);
+//! the heatmap's cell sizing and colour bar (a second plotters chart, its gradient 48
+//! rectangles); the image grid's layout; and [`Figure::grid`], which places finished SVG
+//! documents side by side in one document (plotters can split a canvas but cannot draw a
+//! finished document into a part of it). Text, frames and shapes are plotters elements even
+//! there; only `<image>` elements and the grid's panels are written by hand.
+//!
+//! Details dropped in the move to plotters: a legend never moves outside the plot (plotters
+//! draws legends inside the plotting area; when every corner holds data it sits in the
+//! emptiest one, on a translucent background), long category labels stand vertical rather
+//! than at 40° (plotters rotates text by quarter turns only), scatter markers have no white
+//! outline, coordinates are whole pixels, and drawn elements carry no `class` attributes.
+//!
+//! Figures never contain `id` attributes, so several combine into one SVG and sit next to
+//! each other when inlined into HTML pages (nbconvert exports, the classic notebook).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -50,6 +61,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use plotters::prelude::{BlackWhite, ColorMap, DerivedColorMap, RGBColor, ViridisRGB};
 
 use crate::{Error, Result};
 
@@ -58,9 +70,8 @@ pub mod bar;
 pub mod heatmap;
 pub mod images;
 pub mod line;
-mod png;
+mod render;
 pub mod scatter;
-mod svg;
 
 pub use bar::BarChart;
 pub use heatmap::{confusion_counts, confusion_matrix, Heatmap, IntoMatrix};
@@ -77,11 +88,11 @@ pub const WIDTH: u32 = 640;
 /// Default figure height in pixels.
 pub const HEIGHT: u32 = 400;
 
-/// Font stack written on every figure's root element. DejaVu Sans first because the layout's
-/// width estimates are tuned to it; the others are what Mac and Windows viewers have.
+/// Font stack written on every text element. DejaVu Sans first because the layout's width
+/// estimates are tuned to it; the others are what Mac and Windows viewers have.
 pub(crate) const FONT_FAMILY: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
-pub(crate) const TITLE_SIZE: f64 = 15.0;
-pub(crate) const LABEL_SIZE: f64 = 13.0;
+pub(crate) const TITLE_SIZE: f64 = 14.0;
+pub(crate) const LABEL_SIZE: f64 = 12.0;
 pub(crate) const TICK_SIZE: f64 = 11.0;
 pub(crate) const LEGEND_SIZE: f64 = 12.0;
 pub(crate) const CAPTION_SIZE: f64 = 11.0;
@@ -158,38 +169,29 @@ pub enum Colormap {
     Diverging,
 }
 
-const VIRIDIS: [Rgb; 9] = [
-    Rgb(0x44, 0x01, 0x54),
-    Rgb(0x47, 0x2d, 0x7b),
-    Rgb(0x3b, 0x52, 0x8b),
-    Rgb(0x2c, 0x72, 0x8e),
-    Rgb(0x21, 0x90, 0x8c),
-    Rgb(0x27, 0xad, 0x81),
-    Rgb(0x5d, 0xc8, 0x63),
-    Rgb(0xaa, 0xdc, 0x32),
-    Rgb(0xfd, 0xe7, 0x25),
+/// ColorBrewer's "Blues" (white to dark blue), evenly spaced stops.
+const BLUES: [RGBColor; 9] = [
+    RGBColor(0xf7, 0xfb, 0xff),
+    RGBColor(0xde, 0xeb, 0xf7),
+    RGBColor(0xc6, 0xdb, 0xef),
+    RGBColor(0x9e, 0xca, 0xe1),
+    RGBColor(0x6b, 0xae, 0xd6),
+    RGBColor(0x42, 0x92, 0xc6),
+    RGBColor(0x21, 0x71, 0xb5),
+    RGBColor(0x08, 0x51, 0x9c),
+    RGBColor(0x08, 0x30, 0x6b),
 ];
-const BLUES: [Rgb; 9] = [
-    Rgb(0xf7, 0xfb, 0xff),
-    Rgb(0xde, 0xeb, 0xf7),
-    Rgb(0xc6, 0xdb, 0xef),
-    Rgb(0x9e, 0xca, 0xe1),
-    Rgb(0x6b, 0xae, 0xd6),
-    Rgb(0x42, 0x92, 0xc6),
-    Rgb(0x21, 0x71, 0xb5),
-    Rgb(0x08, 0x51, 0x9c),
-    Rgb(0x08, 0x30, 0x6b),
-];
-const DIVERGING: [Rgb; 9] = [
-    Rgb(0x21, 0x66, 0xac),
-    Rgb(0x43, 0x93, 0xc3),
-    Rgb(0x92, 0xc5, 0xde),
-    Rgb(0xd1, 0xe5, 0xf0),
-    Rgb(0xf7, 0xf7, 0xf7),
-    Rgb(0xfd, 0xdb, 0xc7),
-    Rgb(0xf4, 0xa5, 0x82),
-    Rgb(0xd6, 0x60, 0x4d),
-    Rgb(0xb2, 0x18, 0x2b),
+/// ColorBrewer's "RdBu" reversed (blue, white, red), evenly spaced stops.
+const DIVERGING: [RGBColor; 9] = [
+    RGBColor(0x21, 0x66, 0xac),
+    RGBColor(0x43, 0x93, 0xc3),
+    RGBColor(0x92, 0xc5, 0xde),
+    RGBColor(0xd1, 0xe5, 0xf0),
+    RGBColor(0xf7, 0xf7, 0xf7),
+    RGBColor(0xfd, 0xdb, 0xc7),
+    RGBColor(0xf4, 0xa5, 0x82),
+    RGBColor(0xd6, 0x60, 0x4d),
+    RGBColor(0xb2, 0x18, 0x2b),
 ];
 
 impl Colormap {
@@ -204,17 +206,15 @@ impl Colormap {
         if t.is_nan() {
             return Rgb(0xcc, 0xcc, 0xcc);
         }
+        // plotters' colormaps interpolate linearly between evenly spaced stops.
         let t = t.clamp(0.0, 1.0);
-        let stops: &[Rgb] = match self {
-            Colormap::Gray => return Rgb(0, 0, 0).mix(Rgb(255, 255, 255), t),
-            Colormap::Viridis => &VIRIDIS,
-            Colormap::Blues => &BLUES,
-            Colormap::Diverging => &DIVERGING,
+        let RGBColor(r, g, b) = match self {
+            Colormap::Viridis => ViridisRGB.get_color(t),
+            Colormap::Gray => BlackWhite.get_color(t),
+            Colormap::Blues => DerivedColorMap::new(&BLUES).get_color(t),
+            Colormap::Diverging => DerivedColorMap::new(&DIVERGING).get_color(t),
         };
-        // Piecewise-linear between evenly spaced stops.
-        let pos = t * (stops.len() - 1) as f64;
-        let i = (pos.floor() as usize).min(stops.len() - 2);
-        stops[i].mix(stops[i + 1], pos - i as f64)
+        Rgb(r, g, b)
     }
 }
 
@@ -240,6 +240,9 @@ pub struct Figure {
     width: u32,
     height: u32,
     title: String,
+    /// Drawn by this module: the root is plotters' plain `<svg>` element of exactly this size
+    /// (no attributes that its children depend on), so compositions can lift out its children.
+    own: bool,
 }
 
 impl Figure {
@@ -254,11 +257,11 @@ impl Figure {
         if width == 0 || height == 0 {
             return Err(Error::Invalid(format!("Figure::from_svg: size must be positive, got {width}x{height}")));
         }
-        Ok(Figure { svg, width, height, title: String::new() })
+        Ok(Figure { svg, width, height, title: String::new(), own: false })
     }
 
     pub(crate) fn new(svg: String, width: u32, height: u32, title: &str) -> Figure {
-        Figure { svg, width, height, title: title.to_string() }
+        Figure { svg, width, height, title: title.to_string(), own: true }
     }
 
     /// The SVG document.
@@ -388,29 +391,35 @@ impl Figure {
         }
         let width: u32 = col_w.iter().sum();
         let height: u32 = row_h.iter().sum();
-        let mut out = svg::Svg::new(width, height);
+        // plotters makes the outer document (a white canvas); the panels are placed by hand,
+        // since plotters can split a canvas but cannot draw an SVG document into a part of it.
+        let mut svg = render::render_svg("Figure::grid", (width, height), |_| Ok(()))?;
+        let mut panels = String::new();
         for (i, f) in figs.iter().enumerate() {
             let f = f.borrow();
             let x: u32 = col_w[..i % cols].iter().sum();
             let y: u32 = row_h[..i / cols].iter().sum();
-            out.raw(&format!("<g class=\"panel\" transform=\"translate({x},{y})\">\n"));
-            out.raw(panel_content(f));
-            out.raw("\n</g>\n");
+            panels.push_str(&format!("<g class=\"panel\" transform=\"translate({x},{y})\">\n"));
+            panels.push_str(panel_content(f));
+            panels.push_str("\n</g>\n");
         }
-        Ok(Figure::new(out.finish(), width, height, ""))
+        render::append_markup(&mut svg, &panels)?;
+        Ok(Figure::new(svg, width, height, ""))
     }
 }
 
-/// What goes inside a grid panel. dlhist's own figures are unwrapped: their root's children
-/// only (the outer root carries the same `font-family`), because a nested `<svg>` element is
-/// resized by page CSS such as JupyterLab's `svg { height: auto }` when the figure is inlined
-/// into HTML. Other SVG (from [`Figure::from_svg`]) stays a nested document, minus any XML
-/// declaration or doctype, which may not appear inside another document.
+/// What goes inside a grid panel. This module's figures are unwrapped, their root's children
+/// only, because a nested `<svg>` element is resized by page CSS such as JupyterLab's
+/// `svg { height: auto }` when the figure is inlined into HTML. Other SVG (from
+/// [`Figure::from_svg`]) stays a nested document, minus any XML declaration or doctype, which
+/// may not appear inside another document.
 fn panel_content(f: &Figure) -> &str {
-    let own = svg::root_open(f.width, f.height);
-    if let Some(body) = f.svg.strip_prefix(own.as_str()) {
-        if let Some(end) = body.rfind("</svg>") {
-            return body[..end].trim();
+    if f.own {
+        let body = f.svg.find("<svg").and_then(|i| f.svg[i..].find('>').map(|j| i + j + 1));
+        if let (Some(start), Some(end)) = (body, f.svg.rfind("</svg>")) {
+            if start <= end {
+                return f.svg[start..end].trim();
+            }
         }
     }
     f.svg.find("<svg").map_or(f.svg.as_str(), |i| &f.svg[i..]).trim_end()
@@ -575,37 +584,136 @@ pub(crate) fn strings<S: ToString>(items: impl IntoIterator<Item = S>) -> Vec<St
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    //! Helpers the figure tests share: parse the SVG and count what was drawn.
+    //! Helpers the figure tests share: parse the SVG and count what was drawn. plotters' SVG
+    //! carries no classes, so elements are told apart by colour, size and text style.
+
+    use super::{Rgb, AXIS_COLOR, LEGEND_SIZE, TICK_SIZE};
 
     /// Parses `svg` as XML (panicking with the parser's message if it is not).
     pub fn parse(svg: &str) -> roxmltree::Document<'_> {
         roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("figure is not valid XML: {e}"))
     }
 
-    /// How many elements carry `class`.
-    pub fn count_class(svg: &str, class: &str) -> usize {
-        let doc = parse(svg);
-        let n = doc.descendants().filter(|n| n.attribute("class") == Some(class)).count();
-        n
+    fn num(n: &roxmltree::Node<'_, '_>, attr: &str) -> f64 {
+        n.attribute(attr).and_then(|v| v.trim().parse().ok()).unwrap_or(f64::NAN)
+    }
+
+    fn is(n: &roxmltree::Node<'_, '_>, attr: &str, color: Rgb) -> bool {
+        n.attribute(attr).is_some_and(|v| v.eq_ignore_ascii_case(&color.hex()))
+    }
+
+    fn text_of(n: &roxmltree::Node<'_, '_>) -> String {
+        // plotters ends every text with a newline.
+        n.text().unwrap_or("").trim().to_string()
     }
 
     /// Every text element's content, in document order.
     pub fn texts(svg: &str) -> Vec<String> {
         let doc = parse(svg);
-        let t =
-            doc.descendants().filter(|n| n.has_tag_name("text")).map(|n| n.text().unwrap_or("").to_string()).collect();
+        let t = doc.descendants().filter(|n| n.has_tag_name("text")).map(|n| text_of(&n)).collect();
         t
     }
 
-    /// The text of elements with `class`.
-    pub fn texts_of(svg: &str, class: &str) -> Vec<String> {
+    /// The texts `size` pixels high with `text-anchor` `anchor`, rotated or not.
+    pub fn texts_where(svg: &str, size: f64, anchor: &str, rotated: bool) -> Vec<String> {
         let doc = parse(svg);
         let t = doc
             .descendants()
-            .filter(|n| n.has_tag_name("text") && n.attribute("class") == Some(class))
-            .map(|n| n.text().unwrap_or("").to_string())
+            .filter(|n| {
+                n.has_tag_name("text")
+                    && (num(n, "font-size") - size).abs() < 1e-6
+                    && n.attribute("text-anchor") == Some(anchor)
+                    && n.attribute("transform").is_some() == rotated
+            })
+            .map(|n| text_of(&n))
             .collect();
         t
+    }
+
+    /// The y axis tick labels (right-aligned beside the axis), bottom to top.
+    pub fn y_ticks(svg: &str) -> Vec<String> {
+        texts_where(svg, TICK_SIZE, "end", false)
+    }
+
+    /// The x axis tick labels (centred under the axis, or standing vertical), left to right.
+    pub fn x_ticks(svg: &str) -> Vec<String> {
+        let flat = texts_where(svg, TICK_SIZE, "middle", false);
+        if flat.is_empty() {
+            texts_where(svg, TICK_SIZE, "end", true)
+        } else {
+            flat
+        }
+    }
+
+    /// The legend's names, top to bottom.
+    pub fn legend_labels(svg: &str) -> Vec<String> {
+        texts_where(svg, LEGEND_SIZE, "start", false)
+    }
+
+    /// The points of each polyline stroked in `color`, `width` pixels wide.
+    pub fn polylines(svg: &str, color: Rgb, width: u32) -> Vec<Vec<(f64, f64)>> {
+        let doc = parse(svg);
+        let lines = doc
+            .descendants()
+            .filter(|n| {
+                n.has_tag_name("polyline") && is(n, "stroke", color) && num(n, "stroke-width") == f64::from(width)
+            })
+            .map(|n| {
+                let pts = n.attribute("points").unwrap_or("").split_whitespace();
+                pts.filter_map(|p| p.split_once(','))
+                    .map(|(x, y)| (x.parse().unwrap_or(f64::NAN), y.parse().unwrap_or(f64::NAN)))
+                    .collect()
+            })
+            .collect();
+        lines
+    }
+
+    /// How many circles are filled with `color` and have radius `r`.
+    pub fn circles(svg: &str, color: Rgb, r: i32) -> usize {
+        let doc = parse(svg);
+        let n = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle") && is(n, "fill", color) && num(n, "r") == f64::from(r))
+            .count();
+        n
+    }
+
+    /// How many rectangles are filled with `color`.
+    pub fn rects(svg: &str, color: Rgb) -> usize {
+        let doc = parse(svg);
+        let n = doc.descendants().filter(|n| n.has_tag_name("rect") && is(n, "fill", color)).count();
+        n
+    }
+
+    /// How many rectangles are outlined (not filled) in `color`.
+    pub fn outlines(svg: &str, color: Rgb) -> usize {
+        let doc = parse(svg);
+        let n = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some("none") && is(n, "stroke", color))
+            .count();
+        n
+    }
+
+    /// The embedded images' `(x, y, width, height)`.
+    pub fn images(svg: &str) -> Vec<(f64, f64, f64, f64)> {
+        let doc = parse(svg);
+        let i = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("image"))
+            .map(|n| (num(&n, "x"), num(&n, "y"), num(&n, "width"), num(&n, "height")))
+            .collect();
+        i
+    }
+
+    /// The plot frame's `(x, y, width, height)`: the first outline in the axis colour.
+    pub fn frame(svg: &str) -> (f64, f64, f64, f64) {
+        let doc = parse(svg);
+        let f = doc
+            .descendants()
+            .find(|n| n.has_tag_name("rect") && n.attribute("fill") == Some("none") && is(n, "stroke", AXIS_COLOR))
+            .map(|n| (num(&n, "x"), num(&n, "y"), num(&n, "width"), num(&n, "height")));
+        f.unwrap_or_else(|| panic!("no plot frame in the figure"))
     }
 }
 
@@ -668,7 +776,8 @@ mod tests {
         let doc = parse(g.svg());
         // The figures' contents are unwrapped into the outer document: one <svg> element only.
         assert_eq!(doc.descendants().filter(|n| n.has_tag_name("svg")).count(), 1);
-        assert_eq!(doc.descendants().filter(|n| n.attribute("class") == Some("frame")).count(), 3);
+        // Every panel keeps its drawing: three plot frames.
+        assert_eq!(outlines(g.svg(), AXIS_COLOR), 3);
         let panels: Vec<_> = doc.descendants().filter(|n| n.attribute("class") == Some("panel")).collect();
         assert_eq!(panels.len(), 3);
         assert_eq!(panels[1].attribute("transform"), Some("translate(640,0)"));
@@ -702,9 +811,11 @@ mod tests {
 
     #[test]
     fn colormaps_interpolate() {
-        assert_eq!(Colormap::Viridis.color(0.0), VIRIDIS[0]);
-        assert_eq!(Colormap::Viridis.color(1.0), VIRIDIS[8]);
-        assert_eq!(Colormap::Blues.color(2.0), BLUES[8]);
+        // Viridis' end points (matplotlib's) and a clamped value past the end of Blues.
+        assert_eq!(Colormap::Viridis.color(0.0), Rgb(68, 1, 84));
+        assert_eq!(Colormap::Viridis.color(1.0), Rgb(254, 232, 37));
+        assert_eq!(Colormap::Blues.color(2.0), Rgb(0x08, 0x30, 0x6b));
+        assert_eq!(Colormap::Diverging.color(0.0), Rgb(0x21, 0x66, 0xac));
         let mid = Colormap::Gray.color(0.5);
         assert!(mid.0 > 120 && mid.0 < 135, "{mid:?}");
         assert!(Colormap::Diverging.color(0.5).luminance() > 0.9);
@@ -722,6 +833,37 @@ mod tests {
         let cube = Tensor::zeros((2, 2, 2), DType::F32, &dev).expect("tensor");
         let err = class_ids(&cube, "labels").expect_err("3-D is rejected");
         assert!(err.to_string().contains("[2, 2, 2]"), "{err}");
+    }
+
+    #[test]
+    fn notebook_02_dnn_calls_still_work() -> Result<()> {
+        // The calls notebooks/01-deep-neural-networks/01-dnn/02-dnn.ipynb makes, on a smaller
+        // network and data set.
+        use crate::deep_neural_networks::{Activation, Mlp};
+        use candle_nn::Module;
+        let dev = candle_core::Device::Cpu;
+        let rng = crate::rng::Rng::new(1986);
+        let train = crate::data::two_moons(40, 0.1, &mut rng.fork("train"), &dev)?;
+        let (_varmap, vb) = crate::init::seeded(1986, DType::F32, &dev);
+        let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, vb.pp("mlp"))?;
+        let regions = DecisionPlot::new(&train.x, &train.y)
+            .title("candle MLP")
+            .regions(|grid: &Tensor| mlp.forward(grid), 60)
+            .render()?;
+        let (sx, sy): (Vec<f64>, Vec<f64>) =
+            (0..100).map(|i| (i as f64, 0.7 * (-(i as f64) / 30.0).exp() + 0.05)).unzip();
+        let losses = LineChart::new("Training loss (cross-entropy)")
+            .x_label("step")
+            .y_label("loss")
+            .log_y()
+            .series("scalar autograd", sx.clone(), sy.clone())
+            .series("candle", sx, sy)
+            .render()?;
+        let both = Figure::row([losses, regions])?;
+        assert_eq!((both.width(), both.height()), (2 * WIDTH, HEIGHT));
+        let texts = test_util::texts(both.svg());
+        assert!(texts.iter().any(|t| t == "candle MLP") && texts.iter().any(|t| t == "scalar autograd"), "{texts:?}");
+        Ok(())
     }
 
     #[test]
@@ -893,6 +1035,24 @@ mod gallery {
             .render()?;
         weights.save(dir.join("heatmap-weights.svg"))?;
         Figure::grid([&small, &small, &small, &small], 2)?.save(dir.join("grid.svg"))?;
+
+        // Long category names (vertical labels), and tiny values (scientific tick labels) cut at
+        // a fixed range.
+        let recall: Vec<f64> = (0..10).map(|i| 0.7 + 0.03 * i as f64).collect();
+        BarChart::new("Recall per class")
+            .labels(names)
+            .series("recall", recall)
+            .y_label("recall")
+            .render()?
+            .save(dir.join("bar-vertical.svg"))?;
+        let grad: Vec<f64> = (0..300).map(|i| 3e-5 * (1.0 + (i as f64 / 20.0).sin()) + 1e-7 * i as f64).collect();
+        LineChart::new("Gradient norm")
+            .x_label("step")
+            .y_label("‖g‖")
+            .series_y("layer 1", &grad)
+            .y_range(0.0, 5e-5)
+            .render()?
+            .save(dir.join("line-clipped.svg"))?;
         Ok(())
     }
 }

@@ -9,18 +9,20 @@
 
 use candle_core::{DType, Tensor};
 
-use super::axes::{auto_range, Axis, Chart, LegendEntry, Swatch};
+use plotters::prelude::{Circle, Color, RGBColor, Rectangle};
+
+use super::axes::{auto_range, AxisChart, LegendEntry, Scale, Swatch};
 use super::{class_ids, palette, shape_str, Figure, IntoValues, Rgb, HEIGHT, WIDTH};
 use crate::{Error, Result};
 
-/// Marker radius: smaller when there are many points, so clouds stay readable.
-fn marker_radius(n: usize) -> f64 {
+/// Marker radius in pixels: smaller when there are many points, so clouds stay readable.
+fn marker_radius(n: usize) -> i32 {
     if n > 2000 {
-        2.0
+        2
     } else if n > 500 {
-        2.8
+        3
     } else {
-        3.6
+        4
     }
 }
 
@@ -32,7 +34,7 @@ fn marker_radius(n: usize) -> f64 {
 ///     .series("a", [0.0, 0.2, 0.1], [0.0, 0.1, 0.3])
 ///     .series("b", [1.0, 1.2, 0.9], [1.0, 0.8, 1.1])
 ///     .render()?;
-/// assert_eq!(fig.svg().matches(r#"class="marker""#).count(), 6);
+/// assert!(fig.svg().contains("Two clusters"));
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 #[derive(Debug)]
@@ -114,17 +116,10 @@ impl ScatterPlot {
         let none = || Error::Plot(format!("{what}: nothing to draw; every point has a NaN or infinite coordinate"));
         let (x0, x1) = auto_range(all.iter().map(|p| p.0), false, 0.05).ok_or_else(none)?;
         let (y0, y1) = auto_range(all.iter().map(|p| p.1), false, 0.05).ok_or_else(none)?;
-        let chart = Chart {
-            width: self.size.0,
-            height: self.size.1,
-            title: self.title,
-            x: Axis::new(x0, x1, false, &self.x_label),
-            y: Axis::new(y0, y1, false, &self.y_label),
-            legend,
-        };
         let points: Vec<(Rgb, (f64, f64))> =
             groups.iter().flat_map(|(c, pts)| pts.iter().map(move |&p| (*c, p))).collect();
-        Ok(draw(&chart, &all, &points, None))
+        let labels = Labels { what: &what, title: &self.title, x_label: &self.x_label, y_label: &self.y_label };
+        draw(labels, self.size, ((x0, x1), (y0, y1)), legend, &points, None)
     }
 }
 
@@ -145,7 +140,7 @@ type Classifier<'a> = Box<dyn FnMut(&Tensor) -> Result<Tensor> + 'a>;
 ///     .class_names(["negative", "positive"])
 ///     .regions(|grid: &Tensor| grid.sum(1)?.gt(0f32), 100)
 ///     .render()?;
-/// assert_eq!(fig.svg().matches(r#"class="marker""#).count(), 4);
+/// assert!(fig.svg().contains("positive"));
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub struct DecisionPlot<'a> {
@@ -290,15 +285,9 @@ impl<'a> DecisionPlot<'a> {
                 swatch: Swatch::Marker,
             })
             .collect();
-        let chart = Chart {
-            width: self.size.0,
-            height: self.size.1,
-            title: self.title,
-            x: Axis::new(x0, x1, false, &self.x_label),
-            y: Axis::new(y0, y1, false, &self.y_label),
-            legend,
-        };
-        Ok(draw(&chart, &pts, &colored, grid.as_ref()))
+        let labels =
+            Labels { what: "DecisionPlot", title: &self.title, x_label: &self.x_label, y_label: &self.y_label };
+        draw(labels, self.size, ((x0, x1), (y0, y1)), legend, &colored, grid.as_ref())
     }
 }
 
@@ -354,45 +343,67 @@ fn classify_grid(
     Ok(RegionGrid { res, x, y, classes })
 }
 
-fn draw(chart: &Chart, occupied: &[(f64, f64)], points: &[(Rgb, (f64, f64))], grid: Option<&RegionGrid>) -> Figure {
-    let layout = chart.layout(occupied);
-    let mut svg = layout.begin(chart);
-    if let Some(g) = grid {
-        // crispEdges: anti-aliased edges of abutting rectangles would show as faint seams.
-        svg.open_group(r#"class="regions" shape-rendering="crispEdges""#);
-        let (dx, dy) = ((g.x.1 - g.x.0) / g.res as f64, (g.y.1 - g.y.0) / g.res as f64);
-        for i in 0..g.res {
-            let row = &g.classes[i * g.res..(i + 1) * g.res];
-            let top = layout.py(g.y.1 - i as f64 * dy);
-            let bottom = layout.py(g.y.1 - (i + 1) as f64 * dy);
-            let mut j = 0;
-            while j < g.res {
-                let k = row[j];
-                let start = j;
-                while j < g.res && row[j] == k {
-                    j += 1;
-                }
-                let left = layout.px(g.x.0 + start as f64 * dx);
-                let right = layout.px(g.x.0 + j as f64 * dx);
-                // Pale tints of the class colours, so the points on top stay visible.
-                let fill = palette(k).mix(Rgb(255, 255, 255), 0.72).hex();
-                // Half a pixel of overlap hides rounding gaps between neighbours.
-                svg.rect(left, top, right - left + 0.5, bottom - top + 0.5, &fill, r#"class="region""#);
-            }
-        }
-        svg.close_group();
-    }
+/// The texts around a scatter plot.
+struct Labels<'s> {
+    what: &'s str,
+    title: &'s str,
+    x_label: &'s str,
+    y_label: &'s str,
+}
+
+/// The pale tint of class `k` that shades its decision region, so the points on top stay
+/// visible.
+fn region_color(k: usize) -> Rgb {
+    palette(k).mix(Rgb(255, 255, 255), 0.72)
+}
+
+fn draw(
+    labels: Labels<'_>,
+    size: (u32, u32),
+    (xr, yr): ((f64, f64), (f64, f64)),
+    legend: Vec<LegendEntry>,
+    points: &[(Rgb, (f64, f64))],
+    grid: Option<&RegionGrid>,
+) -> Result<Figure> {
+    let chart = AxisChart {
+        what: labels.what,
+        size,
+        title: labels.title,
+        x_label: labels.x_label,
+        y_label: labels.y_label,
+        x: Scale::linear(xr.0, xr.1),
+        y: Scale::linear(yr.0, yr.1),
+        x_grid: true,
+        legend,
+    };
+    let occupied: Vec<(f64, f64)> = points.iter().map(|p| p.1).collect();
     let r = marker_radius(points.len());
-    svg.open_group(r#"class="points" stroke="white" stroke-width="0.8""#);
-    for (color, (x, y)) in points {
-        let p = (layout.px(*x), layout.py(*y));
-        if layout.contains(p) {
-            svg.circle(p.0, p.1, r, &color.hex(), r#"class="marker""#);
+    let svg = chart.render(&occupied, |chart| {
+        if let Some(g) = grid {
+            // Each grid row is drawn as runs of equal class, one rectangle per run: a smooth
+            // boundary on a 200 x 200 grid costs a few hundred rectangles, not 40 000.
+            let (dx, dy) = ((g.x.1 - g.x.0) / g.res as f64, (g.y.1 - g.y.0) / g.res as f64);
+            let mut runs = Vec::new();
+            for (i, row) in g.classes.chunks(g.res).enumerate() {
+                // Neighbouring runs and rows share their edge values exactly, so plotters maps
+                // them to the same pixel and no seam shows.
+                let (top, bottom) = (g.y.1 - i as f64 * dy, g.y.1 - (i + 1) as f64 * dy);
+                let mut j = 0;
+                while j < g.res {
+                    let (k, start) = (row[j], j);
+                    while j < g.res && row[j] == k {
+                        j += 1;
+                    }
+                    let (left, right) = (g.x.0 + start as f64 * dx, g.x.0 + j as f64 * dx);
+                    runs.push(Rectangle::new([(left, top), (right, bottom)], RGBColor::from(region_color(k)).filled()));
+                }
+            }
+            chart.draw_series(runs)?;
         }
-    }
-    svg.close_group();
-    let text = layout.finish(chart, svg);
-    Figure::new(text, chart.width, chart.height, &chart.title)
+        chart.draw_series(points.iter().map(|&(c, p)| Circle::new(p, r, RGBColor::from(c).filled())))?;
+        Ok(())
+    })?;
+    Ok(Figure::new(svg, size.0, size.1, labels.title))
 }
 
 #[cfg(test)]
@@ -428,14 +439,14 @@ mod tests {
             .render()
             .expect("renders");
         let svg = fig.svg();
-        assert_eq!(count_class(svg, "marker"), 60);
-        // A horizontal boundary: one run per grid row (each row is one class).
-        assert_eq!(count_class(svg, "region"), 50);
-        assert_eq!(texts_of(svg, "legend-label"), ["upper", "lower"]);
+        let r = marker_radius(60);
+        assert_eq!(circles(svg, palette(0), r) + circles(svg, palette(1), r), 60);
+        // A horizontal boundary: one run per grid row (each row is one class), both classes.
+        let (upper, lower) = (rects(svg, region_color(0)), rects(svg, region_color(1)));
+        assert_eq!(upper + lower, 50);
+        assert!(upper > 0 && lower > 0, "{upper} {lower}");
+        assert_eq!(legend_labels(svg), ["upper", "lower"]);
         assert!(texts(svg).contains(&"Two moons".to_string()));
-        // Both classes appear among the region colours.
-        let lower = palette(1).mix(Rgb(255, 255, 255), 0.72).hex();
-        assert!(svg.contains(&lower));
     }
 
     #[test]
@@ -446,13 +457,14 @@ mod tests {
             let gx = g.narrow(1, 0, 1)?;
             Tensor::cat(&[gx.neg()?, gx], 1)
         };
+        let regions = |fig: &Figure| rects(fig.svg(), region_color(0)) + rects(fig.svg(), region_color(1));
         let fig = DecisionPlot::new(&x, &y).regions(scores, 10).render().expect("scores");
         // A vertical boundary: two runs per row.
-        assert_eq!(count_class(fig.svg(), "region"), 20);
+        assert_eq!(regions(&fig), 20);
         // [M, 1] probabilities.
         let prob = |g: &Tensor| candle_nn::ops::sigmoid(&g.narrow(1, 0, 1)?);
         let fig = DecisionPlot::new(&x, &y).regions(prob, 10).render().expect("probabilities");
-        assert_eq!(count_class(fig.svg(), "region"), 20);
+        assert_eq!(regions(&fig), 20);
     }
 
     #[test]
@@ -480,8 +492,10 @@ mod tests {
             .series("", vec![2.0f32, 3.0], vec![1.0f32, 0.0])
             .render()
             .expect("renders");
-        assert_eq!(count_class(fig.svg(), "marker"), 4);
-        assert_eq!(texts_of(fig.svg(), "legend-label"), ["a"]);
+        // The NaN point is skipped.
+        assert_eq!(circles(fig.svg(), palette(0), marker_radius(4)), 2);
+        assert_eq!(circles(fig.svg(), palette(1), marker_radius(4)), 2);
+        assert_eq!(legend_labels(fig.svg()), ["a"]);
         assert!(ScatterPlot::new("s").render().is_err());
         assert!(ScatterPlot::new("s").series("a", [1.0], [1.0, 2.0]).render().is_err());
     }
