@@ -174,29 +174,33 @@ impl Notebook {
 // ---------------------------------------------------------------------------------------------
 // Lint: the anatomy of CONTRIBUTING.md
 
-/// Names bound by a parameters cell, or an error naming the first line that is not a plain `let`.
-fn parameter_names(source: &str) -> Result<Vec<String>> {
-    let mut names = vec![];
+/// The `(name, type)` of each binding of a parameters cell, or an error naming the first line that is not a
+/// plain `let name: Type = value;`. The type is required so that a quick-mode value injected as
+/// `let name: Type = quick_value;` keeps it (`let n = 200;` alone would make an `i32`).
+fn parameter_bindings(source: &str) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
     for (i, line) in source.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("").trim();
         if code.is_empty() {
             continue;
         }
-        let rest = code.strip_prefix("let ").filter(|_| code.ends_with(';'));
-        let Some(rest) = rest else {
-            bail!("parameters cell, line {}: `{line}` is not a plain `let name = value;` binding", i + 1);
-        };
-        let name: String =
-            rest.trim_start_matches("mut ").chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-        if name.is_empty() {
-            bail!("parameters cell, line {}: cannot read a binding name in `{line}`", i + 1);
+        let binding = code.strip_prefix("let ").filter(|_| code.ends_with(';')).and_then(|rest| {
+            let (lhs, _value) = rest.split_once('=')?;
+            let (name, ty) = lhs.split_once(':')?;
+            let name = name.trim().trim_start_matches("mut ").trim();
+            let ty = ty.trim();
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') && !ty.is_empty();
+            valid.then(|| (name.to_string(), ty.to_string()))
+        });
+        match binding {
+            Some(b) => out.push(b),
+            None => bail!("parameters cell, line {}: `{line}` is not a plain `let name: Type = value;` binding", i + 1),
         }
-        names.push(name);
     }
-    if names.is_empty() {
+    if out.is_empty() {
         bail!("the parameters cell binds nothing");
     }
-    Ok(names)
+    Ok(out)
 }
 
 fn lint(path: &Path) -> Result<()> {
@@ -221,10 +225,10 @@ fn lint(path: &Path) -> Result<()> {
     }
     let params: Vec<&&Cell> = code.iter().filter(|c| c.tags.iter().any(|t| t == "parameters")).collect();
     match params.as_slice() {
-        [p] => match parameter_names(&p.source) {
-            Ok(names) => {
+        [p] => match parameter_bindings(&p.source) {
+            Ok(bindings) => {
                 for (k, _) in nb.quick_values()? {
-                    if !names.contains(&k) {
+                    if !bindings.iter().any(|(name, _)| *name == k) {
                         problems.push(format!(
                             "metadata.dlhist.quick sets `{k}`, which the parameters cell (cell {}) does not bind",
                             p.number
@@ -317,17 +321,25 @@ fn outputs_fresh(path: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Running cells through evcxr
 
-/// The cells to run: code cells in order, with quick-mode values injected after the parameters cell.
-fn cells_to_run(nb: &Notebook, quick: &[(String, String)]) -> Vec<(String, String)> {
+/// The cells to run: code cells in order, with quick-mode values injected after the parameters cell as
+/// `let name: Type = value;`, the type copied from the parameters cell.
+fn cells_to_run(nb: &Notebook, quick: &[(String, String)]) -> Result<Vec<(String, String)>> {
     let mut out = vec![];
     for c in nb.code_cells() {
         out.push((format!("cell {}", c.number), c.source.clone()));
         if !quick.is_empty() && c.tags.iter().any(|t| t == "parameters") {
-            let injected: String = quick.iter().map(|(k, v)| format!("let {k} = {v};\n")).collect();
+            let bindings = parameter_bindings(&c.source)?;
+            let mut injected = String::new();
+            for (k, v) in quick {
+                let (_, ty) = bindings.iter().find(|(name, _)| name == k).with_context(|| {
+                    format!("quick value `{k}` is not bound by the parameters cell (cell {})", c.number)
+                })?;
+                injected.push_str(&format!("let {k}: {ty} = {v};\n"));
+            }
             out.push((format!("injected-parameters (after cell {})", c.number), injected));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Appends every line a channel delivers to a shared buffer, until the channel closes.
@@ -397,7 +409,7 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut metrics = vec![];
     let started = Instant::now();
-    for (label, source) in cells_to_run(&nb, quick) {
+    for (label, source) in cells_to_run(&nb, quick)? {
         let t = Instant::now();
         let result = ctx.execute(&source);
         // stderr arrives on its own channel; give the last lines a moment to land.

@@ -20,9 +20,11 @@ METRICS_PREFIX = "dlhist-metrics: "
 # (see stderr_failure below).
 PANIC_RE = re.compile(r"panicked at")
 # The setup cell's `:dep dlhist = { ... }` line, to add the cuda feature.
-DEP_DLHIST_RE = re.compile(r"^(\s*:dep\s+dlhist\s*=\s*\{)(.*)\}\s*$", re.MULTILINE)
-# A `let` binding in the parameters cell: `let name = ...` or `let name: Type = ...`.
-LET_RE = re.compile(r"^\s*let\s+(?:mut\s+)?([A-Za-z_][A-Za-z0-9_]*)\b", re.MULTILINE)
+DEP_DLHIST_RE = re.compile(r"^([ \t]*:dep[ \t]+dlhist[ \t]*=[ \t]*\{)(.*)\}[ \t]*$", re.MULTILINE)
+FEATURES_RE = re.compile(r"features\s*=\s*\[")
+# A binding of the parameters cell: `let name: Type = value;` (CONTRIBUTING.md requires the type, so an injected
+# quick value keeps it: `let n = 200;` alone would make an i32).
+LET_RE = re.compile(r"^\s*let\s+(?:mut\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^=]+?)\s*=", re.MULTILINE)
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -54,28 +56,32 @@ def code_sha256(nb):
 def quick_parameters(nb):
     """Returns (index of the `parameters` cell, source of the `injected-parameters` cell to insert after it).
 
-    The source holds `let <name> = <value>;` for each entry of metadata.dlhist.quick, in the stored order."""
+    The source holds `let <name>: <Type> = <value>;` for each entry of metadata.dlhist.quick, in the stored order,
+    with the type copied from the parameters cell."""
     indices = [i for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code" and PARAMETERS_TAG in tags(c)]
     if len(indices) != 1:
         raise NotebookError(f"needs exactly one code cell tagged `{PARAMETERS_TAG}`, found {len(indices)}")
     quick = nb.get("metadata", {}).get("dlhist", {}).get("quick")
     if not isinstance(quick, dict) or not all(isinstance(v, str) for v in quick.values()):
         raise NotebookError("metadata.dlhist.quick must map binding names to Rust expressions (strings)")
-    bound = set(LET_RE.findall(source_text(nb["cells"][indices[0]])))
+    bound = dict(LET_RE.findall(source_text(nb["cells"][indices[0]])))
     unknown = [name for name in quick if name not in bound]
     if unknown:
         raise NotebookError(f"metadata.dlhist.quick names {unknown}, which the parameters cell does not bind")
-    lines = [f"let {name} = {value};" for name, value in quick.items()]
+    lines = [f"let {name}: {bound[name]} = {value};" for name, value in quick.items()]
     return indices[0], "\n".join(lines)
 
 
 def with_cuda_feature(source):
-    """Adds `features = ["cuda"]` to a `:dep dlhist = { ... }` line (unchanged if it already names features)."""
+    """Adds the cuda feature to a `:dep dlhist = { ... }` line: `features = ["cuda"]`, or "cuda" first in an
+    existing features list."""
 
     def add(match):
         inner = match.group(2).rstrip()
-        if "features" in inner:
+        if '"cuda"' in inner:
             return match.group(0)
+        if FEATURES_RE.search(inner):
+            return match.group(1) + FEATURES_RE.sub(r'\g<0>"cuda", ', inner, count=1) + " }"
         sep = ", " if inner.strip() else " "
         return f'{match.group(1)}{inner}{sep}features = ["cuda"] }}'
 
