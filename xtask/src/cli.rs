@@ -14,7 +14,7 @@ USAGE:
 COMMANDS:
     setup [--no-warm]            Create .venv (Jupyter from PyPI), install evcxr_jupyter into it, register the
                                  `rust` kernel there and warm the kernel's build of dlhist. Idempotent.
-    lab [--no-browser] [--port N]
+    lab [--no-browser] [--port N] [-- JUPYTER_ARGS...]
                                  Run setup if needed, then start Jupyter Lab on notebooks/.
     notebooks run [OPTIONS] [NOTEBOOK|DIR...]
                                  Execute notebooks through the real Jupyter kernel (all under notebooks/ by
@@ -41,7 +41,7 @@ OPTIONS:
 
 /// Help of `cargo xtask lab`.
 pub const LAB_HELP: &str = "\
-cargo xtask lab [--no-browser] [--port N]
+cargo xtask lab [--no-browser] [--port N] [-- JUPYTER_ARGS...]
 
 Runs `cargo xtask setup` (a no-op when done), then starts Jupyter Lab from .venv on notebooks/.
 Ctrl-C stops it.
@@ -49,6 +49,7 @@ Ctrl-C stops it.
 OPTIONS:
     --no-browser    Do not open a browser (print the URL only).
     --port N        Serve on port N (default: Jupyter's, 8888 or the next free one).
+    -- ARGS...      Everything after `--` goes to jupyter lab as it is (e.g. -- --ServerApp.ip=0.0.0.0).
 ";
 
 /// Help of `cargo xtask notebooks run`.
@@ -88,6 +89,8 @@ pub struct LabOptions {
     pub browser: bool,
     /// Port to serve on; Jupyter picks one when `None`.
     pub port: Option<u16>,
+    /// Arguments after `--`, passed to `jupyter lab` untouched.
+    pub extra: Vec<String>,
 }
 
 /// Quick mode runs the notebook's `metadata.dlhist.quick` values; full mode the reader's.
@@ -210,11 +213,14 @@ fn parse_setup(args: &[String]) -> Result<Command> {
 }
 
 fn parse_lab(args: &[String]) -> Result<Command> {
-    let mut opts = LabOptions { browser: true, port: None };
+    let mut opts = LabOptions { browser: true, port: None, extra: Vec::new() };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (name, inline) = split_flag(arg);
         match name {
+            "--" => {
+                opts.extra = iter.by_ref().cloned().collect();
+            }
             a if is_help(a) => return Ok(Command::Help(LAB_HELP)),
             "--no-browser" => opts.browser = false,
             "--port" => {
@@ -332,10 +338,16 @@ mod tests {
 
     #[test]
     fn lab_options() {
-        assert_eq!(parse_str("lab").unwrap(), Command::Lab(LabOptions { browser: true, port: None }));
-        let expected = Command::Lab(LabOptions { browser: false, port: Some(8890) });
+        assert_eq!(parse_str("lab").unwrap(), Command::Lab(LabOptions { browser: true, port: None, extra: vec![] }));
+        let expected = Command::Lab(LabOptions { browser: false, port: Some(8890), extra: vec![] });
         assert_eq!(parse_str("lab --no-browser --port 8890").unwrap(), expected);
         assert_eq!(parse_str("lab --port=8890 --no-browser").unwrap(), expected);
+        let with_extra = Command::Lab(LabOptions {
+            browser: true,
+            port: None,
+            extra: vec!["--ServerApp.ip=0.0.0.0".into(), "--help".into()],
+        });
+        assert_eq!(parse_str("lab -- --ServerApp.ip=0.0.0.0 --help").unwrap(), with_extra);
         assert!(parse_str("lab --port").is_err());
         assert!(parse_str("lab --port 99999").is_err());
     }

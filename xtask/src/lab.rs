@@ -30,6 +30,7 @@ fn lab_args(project: &Project, opts: &LabOptions, root: bool) -> Vec<OsString> {
         // Jupyter refuses to start as root without it (containers, CI machines).
         args.push("--allow-root".into());
     }
+    args.extend(opts.extra.iter().map(OsString::from));
     args
 }
 
@@ -73,9 +74,19 @@ mod tests {
     #[test]
     fn lab_arguments() {
         let project = Project { root: PathBuf::from("/p") };
-        let plain = strings(lab_args(&project, &LabOptions { browser: true, port: None }, false));
+        let plain = strings(lab_args(&project, &LabOptions { browser: true, port: None, extra: vec![] }, false));
         assert_eq!(plain, vec!["--ServerApp.root_dir=/p/notebooks"]);
-        let all = strings(lab_args(&project, &LabOptions { browser: false, port: Some(9000) }, true));
-        assert_eq!(all, vec!["--ServerApp.root_dir=/p/notebooks", "--no-browser", "--port=9000", "--allow-root"]);
+        let opts = LabOptions { browser: false, port: Some(9000), extra: vec!["--ServerApp.token=t".into()] };
+        let all = strings(lab_args(&project, &opts, true));
+        assert_eq!(
+            all,
+            vec![
+                "--ServerApp.root_dir=/p/notebooks",
+                "--no-browser",
+                "--port=9000",
+                "--allow-root",
+                "--ServerApp.token=t"
+            ]
+        );
     }
 }
