@@ -17,7 +17,7 @@ METRICS_PREFIX = "dlhist-metrics: "
 # Markers of a failure in a cell's text output. A panic prints "thread '...' panicked at FILE:LINE:COL:",
 # and a failed assert!/assert_eq! is a panic with that same line. evcxr reports an error that a top-level `?`
 # returned by printing the error's Display text alone to stderr; nothing marks it, so any stderr text counts
-# (see stderr_failure below).
+# (see cell_failure below).
 PANIC_RE = re.compile(r"panicked at")
 # The setup cell's `:dep dlhist = { ... }` line, to add the cuda feature.
 DEP_DLHIST_RE = re.compile(r"^([ \t]*:dep[ \t]+dlhist[ \t]*=[ \t]*\{)(.*)\}[ \t]*$", re.MULTILINE)
