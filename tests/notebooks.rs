@@ -412,8 +412,18 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     for (label, source) in cells_to_run(&nb, quick)? {
         let t = Instant::now();
         let result = ctx.execute(&source);
-        // stderr arrives on its own channel; give the last lines a moment to land.
-        std::thread::sleep(Duration::from_millis(50));
+        // evcxr forwards the cell process's stderr from another thread, so a `?` error's message can land
+        // after execute() returns: wait until stderr has been quiet for 200 ms (at most 3 s).
+        let waited = Instant::now();
+        let mut last_len = usize::MAX;
+        while waited.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(200));
+            let len = stderr.lock().map(|v| v.len()).unwrap_or(0);
+            if len == last_len {
+                break;
+            }
+            last_len = len;
+        }
         let out = take(&stdout);
         let err = take(&stderr);
         metrics.extend(out.iter().filter(|l| l.starts_with("dlhist-metrics: ")).cloned());

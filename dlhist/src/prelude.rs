@@ -2,6 +2,9 @@
 
 pub use candle_core::{DType, Device, IndexOp, Module, ModuleT, Tensor, Var, D};
 pub use candle_nn::{Optimizer, VarBuilder, VarMap};
+// A `VarBuilder` kept in a notebook variable has the type `VarBuilderArgs<Box<dyn SimpleBackend>>`, which
+// evcxr must be able to name when it stores the variable between cells.
+pub use candle_nn::var_builder::{SimpleBackend, VarBuilderArgs};
 
 pub use crate::data::Dataset;
 pub use crate::deep_neural_networks::{Activation, Mlp};

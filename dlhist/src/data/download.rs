@@ -123,7 +123,7 @@ impl Download {
         self
     }
 
-    /// Print progress lines to stderr: one at the start, one about every 2 s, one at the end.
+    /// Print progress lines to stdout (notebooks treat stderr as failure): one at the start, one about every 2 s, one at the end.
     /// Lines, not `\r` redraws, because a Jupyter cell only shows complete lines.
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
@@ -185,7 +185,7 @@ impl Download {
                 // count cannot overflow the shift.
                 let wait = self.backoff * (1u32 << (attempt - 1).min(16));
                 if self.progress {
-                    eprintln!(
+                    println!(
                         "  retrying {} in {:.1} s (attempt {} of {}): {}",
                         self.url,
                         wait.as_secs_f64(),
@@ -260,7 +260,7 @@ impl Download {
         let mut last_line = started;
         if self.progress {
             let size = expected_len.map(|n| format!(" ({})", human(n))).unwrap_or_default();
-            eprintln!("downloading {}{size}", self.url);
+            println!("downloading {}{size}", self.url);
         }
         {
             let mut reader = response.body_mut().as_reader();
@@ -282,7 +282,7 @@ impl Download {
                 bytes += n as u64;
                 if self.progress && last_line.elapsed() >= PROGRESS_EVERY {
                     last_line = Instant::now();
-                    eprintln!("  {}", progress_line(bytes, expected_len, started.elapsed()));
+                    println!("  {}", progress_line(bytes, expected_len, started.elapsed()));
                 }
             }
         }
@@ -311,7 +311,7 @@ impl Download {
         }
         temp.persist(dest).map_err(Failure::Permanent)?;
         if self.progress {
-            eprintln!("  done: {} in {:.1} s -> {}", human(bytes), started.elapsed().as_secs_f64(), dest.display());
+            println!("  done: {} in {:.1} s -> {}", human(bytes), started.elapsed().as_secs_f64(), dest.display());
         }
         Ok(info)
     }

@@ -185,7 +185,7 @@ fn fetch(spec: &FileSpec, dest: &Path, progress: bool) -> Result<()> {
             Err(e) => {
                 if !last {
                     // Always said, not only with progress on: a silent fallback hides a dead mirror.
-                    eprintln!("dlhist: {e}; trying the next mirror");
+                    println!("dlhist: {e}; trying the next mirror");
                 }
                 // "url: what happened", without repeating "download of ... failed" each time.
                 failures.push(match e {
