@@ -101,7 +101,7 @@ def run_notebook(path, args):
         await collect_late_output(client, cell, execute_reply)
         status = (execute_reply or {}).get("content", {}).get("status")
         failure = nbtools.cell_failure(cell, status)
-        where = f"cell {origin[cell_index]}" if origin[cell_index] is not None else "injected-parameters cell"
+        where = f"cell {origin[cell_index] + 1}" if origin[cell_index] is not None else "injected-parameters cell"
         print(f"   {where:>24}  {took:7.1f}s  {'FAILED' if failure else 'ok'}", flush=True)
         if failure:
             raise CellFailed(cell_index, failure)
@@ -122,7 +122,7 @@ def run_notebook(path, args):
         client.execute()
     except CellFailed as failed:
         index = origin[failed.index]
-        row.update(status="failed", failed_cell=index if index is not None else nbtools.INJECTED_TAG,
+        row.update(status="failed", failed_cell=index + 1 if index is not None else nbtools.INJECTED_TAG,
                    error=failed.message)
     except CellTimeoutError:
         row.update(status="timeout", error=f"did not finish within {args.timeout} s (--timeout)")
