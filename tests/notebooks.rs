@@ -401,6 +401,9 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
 
     let (mut ctx, outputs) = evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
+    // evcxr's cache of compiled registry crates (~/.cache/evcxr), shared with the Jupyter kernels that
+    // `cargo xtask setup` configures: after the first build anywhere, candle and polars are not compiled again.
+    ctx.execute(":cache 4096").map_err(|e| anyhow::anyhow!("cannot enable evcxr's build cache: {e}"))?;
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     drain(outputs.stdout, stdout.clone());
