@@ -9,9 +9,9 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`deep_neural_networks`] | section 01: the multi-layer perceptron of backpropagation, ... |
-//! | [`optimization`] | section 02: optimizers, schedules, clipping, dropout |
+//! | [`optimization`] | section 02: optimizers, schedules, clipping, weight decay, dropout, batch and layer norm, GELU, residual networks |
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
-//! | [`train`] | the one training loop, batching, metrics, history, progress lines |
+//! | [`train`] | the one training loop, batching, metrics, history, progress lines, experiments comparing variants |
 //! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
 //! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
 //! | [`device()`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |

@@ -9,8 +9,9 @@ pub use candle_nn::var_builder::{SimpleBackend, VarBuilderArgs};
 pub use crate::data::Dataset;
 pub use crate::deep_neural_networks::{Activation, Mlp};
 pub use crate::optimization::{
-    Adam, AdamConfig, AdamW, AdamWConfig, Dropout, LrSchedule, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    Adam, AdamConfig, AdamW, AdamWConfig, BatchNorm, DeepMlp, DeepMlpConfig, Dropout, LayerNorm, LrSchedule, Norm,
+    RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
 pub use crate::rng::Rng;
-pub use crate::train::{fit, FitConfig, History, Loss};
+pub use crate::train::{fit, Experiment, FitConfig, History, Loss, Trial};
 pub use crate::{device, Error, Result};

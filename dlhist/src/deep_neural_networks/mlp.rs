@@ -31,6 +31,8 @@ pub enum Activation {
     Relu,
     /// x Φ(x) (Hendrycks & Gimpel 2016; section 02).
     Gelu,
+    /// x for x > 0, e^x − 1 otherwise (Clevert et al. 2015; compared with GELU in section 02).
+    Elu,
 }
 
 impl Module for Activation {
@@ -40,6 +42,7 @@ impl Module for Activation {
             Activation::Tanh => x.tanh(),
             Activation::Relu => x.relu(),
             Activation::Gelu => x.gelu_erf(),
+            Activation::Elu => x.elu(1.0),
         }
     }
 }

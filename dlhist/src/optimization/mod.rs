@@ -14,6 +14,11 @@
 //! | [`LrSchedule`], [`ConstantLr`], [`StepDecay`], [`CosineAnnealing`], [`LinearWarmup`], [`apply_schedule`] | learning-rate schedules (step counts from 0) | Loshchilov & Hutter 2016 (SGDR); Goyal et al. 2017 (warm-up) |
 //! | [`clip_grad_norm`], [`clip_grad_value`], [`grad_norm`] | gradient clipping by global norm or by value | Pascanu et al. 2013 |
 //! | [`Dropout`], [`dropout`] | seeded inverted dropout | Srivastava et al. 2014 |
+//! | [`l2_penalty`], [`weight_norm`], [`weight_matrices`] | the weight-decay penalty and the norms it bounds | Krogh & Hertz 1991 |
+//! | [`BatchNorm`] | batch statistics in training, running statistics in evaluation | Ioffe & Szegedy 2015 |
+//! | [`LayerNorm`] | per-example statistics over the features | Ba, Kiros & Hinton 2016 |
+//! | [`gelu`], [`gelu_tanh`], [`gelu_sigmoid`], [`gelu_derivative`] | GELU and its approximations, written out | Hendrycks & Gimpel 2016 |
+//! | [`DeepMlp`] / [`DeepMlpConfig`] / [`Norm`] | deep MLP: plain or residual blocks, norm, dropout, activation | He et al. 2015 |
 //!
 //! Every update is done in place on the [`candle_core::Var`]s with `Var::set`, with arithmetic on
 //! each parameter's own device and dtype (f32 and f64 are tested).
@@ -43,18 +48,28 @@
 //! ```
 
 mod adam;
+mod batch_norm;
 mod clip;
 mod dropout;
+mod gelu;
+mod layer_norm;
+mod residual;
 mod rmsprop;
 mod schedule;
 mod sgd;
+mod weight_decay;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig, WeightDecay};
+pub use batch_norm::BatchNorm;
 pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
 pub use dropout::{dropout, Dropout};
+pub use gelu::{gelu, gelu_derivative, gelu_sigmoid, gelu_tanh};
+pub use layer_norm::LayerNorm;
+pub use residual::{DeepMlp, DeepMlpConfig, Norm};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use schedule::{apply_schedule, ConstantLr, CosineAnnealing, LinearWarmup, LrSchedule, StepDecay};
 pub use sgd::{Sgd, SgdConfig};
+pub use weight_decay::{l2_penalty, weight_matrices, weight_norm};
 
 use candle_core::Var;
 

@@ -5,12 +5,14 @@
 //! ```
 
 mod batcher;
+mod experiment;
 mod fit;
 mod history;
 mod metrics;
 mod progress;
 
 pub use batcher::Batcher;
+pub use experiment::{Experiment, Run, Trial};
 pub use fit::{evaluate, fit, predict_classes, test_accuracy, train_step, Evaluation, FitConfig, Loss};
 pub use history::{History, Record};
 pub use metrics::{accuracy, correct_count, mean_squared_error, sparsity};
