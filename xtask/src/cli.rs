@@ -30,7 +30,8 @@ cargo xtask setup [--no-warm]
 Creates everything inside the project, skipping finished steps:
   1. checks cargo and python3 (>= 3.9)
   2. .venv with the pinned packages of xtask/requirements.txt
-  3. evcxr_jupyter (pinned) installed with cargo into .venv/bin (about 10 minutes on 2 cores, once)
+  3. the evcxr_jupyter kernel (pinned), built by `cargo test --no-run` together with the test harness that
+     shares its evcxr (about 15 minutes on 2 cores, once), copied into .venv/bin
   4. the `rust` kernel spec in .venv/share/jupyter, its evcxr config in .venv/evcxr
   5. (unless --no-warm) runs the standard setup cell through the kernel once, so that a notebook's first cell
      finds dlhist's dependencies already compiled

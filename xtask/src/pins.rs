@@ -64,6 +64,16 @@ fn environment_yml_pins_what_setup_installs() {
 }
 
 #[test]
+fn the_kernel_and_the_harness_pin_the_same_evcxr_release() {
+    // The root package builds the kernel (`evcxr_jupyter`) and runs the harness (`evcxr`): one release for both.
+    let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml is valid TOML");
+    let pin = |table: &str, name: &str| manifest[table][name].as_str().map(str::to_owned);
+    let wanted = format!("={}", crate::project::EVCXR_JUPYTER_VERSION);
+    assert_eq!(pin("dependencies", "evcxr_jupyter"), Some(wanted.clone()), "root Cargo.toml's evcxr_jupyter");
+    assert_eq!(pin("dev-dependencies", "evcxr"), Some(wanted), "root Cargo.toml's evcxr");
+}
+
+#[test]
 fn environment_yml_has_a_rust_toolchain_new_enough_for_the_workspace() {
     let manifest = read("Cargo.toml");
     let rust_version = manifest

@@ -1,7 +1,7 @@
 //! Where things live in the project, the pinned tool versions, and how xtask starts processes.
 //!
 //! Everything the toolchain installs stays inside the project: `.venv/` holds Python, Jupyter, `evcxr_jupyter`,
-//! the `rust` kernel spec and the evcxr config; `target/tools/` holds the kernel's build.
+//! the `rust` kernel spec and the evcxr config; the kernel itself is built in the workspace's `target/`.
 
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The evcxr_jupyter release the kernel runs: the same evcxr as the `cargo test` harness (`evcxr = "=0.22.0"` in
-/// the root Cargo.toml), so a notebook behaves alike in both. `environment.yml` pins it too (a test checks).
+/// The evcxr_jupyter release the kernel runs: the root Cargo.toml pins it (`evcxr_jupyter = "=0.22.0"`, built as
+/// the workspace's `evcxr_jupyter` binary) next to the `cargo test` harness's `evcxr = "=0.22.0"`, so a notebook
+/// behaves alike in both. `environment.yml` pins it too (tests check all three).
 pub const EVCXR_JUPYTER_VERSION: &str = "0.22.0";
 
 /// The oldest Python that jupyterlab 4 and nbclient support.
@@ -90,11 +91,6 @@ impl Project {
 
     pub fn notebooks_dir(&self) -> PathBuf {
         self.root.join("notebooks")
-    }
-
-    /// Cargo's target folder for tools (evcxr_jupyter), apart from the workspace's own builds.
-    pub fn tools_target_dir(&self) -> PathBuf {
-        self.root.join("target").join("tools")
     }
 
     /// Scratch space for xtask (the warm-up notebook, runner outputs).

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: everything the notebooks need, installed inside the project and idempotent.
 //!
-//! Steps: check cargo and python3; `.venv` with the pinned Jupyter packages; `evcxr_jupyter` (pinned) built
-//! into `.venv/bin`; the `rust` kernel spec in `.venv/share/jupyter` with the evcxr config in `.venv/evcxr`;
+//! Steps: check cargo and python3; `.venv` with the pinned Jupyter packages; `evcxr_jupyter` (pinned, the
+//! workspace's own kernel binary, built by `cargo test --no-run`) copied into `.venv/bin`; the `rust` kernel spec in `.venv/share/jupyter` with the evcxr config in `.venv/evcxr`;
 //! a warm-up run of the standard setup cell so that the kernel's compiled-crate cache holds dlhist's
 //! dependencies. Each step checks whether its work is already done and says so.
 
@@ -141,39 +141,47 @@ fn ensure_venv(project: &Project) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// The version `cargo install --list --root .venv` reports for evcxr_jupyter, if installed there.
-fn installed_evcxr_jupyter(project: &Project) -> Option<String> {
-    if !project.venv_bin("evcxr_jupyter").exists() {
-        return None;
-    }
-    let list = output_of(Command::new(project::cargo()).args(["install", "--list", "--root"]).arg(project.venv()))?;
-    parse_install_list(&list, "evcxr_jupyter")
+/// Where `cargo test` leaves the kernel binary: `<target dir>/debug/evcxr_jupyter` (the root package's `[[bin]]`,
+/// `xtask/kernel/main.rs`).
+fn built_kernel(project: &Project) -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => project.root.join(dir),
+        None => project.target_dir(),
+    };
+    target.join("debug").join(format!("evcxr_jupyter{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// Finds `name v1.2.3:` in `cargo install --list` output and returns `1.2.3`.
-fn parse_install_list(list: &str, name: &str) -> Option<String> {
-    list.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix(" v")?;
-        Some(rest.trim_end_matches(':').split_whitespace().next()?.to_owned())
-    })
-}
-
+/// Builds the kernel with exactly `cargo test`'s build (`cargo test --no-run`: the harness, dlhist's and xtask's
+/// tests, and the kernel binary, which shares the harness's compiled evcxr), then copies it into `.venv/bin`.
+/// A later `cargo test` finds everything compiled; a second setup finds the build fresh and the copy current.
 fn ensure_evcxr_jupyter(project: &Project) -> Result<Option<String>> {
-    let wanted = project::EVCXR_JUPYTER_VERSION;
-    match installed_evcxr_jupyter(project) {
-        Some(v) if v == wanted => return Ok(Some(format!("evcxr_jupyter {v} already installed"))),
-        Some(v) => println!("      replacing evcxr_jupyter {v} with {wanted}"),
-        None => {}
+    let installed = project.venv_bin("evcxr_jupyter");
+    let built = built_kernel(project);
+    if !built.exists() {
+        println!(
+            "      cargo test --no-run: compiles evcxr {} (the kernel and the test harness share it), dlhist and the tests \
+             (about 15 minutes on 2 cores, once)",
+            project::EVCXR_JUPYTER_VERSION
+        );
     }
-    println!("      cargo install evcxr_jupyter --version {wanted} --locked (about 10 minutes on 2 cores, once)");
     run_checked(
-        Command::new(project::cargo())
-            .args(["install", "evcxr_jupyter", "--version", wanted, "--locked", "--force", "--root"])
-            .arg(project.venv())
-            .arg("--target-dir")
-            .arg(project.tools_target_dir()),
-        "cargo install evcxr_jupyter",
+        Command::new(project::cargo()).current_dir(&project.root).args(["test", "--no-run", "--quiet"]),
+        "cargo test --no-run (building the evcxr_jupyter kernel)",
     )?;
+    if !built.exists() {
+        bail!("`cargo test --no-run` finished but left no kernel at {}; is the `evcxr_jupyter` [[bin]] still in Cargo.toml?", built.display());
+    }
+    let new = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    if std::fs::read(&installed).is_ok_and(|old| sha256_hex(&old) == sha256_hex(&new)) {
+        return Ok(Some(format!("{} is current", installed.display())));
+    }
+    // Copy beside the target, then rename: a kernel that Jupyter starts meanwhile sees the old file or the new one.
+    std::fs::create_dir_all(project.venv().join("bin"))?;
+    let partial = installed.with_extension("partial");
+    std::fs::copy(&built, &partial)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, &installed)?;
+    println!("      installed {}", installed.display());
     Ok(None)
 }
 
@@ -321,14 +329,6 @@ mod tests {
         assert_eq!(parse_python_version("Python 3.9.0rc1"), Some((3, 9)));
         assert_eq!(parse_python_version("no python here"), None);
         assert!(parse_python_version("Python 3.8.10").unwrap() < project::MIN_PYTHON);
-    }
-
-    #[test]
-    fn reads_cargo_install_list() {
-        let list = "evcxr_jupyter v0.22.0:\n    evcxr_jupyter\nripgrep v14.1.0:\n    rg\n";
-        assert_eq!(parse_install_list(list, "evcxr_jupyter").as_deref(), Some("0.22.0"));
-        assert_eq!(parse_install_list(list, "ripgrep").as_deref(), Some("14.1.0"));
-        assert_eq!(parse_install_list(list, "evcxr"), None);
     }
 
     #[test]
