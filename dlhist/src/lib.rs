@@ -8,7 +8,7 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`deep_neural_networks`] | section 01: the multi-layer perceptron of backpropagation, ... |
+//! | [`deep_neural_networks`] | section 01: the MLP of backpropagation, LeNet, AlexNet's ingredients, U-Net |
 //! | [`optimization`] | section 02: optimizers, schedules, clipping, weight decay, dropout, batch and layer norm, GELU, residual networks |
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
 //! | [`train`] | the one training loop, batching, metrics, history, progress lines, experiments comparing variants |

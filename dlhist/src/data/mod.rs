@@ -9,6 +9,8 @@
 //! | [`fashion_mnist()`], [`mnist()`] | 60 000 + 10 000 grayscale 28x28 images, 10 classes ([`ImageClassification`]) |
 //! | [`tiny_shakespeare`] | 1.1 MB of Shakespeare as one `String`, with [`CharVocab`] for character models |
 //! | [`two_moons`], [`spirals`], [`blobs`] | seeded 2-D classification toys |
+//! | [`Augmentation`] | random crops and horizontal flips of image batches |
+//! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //!
 //! ## Where the files come from
 //! Each file is looked for in `$DLHIST_DATA/<dataset>/`, then in system folders (Debian's
@@ -18,13 +20,17 @@
 //! `DLHIST_OFFLINE=1` turns downloading off (a missing file is then an error listing every
 //! folder searched).
 
+mod augment;
 pub mod download;
 mod locate;
 pub mod mnist;
+mod segmentation;
 pub mod synthetic;
 pub mod text;
 
+pub use augment::Augmentation;
 pub use mnist::{fashion_mnist, mnist, ImageClassification};
+pub use segmentation::{cells, Cells, CellsConfig};
 pub use synthetic::{blobs, spirals, two_moons};
 pub use text::{tiny_shakespeare, CharVocab};
 

@@ -8,7 +8,8 @@ use candle_core::{DType, ModuleT, Tensor};
 use candle_nn::Optimizer;
 
 use super::{Batcher, History, Progress};
-use crate::data::Dataset;
+use crate::data::{Augmentation, Dataset};
+use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// The loss a model is trained with.
@@ -21,6 +22,10 @@ pub enum Loss {
     Mse,
     /// Sigmoid binary cross-entropy on logits against 0/1 targets of the same shape.
     BinaryCrossEntropyWithLogits,
+    /// Per-pixel softmax cross-entropy weighted per pixel (U-Net): logits `[N, C, H, W]` against targets
+    /// `[N, 2, H, W]` holding the class id (channel 0) and the weight (channel 1), as
+    /// [`crate::data::Cells::dataset`] lays them out.
+    WeightedPixelCrossEntropy,
 }
 
 impl Loss {
@@ -36,6 +41,25 @@ impl Loss {
                     )));
                 }
                 candle_nn::loss::cross_entropy(output, &target.to_dtype(DType::U32)?)?
+            }
+            Loss::WeightedPixelCrossEntropy => {
+                let (n, _, h, w) = output.dims4().map_err(|_| {
+                    Error::Invalid(format!(
+                        "weighted pixel cross-entropy expects logits [N, C, H, W]; got {:?}",
+                        output.dims()
+                    ))
+                })?;
+                if target.dims() != [n, 2, h, w] {
+                    return Err(Error::Invalid(format!(
+                        "weighted pixel cross-entropy expects targets [N, 2, H, W] = [{n}, 2, {h}, {w}] (class ids, weights) \
+                         for logits {:?}; got {:?}",
+                        output.dims(),
+                        target.dims()
+                    )));
+                }
+                let classes = target.narrow(1, 0, 1)?.squeeze(1)?.to_dtype(DType::U32)?;
+                let weights = target.narrow(1, 1, 1)?.squeeze(1)?;
+                crate::deep_neural_networks::weighted_pixel_cross_entropy(output, &classes, &weights)?
             }
             Loss::Mse | Loss::BinaryCrossEntropyWithLogits => {
                 if output.dims() != target.dims() {
@@ -76,6 +100,9 @@ pub struct FitConfig {
     pub max_steps: Option<usize>,
     /// Print a progress line at most every this many seconds; `None` prints nothing.
     pub progress_every_s: Option<f64>,
+    /// Random crops and flips applied to every training batch (image data `[N, C, H, W]` only), drawn from a
+    /// stream derived from `seed`. Evaluation always sees the original images.
+    pub augment: Option<Augmentation>,
 }
 
 impl Default for FitConfig {
@@ -87,6 +114,7 @@ impl Default for FitConfig {
             loss: Loss::CrossEntropy,
             max_steps: None,
             progress_every_s: Some(5.0),
+            augment: None,
         }
     }
 }
@@ -175,6 +203,7 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
         progress = progress.quiet();
     }
     let mut history = History::default();
+    let mut augment_rng = Rng::new(cfg.seed).fork("augment");
     let mut step = 0;
     'epochs: for epoch in 0..cfg.epochs {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
@@ -183,6 +212,10 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
                 break 'epochs;
             }
             let (x, y) = batch?;
+            let x = match &cfg.augment {
+                Some(a) => a.apply(&x, &mut augment_rng)?,
+                None => x,
+            };
             let n = x.dims()[0];
             let (loss, out) = train_step(model, opt, &x, &y, cfg.loss)?;
             if !loss.is_finite() {

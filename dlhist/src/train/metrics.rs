@@ -64,6 +64,110 @@ pub fn sparsity(t: &Tensor) -> Result<f64> {
     Ok(f64::from(zeros) / n as f64)
 }
 
+/// A prediction's and a target's flat class ids, and their shared `[N, H, W]`.
+type MaskPair = (Vec<u32>, Vec<u32>, usize, usize, usize);
+
+/// Pixel masks `[N, H, W]` (class ids) of a prediction and a target, checked to match, as flat vectors.
+fn masks(pred: &Tensor, target: &Tensor, who: &str) -> Result<MaskPair> {
+    let (n, h, w) = target
+        .dims3()
+        .map_err(|_| Error::Invalid(format!("{who} expects class masks [N, H, W]; got target {:?}", target.dims())))?;
+    if pred.dims() != target.dims() {
+        return Err(Error::Invalid(format!(
+            "{who}: prediction {:?} and target {:?} must have the same shape [N, H, W]",
+            pred.dims(),
+            target.dims()
+        )));
+    }
+    let p = pred.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+    let t = target.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+    Ok((p, t, n, h, w))
+}
+
+/// The share of pixels where the predicted class equals the target (masks `[N, H, W]`).
+pub fn pixel_accuracy(pred: &Tensor, target: &Tensor) -> Result<f64> {
+    let (p, t, ..) = masks(pred, target, "pixel_accuracy")?;
+    Ok(p.iter().zip(&t).filter(|(a, b)| a == b).count() as f64 / t.len().max(1) as f64)
+}
+
+/// Intersection over union of the pixels labelled `class` in `pred` and `target` (`[N, H, W]`), pooled over
+/// the batch: `|P ∩ G| / |P ∪ G|` (1 when both are empty).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let target = Tensor::new(&[[[1u32, 1, 0, 0]]], &dev)?;
+/// let pred = Tensor::new(&[[[1u32, 0, 0, 1]]], &dev)?;
+/// assert!((dlhist::train::iou(&pred, &target, 1)? - 1.0 / 3.0).abs() < 1e-12);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn iou(pred: &Tensor, target: &Tensor, class: u32) -> Result<f64> {
+    let (p, t, ..) = masks(pred, target, "iou")?;
+    Ok(ratio(p.iter().zip(&t).map(|(&a, &b)| (a == class, b == class))))
+}
+
+fn ratio(pairs: impl Iterator<Item = (bool, bool)>) -> f64 {
+    let (mut inter, mut union) = (0usize, 0usize);
+    for (a, b) in pairs {
+        inter += usize::from(a && b);
+        union += usize::from(a || b);
+    }
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+/// The pixels of `class` within Chebyshev distance `d` of the region's outline: its pixels with a 4-neighbour
+/// of another class (the image edge is not an outline).
+fn boundary_band(mask: &[u32], class: u32, h: usize, w: usize, d: usize) -> Vec<bool> {
+    let inside = |y: usize, x: usize| mask[y * w + x] == class;
+    let mut outline = vec![];
+    for y in 0..h {
+        for x in 0..w {
+            if inside(y, x) {
+                let nb = [(y.wrapping_sub(1), x), (y + 1, x), (y, x.wrapping_sub(1)), (y, x + 1)];
+                if nb.iter().any(|&(ny, nx)| ny < h && nx < w && !inside(ny, nx)) {
+                    outline.push((y, x));
+                }
+            }
+        }
+    }
+    let mut near = vec![false; h * w];
+    for (y, x) in outline {
+        for ny in y.saturating_sub(d)..(y + d + 1).min(h) {
+            for nx in x.saturating_sub(d)..(x + d + 1).min(w) {
+                near[ny * w + nx] = true;
+            }
+        }
+    }
+    (0..h * w).map(|p| near[p] && mask[p] == class).collect()
+}
+
+/// Boundary IoU (Cheng et al. 2021): the IoU of `class` restricted to the pixels within distance `d` of each
+/// mask's own outline. Interior pixels, which every reasonable segmentation gets right, do not count, so it
+/// measures how well the boundaries (and the thin gaps between touching objects) are drawn.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let target = Tensor::new(&[[[1u32, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]], &dev)?;
+/// assert_eq!(dlhist::train::boundary_iou(&target, &target, 1, 1)?, 1.0);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn boundary_iou(pred: &Tensor, target: &Tensor, class: u32, d: usize) -> Result<f64> {
+    let (p, t, n, h, w) = masks(pred, target, "boundary_iou")?;
+    let plane = h * w;
+    let mut pairs = Vec::with_capacity(p.len());
+    for i in 0..n {
+        let bp = boundary_band(&p[i * plane..(i + 1) * plane], class, h, w, d);
+        let bt = boundary_band(&t[i * plane..(i + 1) * plane], class, h, w, d);
+        pairs.extend(bp.into_iter().zip(bt));
+    }
+    Ok(ratio(pairs.into_iter()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +204,32 @@ mod tests {
         assert_eq!(mean_squared_error(&a, &b)?, 1.0);
         assert_eq!(sparsity(&a)?, 0.25);
         assert_eq!(sparsity(&b)?, 0.5);
+        Ok(())
+    }
+
+    #[test]
+    fn segmentation_metrics() -> Result<()> {
+        let dev = Device::Cpu;
+        // A 1×6×6 target: a 4×4 square of ones in the middle.
+        let mut t = vec![0u32; 36];
+        for y in 1..5 {
+            for x in 1..5 {
+                t[y * 6 + x] = 1;
+            }
+        }
+        let target = Tensor::from_vec(t.clone(), (1, 6, 6), &dev)?;
+        // The prediction misses one corner pixel.
+        let mut p = t.clone();
+        p[6 + 1] = 0;
+        let pred = Tensor::from_vec(p, (1, 6, 6), &dev)?;
+        assert!((pixel_accuracy(&pred, &target)? - 35.0 / 36.0).abs() < 1e-12);
+        assert!((iou(&pred, &target, 1)? - 15.0 / 16.0).abs() < 1e-12);
+        // With d = 0 only outline pixels count: 12 in the target, the same less the missing corner in the
+        // prediction (its two neighbours were outline pixels already): 11 shared of 12.
+        assert!((boundary_iou(&pred, &target, 1, 0)? - 11.0 / 12.0).abs() < 1e-12);
+        // The interior (2×2) is inside every band at d = 1: boundary IoU equals IoU there.
+        assert!((boundary_iou(&pred, &target, 1, 1)? - 15.0 / 16.0).abs() < 1e-12);
+        assert!(iou(&pred, &Tensor::zeros((1, 6, 5), DType::U32, &dev)?, 1).is_err());
         Ok(())
     }
 }

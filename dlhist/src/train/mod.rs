@@ -15,5 +15,5 @@ pub use batcher::Batcher;
 pub use experiment::{Experiment, Run, Trial};
 pub use fit::{evaluate, fit, predict_classes, test_accuracy, train_step, Evaluation, FitConfig, Loss};
 pub use history::{History, Record};
-pub use metrics::{accuracy, correct_count, mean_squared_error, sparsity};
+pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity};
 pub use progress::Progress;

@@ -1,0 +1,283 @@
+//! # Max pooling, including AlexNet's overlapping pooling, with a correct backward pass
+//!
+//! Max pooling keeps the largest activation of each `k×k` window, the windows `s` pixels apart:
+//!
+//! ```text
+//! y[n, c, i, j] = max_{0≤u,v<k} x[n, c, s·i + u − p, s·j + v − p],      H_out = ⌊(H + 2p − k)/s⌋ + 1
+//! ∂L/∂x[n, c, p, q] = Σ_{(i,j): (p,q) is the argmax of window (i,j)} ∂L/∂y[n, c, i, j]
+//! ```
+//!
+//! LeNet pools with `k = s = 2`; AlexNet (Krizhevsky et al. 2012, section 3.4) with `k = 3, s = 2`, so
+//! neighbouring windows overlap, which the paper credits with 0.3-0.4% lower top-1 error.
+//!
+//! candle 0.11's own max-pool has no backward pass when `k ≠ s`, and when `H` is not a multiple of `s` its
+//! backward routes gradients through the wrong windows (it upsamples the pooled map to the input size, which
+//! misaligns the rows and columns the pooling dropped). [`max_pool2d`] is a candle custom op whose backward
+//! sends each window's gradient to that window's argmax (the first maximum on ties, as PyTorch does), for any
+//! `k`, `s` and input size. Padding `p` adds positions that never win (as if they held −∞).
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType};
+
+/// Max pooling with window `kernel` and step `stride` over `[N, C, H, W]` (no padding, floor mode).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::deep_neural_networks::max_pool2d;
+/// let x = Tensor::arange(0f32, 25., &Device::Cpu)?.reshape((1, 1, 5, 5))?;
+/// // Overlapping 3×3 windows, 2 apart: rows/columns 0-2 and 2-4.
+/// assert_eq!(max_pool2d(&x, 3, 2)?.flatten_all()?.to_vec1::<f32>()?, vec![12., 14., 22., 24.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    max_pool2d_padded(x, kernel, stride, 0)
+}
+
+/// [`max_pool2d`] with `padding` positions on every side that never win, e.g. `(3, 2, 1)` halves an even side
+/// with overlapping windows (28 → 14) exactly as `(2, 2, 0)` does.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::ones((1, 1, 28, 28), DType::F32, &Device::Cpu)?;
+/// assert_eq!(dlhist::deep_neural_networks::max_pool2d_padded(&x, 3, 2, 1)?.dims(), &[1, 1, 14, 14]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn max_pool2d_padded(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x
+        .dims4()
+        .map_err(|_| candle_core::Error::Msg(format!("max_pool2d expects [N, C, H, W]; got {:?}", x.dims())))?;
+    if kernel == 0 || stride == 0 || kernel > h + 2 * padding || kernel > w + 2 * padding || padding >= kernel {
+        candle_core::bail!(
+            "max_pool2d: window {kernel} with stride {stride} and padding {padding} does not fit an input of {h}×{w} \
+             (the window must be larger than the padding and fit the padded input)"
+        )
+    }
+    let op = MaxPool { kernel, stride, padding };
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(op)
+    } else {
+        // The op is implemented for the CPU; on a GPU the data makes a round trip (autograd follows it).
+        x.to_device(&Device::Cpu)?.contiguous()?.apply_op1(op)?.to_device(x.device())
+    }
+}
+
+/// [`max_pool2d_padded`] as a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// Window size.
+    pub kernel: usize,
+    /// Step between windows.
+    pub stride: usize,
+    /// Positions added on every side (they never win).
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    /// Non-overlapping pooling (`stride = kernel`), as in LeNet.
+    pub fn new(kernel: usize) -> Self {
+        MaxPool2d { kernel, stride: kernel, padding: 0 }
+    }
+
+    /// Pooling with any stride and padding; `stride < kernel` overlaps, as in AlexNet (3, 2).
+    pub fn with_stride(kernel: usize, stride: usize, padding: usize) -> Self {
+        MaxPool2d { kernel, stride, padding }
+    }
+
+    /// The output side for an input side `n`.
+    pub fn out_size(&self, n: usize) -> usize {
+        (n + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+}
+
+impl Module for MaxPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        max_pool2d_padded(x, self.kernel, self.stride, self.padding)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MaxPool {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl MaxPool {
+    fn out_dims(&self, dims: &[usize]) -> (usize, usize, usize, usize, usize, usize) {
+        let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+        let out = |side: usize| (side + 2 * self.padding - self.kernel) / self.stride + 1;
+        (n, c, h, w, out(h), out(w))
+    }
+
+    /// The flat input index of each output's maximum (first one on ties).
+    fn argmax<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<usize> {
+        let (n, c, h, w, oh, ow) = self.out_dims(dims);
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        for plane in 0..n * c {
+            let base = plane * h * w;
+            for i in 0..oh {
+                for j in 0..ow {
+                    // The window clipped to the input: padded positions never win.
+                    let (r0, c0) = (
+                        (i * self.stride).saturating_sub(self.padding),
+                        (j * self.stride).saturating_sub(self.padding),
+                    );
+                    let r1 = (i * self.stride + self.kernel - self.padding).min(h);
+                    let c1 = (j * self.stride + self.kernel - self.padding).min(w);
+                    let mut best = base + r0 * w + c0;
+                    for r in r0..r1 {
+                        let row = base + r * w;
+                        for (q, val) in x[row + c0..row + c1].iter().enumerate() {
+                            // Strictly greater keeps the first maximum; NaN never wins, as in a plain max.
+                            if val.to_f64() > x[best].to_f64() {
+                                best = row + c0 + q;
+                            }
+                        }
+                    }
+                    out.push(best);
+                }
+            }
+        }
+        out
+    }
+
+    fn forward_slice<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
+        self.argmax(x, dims).into_iter().map(|i| x[i]).collect()
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "dlhist-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = layout.shape().dims();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("dlhist-max-pool2d expects a contiguous input")
+        };
+        let (n, c, _, _, oh, ow) = self.out_dims(dims);
+        let shape = Shape::from((n, c, oh, ow));
+        let out = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(self.forward_slice(&v[start..end], dims)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.forward_slice(&v[start..end], dims)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(self.forward_slice(&v[start..end], dims)),
+            CpuStorage::F16(v) => CpuStorage::F16(self.forward_slice(&v[start..end], dims)),
+            _ => candle_core::bail!("max_pool2d supports float tensors (f32, f64, bf16, f16) only"),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        // Recompute the argmax from the input (cheaper to keep than a saved index tensor), then scatter.
+        let dims = arg.dims().to_vec();
+        let x = arg.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let g = grad_res.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let mut gx = vec![0f64; x.len()];
+        for (idx, gv) in self.argmax(&x, &dims).into_iter().zip(g) {
+            gx[idx] += gv;
+        }
+        Ok(Some(Tensor::from_vec(gx, dims, arg.device())?.to_dtype(arg.dtype())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Result;
+    use candle_core::Var;
+
+    fn rand(shape: &[usize], seed: u64) -> Result<Tensor> {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu)
+    }
+
+    /// The definition, loop by loop, in f64.
+    fn naive(x: &Tensor, k: usize, s: usize, pad: usize) -> Result<Vec<f64>> {
+        let (n, c, h, w) = x.dims4()?;
+        let v = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let (oh, ow) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
+        let mut out = vec![];
+        for p in 0..n * c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut m = f64::NEG_INFINITY;
+                    for u in 0..k {
+                        for t in 0..k {
+                            let (r, q) = ((i * s + u) as isize - pad as isize, (j * s + t) as isize - pad as isize);
+                            if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < w {
+                                m = m.max(v[p * h * w + r as usize * w + q as usize]);
+                            }
+                        }
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn forward_matches_the_definition_and_candle() -> Result<()> {
+        for (shape, k, s) in [([2, 3, 7, 9], 3, 2), ([1, 1, 5, 5], 2, 2), ([3, 2, 8, 8], 2, 2), ([1, 2, 6, 4], 3, 1)] {
+            let x = rand(&shape, 1)?;
+            let y = max_pool2d(&x, k, s)?;
+            let got: Vec<f64> = y.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            assert_eq!(got, naive(&x, k, s, 0)?, "{shape:?} k={k} s={s}");
+            let theirs = x.max_pool2d_with_stride(k, s)?;
+            let diff = (y - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn padded_pooling_matches_the_definition() -> Result<()> {
+        for (shape, k, s, p) in [([2, 3, 28, 28], 3, 2, 1), ([1, 2, 7, 5], 3, 2, 1), ([1, 1, 6, 6], 2, 2, 1)] {
+            let x = rand(&shape, 7)?;
+            let got: Vec<f64> = max_pool2d_padded(&x, k, s, p)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            assert_eq!(got, naive(&x, k, s, p)?, "{shape:?} k={k} s={s} p={p}");
+        }
+        assert_eq!(MaxPool2d::with_stride(3, 2, 1).out_size(28), 14);
+        assert_eq!(MaxPool2d::new(2).out_size(7), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences_for_overlapping_windows_odd_sizes_and_padding() -> Result<()> {
+        // f64 input with distinct values, so the max is unique and the function is differentiable.
+        let x0 = rand(&[2, 2, 7, 7], 3)?.to_dtype(DType::F64)?;
+        for pad in [0, 1] {
+            let out = (7 + 2 * pad - 3) / 2 + 1;
+            let weights = rand(&[2, 2, out, out], 4)?.to_dtype(DType::F64)?;
+            let loss = |x: &Tensor| -> Result<f64> {
+                Ok((max_pool2d_padded(x, 3, 2, pad)? * &weights)?.sum_all()?.to_scalar()?)
+            };
+            let var = Var::from_tensor(&x0)?;
+            let grads = (max_pool2d_padded(var.as_tensor(), 3, 2, pad)? * &weights)?.sum_all()?.backward()?;
+            let g: Vec<f64> = grads.get(&var).unwrap().flatten_all()?.to_vec1()?;
+            let base: Vec<f64> = x0.flatten_all()?.to_vec1()?;
+            let eps = 1e-6;
+            for i in 0..base.len() {
+                let mut bumped = base.clone();
+                bumped[i] += eps;
+                let up = loss(&Tensor::from_vec(bumped.clone(), x0.shape(), &Device::Cpu)?)?;
+                bumped[i] -= 2.0 * eps;
+                let down = loss(&Tensor::from_vec(bumped, x0.shape(), &Device::Cpu)?)?;
+                let fd = (up - down) / (2.0 * eps);
+                assert!((fd - g[i]).abs() < 1e-6, "pad {pad}, element {i}: finite difference {fd}, backward {}", g[i]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn ties_send_the_gradient_to_the_first_maximum_and_bad_input_is_named() -> Result<()> {
+        let var = Var::new(&[[[[1f32, 1.], [1., 1.]]]], &Device::Cpu)?;
+        let g = max_pool2d(var.as_tensor(), 2, 2)?.sum_all()?.backward()?;
+        assert_eq!(g.get(&var).unwrap().flatten_all()?.to_vec1::<f32>()?, vec![1., 0., 0., 0.]);
+        let e = max_pool2d(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, 2, 2).unwrap_err();
+        assert!(e.to_string().contains("[2, 3]"), "{e}");
+        let e = max_pool2d(&Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu)?, 3, 2).unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        Ok(())
+    }
+}
