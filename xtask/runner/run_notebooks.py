@@ -195,6 +195,10 @@ def main(argv):
     args.root = args.root.resolve()
     if args.device == "cuda":
         os.environ["DLHIST_DEVICE"] = "cuda"  # the kernel inherits it; dlhist::device() reads it
+    if not args.in_place and "DLHIST_ASSETS_DIR" not in os.environ:
+        # Only a run that writes the notebooks back may replace the committed figures under assets/; the
+        # figures of a quick run go next to its executed notebooks (dlhist::notebook::asset_path reads this).
+        os.environ["DLHIST_ASSETS_DIR"] = str((args.out / "assets").resolve())
     started = time.monotonic()
     rows = [run_notebook(path.resolve(), args) for path in args.notebooks]
     total = round(time.monotonic() - started, 1)
