@@ -11,6 +11,8 @@ import copy
 import json
 import os
 import queue
+import shutil
+import tempfile
 import sys
 import time
 import traceback
@@ -118,6 +120,13 @@ def run_notebook(path, args):
         on_cell_execute=on_cell_execute,
         on_cell_executed=on_cell_executed,
     )
+    # evcxr builds each kernel's cells in a temp folder (about 1 GB once dlhist is compiled there) that it leaves
+    # behind when the kernel is shut down from outside. Unless the caller chose a folder (EVCXR_TMPDIR, as CI does
+    # to share the test harness's build), give the kernel one of ours and remove it afterwards.
+    own_tmpdir = None
+    if "EVCXR_TMPDIR" not in os.environ:
+        own_tmpdir = tempfile.mkdtemp(prefix="dlhist-evcxr-")
+        os.environ["EVCXR_TMPDIR"] = own_tmpdir  # the kernel process inherits it
     try:
         client.execute()
     except CellFailed as failed:
@@ -130,6 +139,10 @@ def run_notebook(path, args):
         row.update(status="failed", error=f"the kernel died: {err}")
     except Exception as err:  # anything else from the kernel machinery: record it, go on with the next notebook
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
+    finally:
+        if own_tmpdir is not None:
+            del os.environ["EVCXR_TMPDIR"]
+            shutil.rmtree(own_tmpdir, ignore_errors=True)
     row["wall_s"] = round(time.monotonic() - start, 1)
 
     code_cells = [c for c in run.cells if c.cell_type == "code"]
