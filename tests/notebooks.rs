@@ -25,6 +25,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "../xtask/kernel/evcxr_cache.rs"]
+mod evcxr_cache;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SCRATCH: &str = env!("CARGO_TARGET_TMPDIR");
 
@@ -61,6 +64,8 @@ fn main() {
             harness_catches(fixture, cell, needle).map_err(failed)
         }));
     }
+    trials
+        .push(Trial::test("harness::evcxr_cache_forgets_out_dirs", || evcxr_cache_forgets_out_dirs().map_err(failed)));
     trials.push(Trial::test("harness::passing_fixture_passes", || {
         let nb = Path::new(ROOT).join("tests/fixtures/passes.ipynb");
         run_notebook(&nb, &[], Some(&scratch("evcxr-fixtures"))).map(|_| ()).map_err(failed)
@@ -400,6 +405,10 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     std::env::set_var("DLHIST_ASSETS_DIR", scratch("assets"));
     std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
 
+    // Before evcxr reads its cache: entries another kernel stored would otherwise rebuild dlhist at every cell.
+    if let Some(cache) = evcxr_cache::cache_dir() {
+        evcxr_cache::sanitize(&cache).with_context(|| format!("cannot clean evcxr's cache {}", cache.display()))?;
+    }
     let (mut ctx, outputs) = evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
     // evcxr's cache of compiled registry crates (~/.cache/evcxr), shared with the Jupyter kernels that
     // `cargo xtask setup` configures: after the first build anywhere, candle and polars are not compiled again.
@@ -482,4 +491,46 @@ fn harness_catches(fixture: &str, cell: usize, needle: &str) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The cache fix: `OUT_DIR` files and the `OUT_DIR` record leave a cached dep-info file, nothing else does.
+fn evcxr_cache_forgets_out_dirs() -> Result<()> {
+    let old = "/tmp/.tmpA/target/x86_64-unknown-linux-gnu/debug";
+    let src = "/root/.cargo/registry/src/index/serde_core-1.0.229/src";
+    let d = format!(
+        "{old}/deps/libserde_core-1.rlib: {src}/lib.rs {old}/build/serde_core-2/out/private.rs {src}/de/mod.rs\n\n\
+         {src}/lib.rs:\n{old}/build/serde_core-2/out/private.rs:\n{src}/de/mod.rs:\n\n\
+         # env-dep:OUT_DIR={old}/build/serde_core-2/out\n# env-dep:CARGO_PKG_NAME=serde_core\n"
+    );
+    let want = format!(
+        "{old}/deps/libserde_core-1.rlib: {src}/lib.rs {src}/de/mod.rs\n\n{src}/lib.rs:\n{src}/de/mod.rs:\n\n\
+         # env-dep:CARGO_PKG_NAME=serde_core\n"
+    );
+    let got = evcxr_cache::sanitize_dep_info(&d).context("an OUT_DIR entry was not found")?;
+    if got != want {
+        bail!("sanitized dep-info:\n{got}\nexpected:\n{want}");
+    }
+    if evcxr_cache::sanitize_dep_info(&want).is_some() {
+        bail!("a dep-info file without OUT_DIR entries was changed");
+    }
+    // On disk: only .d files change, and a second pass changes nothing.
+    let cache = scratch("evcxr-cache-test");
+    let _ = std::fs::remove_dir_all(&cache);
+    std::fs::create_dir_all(cache.join("123"))?;
+    std::fs::write(cache.join("123/serde_core-1.d"), &d)?;
+    std::fs::write(cache.join("123/libserde_core-1.rmeta"), &d)?;
+    let first = evcxr_cache::sanitize(&cache)?;
+    let second = evcxr_cache::sanitize(&cache)?;
+    if (first, second) != (1, 0) {
+        bail!("sanitize changed {first} then {second} files (expected 1 then 0)");
+    }
+    if std::fs::read_to_string(cache.join("123/serde_core-1.d"))? != want
+        || std::fs::read_to_string(cache.join("123/libserde_core-1.rmeta"))? != d
+    {
+        bail!("sanitize wrote the wrong files");
+    }
+    if evcxr_cache::sanitize(&cache.join("missing"))? != 0 {
+        bail!("a missing cache folder is not empty");
+    }
+    Ok(())
 }
