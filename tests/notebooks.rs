@@ -413,6 +413,13 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     // evcxr's cache of compiled registry crates (~/.cache/evcxr), shared with the Jupyter kernels that
     // `cargo xtask setup` configures: after the first build anywhere, candle and polars are not compiled again.
     ctx.execute(":cache 4096").map_err(|e| anyhow::anyhow!("cannot enable evcxr's build cache: {e}"))?;
+    // Allow a top-level `?` before the first cell (the kernel's init.evcxr does the same, see xtask's setup.rs):
+    // otherwise evcxr compiles the first notebook cell that uses `?` twice.
+    ctx.execute("Ok::<(), String>(())?;").map_err(|e| anyhow::anyhow!("cannot allow `?` in cells: {e}"))?;
+    // DLHIST_TEST_TIMING=1 prints evcxr's phases (compiles, retries, execution) for every cell.
+    if std::env::var_os("DLHIST_TEST_TIMING").is_some() {
+        let _ = ctx.execute(":timing");
+    }
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     drain(outputs.stdout, stdout.clone());
@@ -424,6 +431,13 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     for (label, source) in cells_to_run(&nb, quick)? {
         let t = Instant::now();
         let result = ctx.execute(&source);
+        if std::env::var_os("DLHIST_TEST_TIMING").is_some() {
+            if let Ok(out) = &result {
+                let phases: Vec<String> =
+                    out.phases.iter().map(|p| format!("{} {:.2}s", p.name, p.duration.as_secs_f64())).collect();
+                eprintln!("    {label}: {}", phases.join(", "));
+            }
+        }
         // evcxr forwards the cell process's stderr from another thread, so a `?` error's message can land
         // after execute() returns: wait until stderr has been quiet for 200 ms (at most 3 s).
         let waited = Instant::now();
