@@ -15,6 +15,7 @@
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
 //! | [`train`] | the one training loop, batching, metrics, history, progress lines, experiments comparing variants |
 //! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
+//! | [`fast`] | fused CPU kernels behind the layers above (convolution, linear, losses, LSTM cell) |
 //! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
 //! | [`device()`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
 //!
@@ -34,6 +35,7 @@ pub mod data;
 pub mod deep_neural_networks;
 pub mod device;
 mod error;
+pub mod fast;
 pub mod init;
 pub mod notebook;
 pub mod optimization;

@@ -67,6 +67,9 @@ impl Lstm {
 
     /// Runs the sequence and returns every step's output `[B, T, H]` and the final `(h_T, c_T)`, each `[B, H]`.
     ///
+    /// The recurrence runs as one op ([`crate::fast::lstm_sequence`]) whose backward pass is back-propagation
+    /// through time written out; the cell equations are those of the module docs.
+    ///
     /// ```
     /// use dlhist::prelude::*;
     /// let dev = Device::Cpu;
@@ -93,30 +96,16 @@ impl Lstm {
         // The input projection does not depend on the recurrence: one matrix product for all T steps instead
         // of T small ones. Both biases are folded in here once.
         let bias = (&self.bias_ih + &self.bias_hh)?;
-        let xp = x.reshape((b * t, i))?.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?.reshape((b, t, h4))?;
-        let w_hh_t = self.weight_hh.t()?;
-        let mut h = Tensor::zeros((b, self.hidden), x.dtype(), x.device())?;
-        let mut c = h.clone();
-        let mut outs = Vec::with_capacity(t);
-        for step in 0..t {
-            let gates = (xp.narrow(1, step, 1)?.squeeze(1)? + h.matmul(&w_hh_t)?)?;
-            (h, c) = cell(&gates, &c, self.hidden)?;
-            outs.push(h.clone());
-        }
-        Ok((Tensor::stack(&outs, 1)?, (h, c)))
+        let xp = crate::fast::linear(&x.reshape((b * t, i))?, &self.weight_ih, &bias, crate::fast::Act::Identity)?
+            .reshape((b, t, h4))?;
+        // The recurrence as one op, forward and back-propagation through time (crate::fast::lstm_sequence):
+        // rows 0..T hold h_1..h_T, row T the final cell.
+        let out = crate::fast::lstm_sequence(&xp, &self.weight_hh)?;
+        let hs = out.narrow(1, 0, t)?;
+        let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let c = out.narrow(1, t, 1)?.squeeze(1)?;
+        Ok((hs, (h, c)))
     }
-}
-
-/// One step of the cell equations of the module docs, from the pre-activations `[B, 4H]` and `c_{t−1}`.
-fn cell(gates: &Tensor, c: &Tensor, hidden: usize) -> Result<(Tensor, Tensor)> {
-    let gate = |k: usize| gates.narrow(1, k * hidden, hidden);
-    let i = candle_nn::ops::sigmoid(&gate(0)?)?;
-    let f = candle_nn::ops::sigmoid(&gate(1)?)?;
-    let g = gate(2)?.tanh()?;
-    let o = candle_nn::ops::sigmoid(&gate(3)?)?;
-    let c = ((f * c)? + (i * g)?)?;
-    let h = (o * c.tanh()?)?;
-    Ok((h, c))
 }
 
 impl Module for Lstm {
@@ -176,6 +165,38 @@ mod tests {
         for (g, w) in got.iter().zip(naive(&lstm, &x)) {
             assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
         }
+        Ok(())
+    }
+
+    /// The fused f32 layer against the same layer in f64, which runs the step-by-step candle composition
+    /// (crate::fast falls back for other dtypes): outputs, final state and every gradient.
+    #[test]
+    fn fused_sequence_matches_the_composition_values_and_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let (v32, vb32) = crate::init::seeded(8, DType::F32, &dev);
+        let (v64, vb64) = crate::init::seeded(8, DType::F64, &dev);
+        let (l32, l64) = (Lstm::new(3, 7, vb32)?, Lstm::new(3, 7, vb64)?);
+        let x = candle_core::Var::from_tensor(
+            &crate::rng::Rng::new(9).normal_tensor((4, 11, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?,
+        )?;
+        let x64 = candle_core::Var::from_tensor(&x.to_dtype(DType::F64)?)?;
+        let (hs, (h, c)) = l32.forward_with_state(&x)?;
+        let (hs64, (h64, c64)) = l64.forward_with_state(&x64)?;
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+        for (a, b, what) in [(&hs, &hs64, "hs"), (&h, &h64, "h"), (&c, &c64, "c")] {
+            crate::fast::testing::assert_close(a, &f32s(b)?, what)?;
+        }
+        let r = crate::rng::Rng::new(10).normal_tensor(hs.dims(), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+        let loss32 = ((&hs * &r)?.sum_all()? + c.sum_all()?)?;
+        let loss64 = ((&hs64 * r.to_dtype(DType::F64)?)?.sum_all()? + c64.sum_all()?)?;
+        let (g32, g64) = (loss32.backward()?, loss64.backward()?);
+        let d32 = v32.data().lock().unwrap().clone();
+        let d64 = v64.data().lock().unwrap().clone();
+        for (name, var) in d32.iter() {
+            let want = f32s(g64.get(&d64[name]).unwrap())?;
+            crate::fast::testing::assert_close(g32.get(var).unwrap(), &want, name)?;
+        }
+        crate::fast::testing::assert_close(g32.get(&x).unwrap(), &f32s(g64.get(&x64).unwrap())?, "dx")?;
         Ok(())
     }
 

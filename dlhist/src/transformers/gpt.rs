@@ -27,9 +27,11 @@
 //! linear head to `vocab_size` logits. Dividing by `√d` keeps the logits' variance near 1 at initialization, so
 //! the softmax does not start saturated.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
+use crate::deep_neural_networks::mlp::linear_act;
+use crate::deep_neural_networks::Activation;
 use crate::optimization::LayerNorm;
 
 /// Sizes of a [`Gpt`].
@@ -92,24 +94,13 @@ impl CausalSelfAttention {
     }
 }
 
-/// `M` of the module docs: `[T, T]`, 0 on and below the diagonal, −∞ above.
-fn causal_mask(t: usize, like: &Tensor) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-    Tensor::from_vec(m, (t, t), like.device())?.to_dtype(like.dtype())
-}
-
 impl Module for CausalSelfAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let (nh, hd) = (self.n_head, c / self.n_head);
-        // [B, T, 3C] → three [B, nh, T, hd]: heads become a batch dimension for the matrix products.
-        let qkv = self.qkv.forward(x)?.reshape((b, t, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?;
-        let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(&causal_mask(t, x)?)?;
-        // candle-nn's softmax_last_dim has no backward pass: the composed softmax does.
-        let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
-        self.proj.forward(&y)
+        x.dims3()?;
+        // Q, K, V for all heads in one product; then every head's softmax(Q Kᵀ/√d + M) V in one op that reads
+        // them in place (crate::fast::causal_self_attention); then W_O.
+        let y = crate::fast::causal_self_attention(&linear_act(&self.qkv, x, None)?, self.n_head)?;
+        linear_act(&self.proj, &y, None)
     }
 }
 
@@ -149,7 +140,8 @@ impl Block {
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln1.forward(x)?)?)?;
-        let m = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)?)?.gelu_erf()?)?;
+        // W_1, b_1 and GELU in one op (crate::fast::linear), then W_2, b_2.
+        let m = linear_act(&self.proj, &linear_act(&self.fc, &self.ln2.forward(&x)?, Some(Activation::Gelu))?, None)?;
         x + m
     }
 }
@@ -212,14 +204,14 @@ impl Module for Gpt {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        self.head.forward(&self.ln_f.forward(&x)?)
+        linear_act(&self.head, &self.ln_f.forward(&x)?, None)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, IndexOp};
+    use candle_core::{DType, Device, IndexOp, D};
 
     fn last_dim_softmax_reference(x: &Tensor) -> Result<Tensor> {
         let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
