@@ -60,13 +60,13 @@ fn median(values: &mut [f64]) -> f64 {
 /// Per model (in PyTorch's order), the median over rounds of each side's median; models missing on either side
 /// are left out.
 pub fn summarize(dlhist: &[StepTime], torch: &[StepTime]) -> Vec<Row> {
-    let collect = |runs: &[StepTime], min: bool| {
+    fn collect(runs: &[StepTime], min: bool) -> BTreeMap<&str, Vec<f64>> {
         let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for r in runs {
             by.entry(r.model.as_str()).or_default().push(if min { r.min_ms } else { r.median_ms });
         }
         by
-    };
+    }
     let (mut d, mut t) = (collect(dlhist, false), collect(torch, false));
     let (mut dmin, mut tmin) = (collect(dlhist, true), collect(torch, true));
     let mut order: Vec<&str> = vec![];
