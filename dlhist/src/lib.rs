@@ -10,9 +10,12 @@
 //! | --- | --- |
 //! | [`deep_neural_networks`] | section 01: the MLP of backpropagation, LeNet, AlexNet's ingredients, U-Net |
 //! | [`optimization`] | section 02: optimizers, schedules, clipping, weight decay, dropout, batch and layer norm, GELU, residual networks |
+//! | [`sequence_modeling`] | section 03: the LSTM |
+//! | [`transformers`] | section 04: causal self-attention, a small GPT |
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
 //! | [`train`] | the one training loop, batching, metrics, history, progress lines, experiments comparing variants |
 //! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
+//! | [`fast`] | fused CPU kernels behind the layers above (convolution, linear, losses, LSTM cell) |
 //! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
 //! | [`device()`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
 //!
@@ -32,13 +35,16 @@ pub mod data;
 pub mod deep_neural_networks;
 pub mod device;
 mod error;
+pub mod fast;
 pub mod init;
 pub mod notebook;
 pub mod optimization;
 pub mod plot;
 pub mod prelude;
 pub mod rng;
+pub mod sequence_modeling;
 pub mod train;
+pub mod transformers;
 
 pub use device::device;
 pub use error::{Error, Result};

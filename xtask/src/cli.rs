@@ -19,6 +19,9 @@ COMMANDS:
     notebooks run [OPTIONS] [NOTEBOOK|DIR...]
                                  Execute notebooks through the real Jupyter kernel (all under notebooks/ by
                                  default). See `cargo xtask notebooks run --help`.
+    bench [--rounds N] [--threads N] [--dlhist-bin PATH]
+                                 Training-step time of dlhist vs PyTorch per model, alternating rounds.
+                                 See `cargo xtask bench --help`.
     papers ...                   Fetch the papers' PDFs next to the notebooks. See `cargo xtask papers --help`.
     help                         Print this help.
 ";
@@ -75,6 +78,35 @@ OPTIONS:
 
 NOTEBOOK|DIR: .ipynb files, or folders searched recursively; default: every notebook under notebooks/.
 ";
+
+/// Help of `cargo xtask bench`.
+pub const BENCH_HELP: &str = "\
+cargo xtask bench [--rounds N] [--threads N] [--dlhist-bin PATH]
+
+Compares the median time of one training step (forward, backward, Adam update) of the notebooks' reference
+models between dlhist (`cargo run --release -p dlhist --example train_steps`) and PyTorch
+(xtask/bench/torch_steps.py), running the two alternately for N rounds, and prints per model the median over
+rounds and the ratio dlhist / PyTorch. Creates .venv-bench with torch from PyPI when missing (several GB: PyPI's
+Linux wheel brings CUDA libraries).
+
+OPTIONS:
+    --rounds N     Rounds of both programs (default 3).
+    --threads N    Threads for both (THREADS; default 2).
+    --dlhist-bin P Run this prebuilt train_steps instead of building the checkout's (e.g. an older commit's
+                   build, copied aside, to measure a baseline under the same conditions).
+";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// Rounds of both programs.
+    pub rounds: usize,
+    /// Threads for both (`THREADS`).
+    pub threads: usize,
+    /// A prebuilt `train_steps` to run instead of building the current one (e.g. an older commit's, to
+    /// measure a baseline).
+    pub dlhist_bin: Option<PathBuf>,
+}
 
 /// Options of `cargo xtask setup`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +192,7 @@ pub enum Command {
     Setup(SetupOptions),
     Lab(LabOptions),
     NotebooksRun(RunOptions),
+    Bench(BenchOptions),
     /// Everything after `papers`, handed to `papers::run` untouched.
     Papers(Vec<String>),
 }
@@ -194,9 +227,10 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "setup" => parse_setup(rest),
         "lab" => parse_lab(rest),
         "notebooks" => parse_notebooks(rest),
+        "bench" => parse_bench(rest),
         "papers" => Ok(Command::Papers(rest.to_vec())),
         other => {
-            bail!("unknown command `{other}`; the commands are setup, lab, notebooks, papers (see `cargo xtask help`)")
+            bail!("unknown command `{other}`; the commands are setup, lab, notebooks, bench, papers (see `cargo xtask help`)")
         }
     }
 }
@@ -234,6 +268,33 @@ fn parse_lab(args: &[String]) -> Result<Command> {
         }
     }
     Ok(Command::Lab(opts))
+}
+
+fn parse_bench(args: &[String]) -> Result<Command> {
+    let mut opts = BenchOptions { rounds: 3, threads: 2, dlhist_bin: None };
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (name, inline) = split_flag(arg);
+        match name {
+            a if is_help(a) => return Ok(Command::Help(BENCH_HELP)),
+            "--rounds" | "--threads" => {
+                let value = flag_value(name, inline, &mut iter)?;
+                let n = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| anyhow!("bench: {name} wants a positive number, got `{value}`"))?;
+                if name == "--rounds" {
+                    opts.rounds = n;
+                } else {
+                    opts.threads = n;
+                }
+            }
+            "--dlhist-bin" => opts.dlhist_bin = Some(PathBuf::from(flag_value(name, inline, &mut iter)?)),
+            other => bail!("bench: unknown option `{other}` (see `cargo xtask bench --help`)"),
+        }
+    }
+    Ok(Command::Bench(opts))
 }
 
 fn parse_notebooks(args: &[String]) -> Result<Command> {
@@ -317,7 +378,7 @@ mod tests {
         assert_eq!(parse_str("").unwrap(), Command::Help(HELP));
         assert_eq!(parse_str("--help").unwrap(), Command::Help(HELP));
         assert_eq!(parse_str("help").unwrap(), Command::Help(HELP));
-        for command in ["setup", "lab", "notebooks run", "papers"] {
+        for command in ["setup", "lab", "notebooks run", "bench", "papers"] {
             assert!(HELP.contains(command), "help lists {command}");
         }
     }
@@ -387,6 +448,22 @@ mod tests {
             "notebooks list",
             "frobnicate",
         ] {
+            assert!(parse_str(line).is_err(), "`{line}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn bench_options() {
+        assert_eq!(
+            parse_str("bench").unwrap(),
+            Command::Bench(BenchOptions { rounds: 3, threads: 2, dlhist_bin: None })
+        );
+        assert_eq!(
+            parse_str("bench --rounds 5 --threads=1 --dlhist-bin /tmp/t").unwrap(),
+            Command::Bench(BenchOptions { rounds: 5, threads: 1, dlhist_bin: Some(PathBuf::from("/tmp/t")) })
+        );
+        assert_eq!(parse_str("bench --help").unwrap(), Command::Help(BENCH_HELP));
+        for line in ["bench --rounds 0", "bench --threads x", "bench --rounds", "bench --fast"] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }
     }

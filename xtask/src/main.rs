@@ -5,8 +5,10 @@
 //!   and a warm build of dlhist for the kernel.
 //! - `lab`: `setup`, then Jupyter Lab on `notebooks/`.
 //! - `notebooks run`: the headless runner (`xtask/runner/run_notebooks.py`) through the real kernel.
+//! - `bench`: dlhist's training step against PyTorch's (see `bench.rs`).
 //! - `papers`: the paper PDFs next to the notebooks (see `papers.rs`).
 
+mod bench;
 mod cli;
 mod lab;
 mod notebook;
@@ -45,6 +47,10 @@ fn run(args: &[String]) -> Result<()> {
         cli::Command::NotebooksRun(opts) => {
             let project = project::Project::locate()?;
             notebooks::run(&project, &opts)
+        }
+        cli::Command::Bench(opts) => {
+            let project = project::Project::locate()?;
+            bench::run(&project, &opts)
         }
         cli::Command::Papers(rest) => papers::run(&rest),
     }

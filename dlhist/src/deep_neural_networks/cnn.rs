@@ -25,10 +25,41 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
+use super::mlp::linear_act;
 use super::{max_pool2d, Activation};
 
 fn padded(padding: usize) -> Conv2dConfig {
     Conv2dConfig { padding, ..Default::default() }
+}
+
+/// `max_pool(f(conv(x)), pool)` (`pool = 1`: no pooling) with the bias, activation and pooling fused into
+/// [`crate::fast::conv2d_pool`] where it applies (plain convolutions with a bias), else candle-nn's `Conv2d`,
+/// `f` and [`max_pool2d`].
+fn conv_act_pool(conv: &Conv2d, x: &Tensor, f: Activation, pool: usize) -> Result<Tensor> {
+    let cfg = conv.config();
+    let y = match (conv.bias(), cfg.dilation == 1 && cfg.groups == 1 && cfg.cudnn_fwd_algo.is_none()) {
+        (Some(b), true) => match f.fused() {
+            Some(act) => return crate::fast::conv2d_pool(x, conv.weight(), b, cfg.padding, cfg.stride, act, pool),
+            None => f.forward(&crate::fast::conv2d(
+                x,
+                conv.weight(),
+                b,
+                cfg.padding,
+                cfg.stride,
+                crate::fast::Act::Identity,
+            )?)?,
+        },
+        _ => f.forward(&conv.forward(x)?)?,
+    };
+    if pool == 1 {
+        Ok(y)
+    } else {
+        max_pool2d(&y, pool, pool)
+    }
+}
+
+fn conv_act(conv: &Conv2d, x: &Tensor, f: Activation) -> Result<Tensor> {
+    conv_act_pool(conv, x, f, 1)
 }
 
 fn expect_images(x: &Tensor, who: &str, channels: usize, side: usize) -> Result<()> {
@@ -91,8 +122,8 @@ impl LeNet5 {
     pub fn feature_maps(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         expect_images(x, "LeNet5", 1, 28)?;
         let f = self.activation;
-        let c1 = f.forward(&self.c1.forward(x)?)?;
-        let c3 = f.forward(&self.c3.forward(&c1.avg_pool2d(2)?)?)?;
+        let c1 = conv_act(&self.c1, x, f)?;
+        let c3 = conv_act(&self.c3, &c1.avg_pool2d(2)?, f)?;
         Ok((c1, c3))
     }
 }
@@ -101,8 +132,8 @@ impl ModuleT for LeNet5 {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         let (_, c3) = self.feature_maps(x)?;
         let f = self.activation;
-        let c5 = f.forward(&self.c5.forward(&c3.avg_pool2d(2)?)?)?.flatten_from(1)?; // [N, 120]
-        self.output.forward(&f.forward(&self.f6.forward(&c5)?)?)
+        let c5 = conv_act(&self.c5, &c3.avg_pool2d(2)?, f)?.flatten_from(1)?; // [N, 120]
+        linear_act(&self.output, &linear_act(&self.f6, &c5, Some(f))?, None)
     }
 }
 
@@ -146,16 +177,21 @@ impl SmallCnn {
     /// The feature maps after each convolution and its ReLU: `[N, 16, 28, 28]` and `[N, 32, 14, 14]`.
     pub fn feature_maps(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         expect_images(x, "SmallCnn", 1, 28)?;
-        let a1 = self.conv1.forward(x)?.relu()?;
-        let a2 = self.conv2.forward(&max_pool2d(&a1, 2, 2)?)?.relu()?;
+        // Convolution, bias and ReLU in one fused op each (crate::fast::conv2d).
+        let a1 = conv_act(&self.conv1, x, Activation::Relu)?;
+        let a2 = conv_act(&self.conv2, &max_pool2d(&a1, 2, 2)?, Activation::Relu)?;
         Ok((a1, a2))
     }
 }
 
 impl ModuleT for SmallCnn {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        let (_, a2) = self.feature_maps(x)?;
-        self.output.forward(&max_pool2d(&a2, 2, 2)?.flatten_from(1)?)
+        expect_images(x, "SmallCnn", 1, 28)?;
+        // Each convolution, its bias, ReLU and the 2×2 max-pool are one fused op (crate::fast::conv2d_pool): the
+        // full-size activations never become tensors of the autograd graph.
+        let p1 = conv_act_pool(&self.conv1, x, Activation::Relu, 2)?;
+        let p2 = conv_act_pool(&self.conv2, &p1, Activation::Relu, 2)?;
+        linear_act(&self.output, &p2.flatten_from(1)?, None)
     }
 }
 
@@ -211,6 +247,37 @@ mod tests {
             let want = naive_conv(&x, &w, &b, pad)?;
             let err = (got - want)?.abs()?.max_all()?.to_scalar::<f64>()?;
             assert!(err < 1e-4, "n={n} c={c} o={o} side={side} k={k} pad={pad}: {err}");
+        }
+        Ok(())
+    }
+
+    /// Both networks' fused forward and gradients against candle-nn's layers composed as before.
+    #[test]
+    fn fused_networks_match_the_plain_composition() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = crate::rng::Rng::new(4).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let y = Tensor::new(&[0u32, 3, 9], &dev)?;
+        for which in ["lenet", "small"] {
+            let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
+            let (fused, plain) = if which == "lenet" {
+                let n = LeNet5::new(10, vb)?;
+                let f = n.activation;
+                let c1 = f.forward(&n.c1.forward(&x)?)?;
+                let c3 = f.forward(&n.c3.forward(&c1.avg_pool2d(2)?)?)?;
+                let c5 = f.forward(&n.c5.forward(&c3.avg_pool2d(2)?)?)?.flatten_from(1)?;
+                (n.forward_t(&x, true)?, n.output.forward(&f.forward(&n.f6.forward(&c5)?)?)?)
+            } else {
+                let n = SmallCnn::new(10, vb)?;
+                let a1 = n.conv1.forward(&x)?.relu()?;
+                let a2 = n.conv2.forward(&max_pool2d(&a1, 2, 2)?)?.relu()?;
+                (n.forward_t(&x, true)?, n.output.forward(&max_pool2d(&a2, 2, 2)?.flatten_from(1)?)?)
+            };
+            crate::fast::testing::assert_close(&fused, &plain, which)?;
+            let gf = candle_nn::loss::cross_entropy(&fused, &y)?.backward()?;
+            let gp = candle_nn::loss::cross_entropy(&plain, &y)?.backward()?;
+            for v in vars.all_vars() {
+                crate::fast::testing::assert_close(gf.get(&v).unwrap(), gp.get(&v).unwrap(), which)?;
+            }
         }
         Ok(())
     }

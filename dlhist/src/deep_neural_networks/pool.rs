@@ -16,7 +16,7 @@
 //! sends each window's gradient to that window's argmax (the first maximum on ties, as PyTorch does), for any
 //! `k`, `s` and input size. Padding `p` adds positions that never win (as if they held −∞).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, Tensor, WithDType};
 
 /// Max pooling with window `kernel` and step `stride` over `[N, C, H, W]` (no padding, floor mode).
 ///
@@ -108,40 +108,125 @@ impl MaxPool {
         (n, c, h, w, out(h), out(w))
     }
 
-    /// The flat input index of each output's maximum (first one on ties).
-    fn argmax<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<usize> {
-        let (n, c, h, w, oh, ow) = self.out_dims(dims);
-        let mut out = Vec::with_capacity(n * c * oh * ow);
-        for plane in 0..n * c {
-            let base = plane * h * w;
-            for i in 0..oh {
-                for j in 0..ow {
-                    // The window clipped to the input: padded positions never win.
-                    let (r0, c0) = (
-                        (i * self.stride).saturating_sub(self.padding),
-                        (j * self.stride).saturating_sub(self.padding),
-                    );
-                    let r1 = (i * self.stride + self.kernel - self.padding).min(h);
-                    let c1 = (j * self.stride + self.kernel - self.padding).min(w);
-                    let mut best = base + r0 * w + c0;
-                    for r in r0..r1 {
-                        let row = base + r * w;
-                        for (q, val) in x[row + c0..row + c1].iter().enumerate() {
-                            // Strictly greater keeps the first maximum; NaN never wins, as in a plain max.
-                            if val.to_f64() > x[best].to_f64() {
-                                best = row + c0 + q;
-                            }
+    /// The flat input index (within its plane) of each output's maximum in one `H×W` plane (first one on ties),
+    /// passed to `emit` in output order.
+    #[inline]
+    fn plane_argmax<T: WithDType>(
+        &self,
+        x: &[T],
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        mut emit: impl FnMut(usize),
+    ) {
+        for i in 0..oh {
+            for j in 0..ow {
+                // The window clipped to the input: padded positions never win.
+                let (r0, c0) =
+                    ((i * self.stride).saturating_sub(self.padding), (j * self.stride).saturating_sub(self.padding));
+                let r1 = (i * self.stride + self.kernel - self.padding).min(h);
+                let c1 = (j * self.stride + self.kernel - self.padding).min(w);
+                let mut best = r0 * w + c0;
+                let mut best_val = x[best];
+                for r in r0..r1 {
+                    let row = r * w;
+                    for (q, &val) in x[row + c0..row + c1].iter().enumerate() {
+                        // Strictly greater keeps the first maximum; NaN never wins, as in a plain max.
+                        if val > best_val {
+                            best = row + c0 + q;
+                            best_val = val;
                         }
                     }
-                    out.push(best);
                 }
+                emit(best);
             }
         }
+    }
+
+    /// The pooled values, plane by plane over candle's worker pool.
+    fn forward_slice<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
+        let (n, c, h, w, oh, ow) = self.out_dims(dims);
+        let mut out = vec![T::from_f64(0.0); n * c * oh * ow];
+        let op = out.as_mut_ptr() as usize;
+        crate::fast::par_chunks(n * c, 8, |planes| {
+            for p in planes {
+                // SAFETY: plane p's outputs are written by this iteration only.
+                let o = unsafe { std::slice::from_raw_parts_mut((op as *mut T).add(p * oh * ow), oh * ow) };
+                let plane = &x[p * h * w..(p + 1) * h * w];
+                let mut k = 0;
+                self.plane_argmax(plane, h, w, oh, ow, |best| {
+                    o[k] = plane[best];
+                    k += 1;
+                });
+            }
+        });
         out
     }
 
-    fn forward_slice<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
-        self.argmax(x, dims).into_iter().map(|i| x[i]).collect()
+    /// The gradient of the input: each window's output gradient added at its argmax (summed in f64 where
+    /// windows overlap, then rounded once).
+    fn backward_slice<T: WithDType>(&self, x: &[T], g: &[T], dims: &[usize]) -> Vec<T> {
+        let (_, _, h, w, oh, ow) = self.out_dims(dims);
+        let mut gx = vec![T::from_f64(0.0); x.len()];
+        let overlap = self.stride < self.kernel;
+        let gxp = gx.as_mut_ptr() as usize;
+        crate::fast::par_chunks(x.len() / (h * w).max(1), 8, |planes| {
+            for p in planes {
+                // SAFETY: plane p's gradient is written by this iteration only.
+                let gp = unsafe { std::slice::from_raw_parts_mut((gxp as *mut T).add(p * h * w), h * w) };
+                let (plane, gy) = (&x[p * h * w..(p + 1) * h * w], &g[p * oh * ow..(p + 1) * oh * ow]);
+                let mut k = 0;
+                if overlap {
+                    let mut acc = vec![0f64; h * w];
+                    self.plane_argmax(plane, h, w, oh, ow, |best| {
+                        acc[best] += gy[k].to_f64();
+                        k += 1;
+                    });
+                    gp.iter_mut().zip(acc).for_each(|(d, a)| *d = T::from_f64(a));
+                } else {
+                    // Each input is the argmax of at most one window: a plain store.
+                    self.plane_argmax(plane, h, w, oh, ow, |best| {
+                        gp[best] = gy[k];
+                        k += 1;
+                    });
+                }
+            }
+        });
+        gx
+    }
+}
+
+/// The max-pool backward as an op of its own, so it runs on the input's and gradient's storage directly.
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolBackward(MaxPool);
+
+impl candle_core::CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "dlhist-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = xl.shape().dims();
+        let (Some((x0, x1)), Some((g0, g1))) = (xl.contiguous_offsets(), gl.contiguous_offsets()) else {
+            candle_core::bail!("dlhist-max-pool2d-backward expects contiguous inputs")
+        };
+        let out = match (xs, gs) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => {
+                CpuStorage::F32(self.0.backward_slice(&x[x0..x1], &g[g0..g1], dims))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => {
+                CpuStorage::F64(self.0.backward_slice(&x[x0..x1], &g[g0..g1], dims))
+            }
+            (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
+                CpuStorage::BF16(self.0.backward_slice(&x[x0..x1], &g[g0..g1], dims))
+            }
+            (CpuStorage::F16(x), CpuStorage::F16(g)) => {
+                CpuStorage::F16(self.0.backward_slice(&x[x0..x1], &g[g0..g1], dims))
+            }
+            _ => candle_core::bail!("max_pool2d backward supports matching float dtypes only"),
+        };
+        Ok((out, xl.shape().clone()))
     }
 }
 
@@ -169,14 +254,8 @@ impl CustomOp1 for MaxPool {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // Recompute the argmax from the input (cheaper to keep than a saved index tensor), then scatter.
-        let dims = arg.dims().to_vec();
-        let x = arg.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let g = grad_res.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let mut gx = vec![0f64; x.len()];
-        for (idx, gv) in self.argmax(&x, &dims).into_iter().zip(g) {
-            gx[idx] += gv;
-        }
-        Ok(Some(Tensor::from_vec(gx, dims, arg.device())?.to_dtype(arg.dtype())?))
+        let g = grad_res.to_device(arg.device())?.to_dtype(arg.dtype())?.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&g, &MaxPoolBackward(*self))?))
     }
 }
 
@@ -184,7 +263,7 @@ impl CustomOp1 for MaxPool {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::Var;
+    use candle_core::{DType, Var};
 
     fn rand(shape: &[usize], seed: u64) -> Result<Tensor> {
         crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu)
@@ -225,6 +304,27 @@ mod tests {
             let theirs = x.max_pool2d_with_stride(k, s)?;
             let diff = (y - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert_eq!(diff, 0.0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn f32_values_and_gradients_match_candle_ops_for_non_overlapping_windows_and_strided_input() -> Result<()> {
+        // The composition: candle's max_pool2d for the values; for the gradient, the window's gradient
+        // upsampled and masked to the maximum (candle's own max-pool backward multiplies it by 1/k² besides).
+        for (shape, k) in [([3, 4, 28, 28], 2), ([2, 3, 6, 9], 3), ([1, 1, 2, 2], 2)] {
+            let var = Var::from_tensor(&rand(&shape, 5)?)?;
+            // Stored transposed: the op must handle a non-contiguous input.
+            let x = var.as_tensor().transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
+            let ours = max_pool2d(&x, k, k)?;
+            let theirs = x.max_pool2d(k)?;
+            crate::fast::testing::assert_close(&ours, &theirs, "values")?;
+            let r = rand(ours.dims(), 6)?;
+            let g1 = (&ours * &r)?.sum_all()?.backward()?;
+            let (h, w) = (shape[2], shape[3]);
+            let mask = x.eq(&theirs.upsample_nearest2d(h, w)?)?.to_dtype(DType::F32)?;
+            let want = (r.upsample_nearest2d(h, w)? * mask)?;
+            crate::fast::testing::assert_close(g1.get(&var).unwrap(), &want, "gradients")?;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@
 //! like PyTorch we scale it by `lr`, so a learning-rate schedule scales the decay too.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, Var};
 use candle_nn::Optimizer;
 
 use super::{ensure, float_vars};
@@ -140,17 +140,24 @@ struct AdamState {
     /// Steps taken by this parameter (PyTorch counts per parameter, so a var that gets no gradient
     /// for a while keeps its own bias correction).
     t: i32,
-    m: Tensor,
-    v: Tensor,
-    /// AMSGrad's running maximum of the raw `v`; like PyTorch we take the max before dividing by the
-    /// current step's bias correction.
-    v_max: Option<Tensor>,
+    moments: Moments,
+}
+
+/// The moment estimates `m`, `v` and AMSGrad's running maximum of the raw `v` (like PyTorch we take the max
+/// before dividing by the current step's bias correction).
+#[derive(Debug)]
+enum Moments {
+    /// On the parameter's device and dtype, updated with tensor arithmetic (CUDA, f64, f16...).
+    Tensors { m: Tensor, v: Tensor, v_max: Option<Tensor> },
+    /// f32 parameters on the CPU: plain vectors, updated together with the parameter in one in-place pass.
+    Cpu { m: Vec<f32>, v: Vec<f32>, v_max: Option<Vec<f32>> },
 }
 
 /// Adam with bias correction, coupled L2 or decoupled (AdamW) weight decay, and optional AMSGrad.
 ///
-/// Implements [`candle_nn::Optimizer`]; parameters are updated in place with [`Var::set`] and the
-/// moments live on each parameter's device, in its dtype.
+/// Implements [`candle_nn::Optimizer`]. f32 parameters on the CPU are updated in one fused in-place pass
+/// (moments, bias correction and the parameter together, no temporaries); others with tensor arithmetic on
+/// their own device and dtype and [`Var::set`].
 ///
 /// ```
 /// use candle_core::{Device, Var};
@@ -174,6 +181,8 @@ pub struct Adam {
     vars: Vec<Var>,
     states: Vec<Option<AdamState>>,
     config: AdamConfig,
+    /// Use the fused CPU update where it applies (off only to test it against the tensor arithmetic).
+    fused: bool,
 }
 
 impl Adam {
@@ -196,7 +205,7 @@ impl Optimizer for Adam {
         config.validate()?;
         let vars = float_vars(vars);
         let states = (0..vars.len()).map(|_| None).collect();
-        Ok(Adam { vars, states, config })
+        Ok(Adam { vars, states, config, fused: true })
     }
 
     /// One update of every var that has a gradient in `grads`; vars without one are left alone and
@@ -205,39 +214,60 @@ impl Optimizer for Adam {
         let c = self.config;
         for (var, state) in self.vars.iter().zip(self.states.iter_mut()) {
             let Some(grad) = grads.get(var) else { continue };
-            let mut theta = var.as_tensor().detach();
-            let mut g = grad.detach();
-            match c.weight_decay {
-                WeightDecay::None => {}
-                WeightDecay::L2(l) => g = (g + theta.affine(l, 0.0)?)?,
-                // Shrinking θ before the Adam step matches PyTorch's AdamW order.
-                WeightDecay::Decoupled(l) => theta = theta.affine(1.0 - c.lr * l, 0.0)?,
-            }
             let s = match state {
                 Some(s) => s,
-                None => state.insert(AdamState {
-                    t: 0,
-                    m: theta.zeros_like()?,
-                    v: theta.zeros_like()?,
-                    v_max: if c.amsgrad { Some(theta.zeros_like()?) } else { None },
-                }),
+                None => {
+                    let fused = self.fused
+                        && var.device().is_cpu()
+                        && var.dtype() == DType::F32
+                        && var.is_contiguous()
+                        && var.layout().start_offset() == 0;
+                    let moments = if fused {
+                        let n = var.elem_count();
+                        Moments::Cpu { m: vec![0.0; n], v: vec![0.0; n], v_max: c.amsgrad.then(|| vec![0.0; n]) }
+                    } else {
+                        let z = var.as_tensor().zeros_like()?;
+                        Moments::Tensors { m: z.clone(), v: z.clone(), v_max: c.amsgrad.then_some(z) }
+                    };
+                    state.insert(AdamState { t: 0, moments })
+                }
             };
             s.t += 1;
-            s.m = (s.m.affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?;
-            s.v = (s.v.affine(c.beta2, 0.0)? + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
-            let v_used = match s.v_max.as_mut() {
-                Some(v_max) => {
-                    *v_max = v_max.maximum(&s.v)?;
-                    v_max.clone()
-                }
-                None => s.v.clone(),
-            };
             let bc1 = 1.0 - c.beta1.powi(s.t);
             let bc2 = 1.0 - c.beta2.powi(s.t);
-            // √v̂ + ε = √v / √bc2 + ε, written as one affine so ε is added after the correction.
-            let denom = v_used.sqrt()?.affine(1.0 / bc2.sqrt(), c.eps)?;
-            let step = (s.m.affine(c.lr / bc1, 0.0)? / denom)?;
-            var.set(&(theta - step)?)?;
+            match &mut s.moments {
+                Moments::Cpu { m, v, v_max } => {
+                    let grad = grad.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
+                    let op = FusedAdam {
+                        moments: std::cell::RefCell::new((m, v, v_max.as_deref_mut())),
+                        k: AdamScalars::new(&c, bc1, bc2),
+                    };
+                    var.as_tensor().inplace_op2(&grad, &op)?;
+                }
+                Moments::Tensors { m, v, v_max } => {
+                    let mut theta = var.as_tensor().detach();
+                    let mut g = grad.detach();
+                    match c.weight_decay {
+                        WeightDecay::None => {}
+                        WeightDecay::L2(l) => g = (g + theta.affine(l, 0.0)?)?,
+                        // Shrinking θ before the Adam step matches PyTorch's AdamW order.
+                        WeightDecay::Decoupled(l) => theta = theta.affine(1.0 - c.lr * l, 0.0)?,
+                    }
+                    *m = (m.affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?;
+                    *v = (v.affine(c.beta2, 0.0)? + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
+                    let v_used = match v_max.as_mut() {
+                        Some(v_max) => {
+                            *v_max = v_max.maximum(&*v)?;
+                            v_max.clone()
+                        }
+                        None => v.clone(),
+                    };
+                    // √v̂ + ε = √v / √bc2 + ε, written as one affine so ε is added after the correction.
+                    let denom = v_used.sqrt()?.affine(1.0 / bc2.sqrt(), c.eps)?;
+                    let step = (m.affine(c.lr / bc1, 0.0)? / denom)?;
+                    var.set(&(theta - step)?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -248,6 +278,113 @@ impl Optimizer for Adam {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.config.lr = lr;
+    }
+}
+
+impl Adam {
+    /// The same optimizer updating every parameter with tensor arithmetic, the composition the fused CPU update
+    /// is tested against.
+    #[cfg(test)]
+    pub(crate) fn unfused(mut self) -> Self {
+        self.fused = false;
+        self
+    }
+}
+
+/// The whole Adam update of one f32 parameter, element by element in one pass: the equations of the module
+/// docs, in the order the tensor arithmetic above applies them. The op borrows the moment vectors mutably
+/// for the one call (`inplace_op2` takes the op by `&`, hence the `RefCell`).
+struct FusedAdam<'a> {
+    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>)>,
+    k: AdamScalars,
+}
+
+/// The step's constants in f32.
+#[derive(Clone, Copy)]
+struct AdamScalars {
+    b1: f32,
+    b2: f32,
+    one_b1: f32,
+    one_b2: f32,
+    step: f32,
+    inv_sqrt_bc2: f32,
+    eps: f32,
+    l2: f32,
+    shrink: f32,
+}
+
+impl AdamScalars {
+    fn new(c: &AdamConfig, bc1: f64, bc2: f64) -> Self {
+        let (l2, shrink) = match c.weight_decay {
+            WeightDecay::None => (0.0, 1.0),
+            WeightDecay::L2(l) => (l as f32, 1.0),
+            WeightDecay::Decoupled(l) => (0.0, (1.0 - c.lr * l) as f32),
+        };
+        AdamScalars {
+            b1: c.beta1 as f32,
+            b2: c.beta2 as f32,
+            one_b1: (1.0 - c.beta1) as f32,
+            one_b2: (1.0 - c.beta2) as f32,
+            step: (c.lr / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            eps: c.eps as f32,
+            l2,
+            shrink,
+        }
+    }
+
+    /// Updates `theta` (and the moments at the same positions) from `g`.
+    #[allow(clippy::needless_range_loop)] // five arrays indexed together read best as one index
+    fn update(self, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], mut v_max: Option<&mut [f32]>) {
+        for k in 0..theta.len() {
+            let g = g[k] + self.l2 * theta[k];
+            let th = theta[k] * self.shrink;
+            m[k] = self.b1 * m[k] + self.one_b1 * g;
+            v[k] = self.b2 * v[k] + self.one_b2 * (g * g);
+            let v_used = match v_max.as_deref_mut() {
+                Some(vm) => {
+                    vm[k] = vm[k].max(v[k]);
+                    vm[k]
+                }
+                None => v[k],
+            };
+            theta[k] = th - (m[k] * self.step) / (v_used.sqrt() * self.inv_sqrt_bc2 + self.eps);
+        }
+    }
+}
+
+impl candle_core::InplaceOp2 for FusedAdam<'_> {
+    fn name(&self) -> &'static str {
+        "dlhist-fused-adam"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("fused Adam expects contiguous parameter and gradient")
+        };
+        let (CpuStorage::F32(theta), CpuStorage::F32(g)) = (s1, s2) else {
+            candle_core::bail!("fused Adam expects f32 parameter and gradient")
+        };
+        let (theta, g) = (&mut theta[t0..t1], &g[g0..g1]);
+        let mut moments = self.moments.borrow_mut();
+        let (m, v, vm) = &mut *moments;
+        if g.len() != theta.len() || m.len() != theta.len() {
+            candle_core::bail!("fused Adam: parameter of {} values, gradient of {}", theta.len(), g.len())
+        }
+        let k = self.k;
+        // Large parameters are split over candle's worker pool; chunks are independent element ranges.
+        let (tp, gp) = (theta.as_mut_ptr() as usize, g.as_ptr() as usize);
+        let (mp, vp) = (m.as_mut_ptr() as usize, v.as_mut_ptr() as usize);
+        let vmp = vm.as_deref_mut().map(|vm| vm.as_mut_ptr() as usize);
+        crate::fast::par_chunks(theta.len(), 1 << 15, |r| {
+            let len = r.len();
+            // SAFETY: every range is visited once and all five slices have theta's length (checked above).
+            unsafe {
+                let part = |p: usize| std::slice::from_raw_parts_mut((p as *mut f32).add(r.start), len);
+                k.update(part(tp), &part(gp)[..], part(mp), part(vp), vmp.map(part));
+            }
+        });
+        Ok(())
     }
 }
 
@@ -416,6 +553,41 @@ mod tests {
         let (s1, s2) = run_two_steps::<Adam>(AdamConfig::new(0.1).amsgrad(true), &G, &[0.0, 0.0])?;
         assert_close(&s1, &[0.9, -1.9], 1e-6);
         assert_close(&s2, &[0.833_027_7, -1.833_027_7], 1e-6);
+        Ok(())
+    }
+
+    /// The fused CPU update against the tensor arithmetic, every option, large (chunked over threads) and tiny
+    /// parameters, and a non-contiguous gradient.
+    #[test]
+    fn fused_update_matches_the_tensor_arithmetic() -> Result<()> {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        let configs = [
+            AdamConfig::new(1e-2),
+            AdamConfig::new(1e-2).weight_decay(WeightDecay::L2(0.1)),
+            AdamConfig::adamw(1e-2, 0.1),
+            AdamConfig::new(1e-2).amsgrad(true).eps(1e-6),
+        ];
+        for config in configs {
+            for shape in [(300, 250), (1, 1), (3, 7)] {
+                let mut rng = crate::rng::Rng::new(7);
+                let init = rng.normal_tensor(shape, 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+                let (a, b) = (Var::from_tensor(&init)?, Var::from_tensor(&init)?);
+                let mut fused = Adam::new(vec![a.clone()], config)?;
+                let mut plain = Adam::new(vec![b.clone()], config)?.unfused();
+                for step in 0..4 {
+                    let r = rng.normal_tensor((shape.1, shape.0), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+                    // The gradient of Σ (θᵀ ⊙ r)² is a transposed, non-contiguous tensor; the last step's gradient
+                    // is 0 for AMSGrad's max to matter.
+                    let scale = if step == 3 { 0.0 } else { 1.0 };
+                    for (var, opt) in [(&a, &mut fused), (&b, &mut plain)] {
+                        let loss = ((var.as_tensor().t()? * &r)?.sqr()?.sum_all()? * scale)?;
+                        opt.backward_step(&loss)?;
+                    }
+                    crate::fast::testing::assert_close(a.as_tensor(), b.as_tensor(), &format!("{config:?} {shape:?}"))?;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -40,7 +40,8 @@ impl Loss {
                         target.dims()
                     )));
                 }
-                candle_nn::loss::cross_entropy(output, &target.to_dtype(DType::U32)?)?
+                // One pass per row with the closed-form gradient on the CPU (crate::fast); candle's otherwise.
+                crate::fast::softmax_cross_entropy(output, target)?
             }
             Loss::WeightedPixelCrossEntropy => {
                 let (n, _, h, w) = output.dims4().map_err(|_| {

@@ -1,0 +1,106 @@
+//! Median time of one full training step (forward, loss, backward, Adam update) for the notebooks' reference
+//! models, built from dlhist's own layers and trained with dlhist's `train_step` and `Adam`.
+//!
+//! Prints one JSON line per model with the fields of `xtask/bench/torch_steps.py` (the PyTorch side):
+//! `model`, `median_ms`, `min_ms`, `threads`. `THREADS` (default 2) sets the number of threads.
+//!
+//! ```text
+//! THREADS=2 cargo run --release -p dlhist --example train_steps [MODEL_SUBSTRING...]
+//! ```
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
+use candle_nn::Optimizer;
+use dlhist::deep_neural_networks::{Activation, Mlp, SmallCnn};
+use dlhist::optimization::{Adam, AdamConfig};
+use dlhist::rng::Rng;
+use dlhist::sequence_modeling::Lstm;
+use dlhist::train::{train_step, Loss};
+use dlhist::transformers::{Gpt, GptConfig};
+
+const WARMUP: usize = 3;
+const STEPS: usize = 20;
+
+fn bench<M: ModuleT>(
+    name: &str,
+    threads: usize,
+    model: &M,
+    vars: &candle_nn::VarMap,
+    x: &Tensor,
+    y: &Tensor,
+    loss: Loss,
+) {
+    let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-3)).expect("Adam");
+    let mut times = Vec::with_capacity(STEPS);
+    for i in 0..WARMUP + STEPS {
+        let t = Instant::now();
+        let (l, _) = train_step(model, &mut opt, x, y, loss).expect("train step");
+        let dt = t.elapsed().as_secs_f64();
+        assert!(l.is_finite(), "{name}: loss {l}");
+        if i >= WARMUP {
+            times.push(dt);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    // The median of an even count is the mean of the middle two, as Python's statistics.median.
+    let median = (times[STEPS / 2 - 1] + times[STEPS / 2]) / 2.0;
+    let round = |s: f64| (s * 1e6).round() / 1e3;
+    // The fields in the order torch_steps.py prints them.
+    println!(
+        "{{\"model\": {}, \"median_ms\": {}, \"min_ms\": {}, \"threads\": {threads}}}",
+        serde_json::Value::from(name),
+        round(median),
+        round(times[0])
+    );
+}
+
+fn main() -> dlhist::Result<()> {
+    let threads: usize = std::env::var("THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    // candle's matrix products and rayon's global pool read RAYON_NUM_THREADS when first used.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(0);
+
+    if wanted("mlp_784_256_256_10_b100") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let mlp = Mlp::new(&[784, 256, 256, 10], Activation::Relu, vb)?;
+        let x = rng.normal_tensor((100, 784), 0.0, 1.0, &dev)?;
+        let y = class_ids(&mut rng, 100, 10, &dev)?;
+        bench("mlp_784_256_256_10_b100", threads, &mlp, &vars, &x, &y, Loss::CrossEntropy);
+    }
+    if wanted("cnn_orig_b100") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let cnn = SmallCnn::new(10, vb)?;
+        let x = rng.normal_tensor((100, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let y = class_ids(&mut rng, 100, 10, &dev)?;
+        bench("cnn_orig_b100", threads, &cnn, &vars, &x, &y, Loss::CrossEntropy);
+    }
+    if wanted("gpt_char_L4_C128_T64_b12") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let gpt = Gpt::new(GptConfig::char_small(65), vb)?;
+        // Next-character prediction: logits [B, T, V] flattened to [B·T, V] against [B·T] targets.
+        let model = |idx: &Tensor| -> Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
+        let x = class_ids(&mut rng, 12 * 64, 65, &dev)?.reshape((12, 64))?;
+        let y = class_ids(&mut rng, 12 * 64, 65, &dev)?;
+        bench("gpt_char_L4_C128_T64_b12", threads, &model, &vars, &x, &y, Loss::CrossEntropy);
+    }
+    if wanted("lstm_h128_T50_b32") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let lstm = Lstm::new(1, 128, vb.pp("lstm"))?;
+        let out = candle_nn::linear(128, 1, vb.pp("out"))?;
+        // Regression from the last step's hidden state, as the PyTorch model.
+        let model = |x: &Tensor| -> Result<Tensor> { out.forward(&lstm.forward_with_state(x)?.1 .0) };
+        let x = rng.normal_tensor((32, 50, 1), 0.0, 1.0, &dev)?;
+        let y = rng.normal_tensor((32, 1), 0.0, 1.0, &dev)?;
+        bench("lstm_h128_T50_b32", threads, &model, &vars, &x, &y, Loss::Mse);
+    }
+    Ok(())
+}
+
+fn class_ids(rng: &mut Rng, n: usize, classes: usize, dev: &Device) -> dlhist::Result<Tensor> {
+    let ids: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+    Ok(Tensor::from_vec(ids, n, dev)?)
+}

@@ -1,0 +1,514 @@
+//! 2-D convolution + bias + activation as im2col and one matrix product per image.
+//!
+//! Lay out every `C×kh×kw` input patch of image `n` as a column of `cols_n [C·kh·kw, L]` (`L = H_out·W_out`,
+//! "im2col"); then the convolution of the module [`crate::deep_neural_networks::cnn`] is a matrix product, and
+//! so is each gradient:
+//!
+//! ```text
+//! forward:   Y_n = act(W cols_n + b)                       W: [O, C·kh·kw], Y_n: [O, L]
+//! backward:  G_n = ∂L/∂Y_n ⊙ act'(Y_n)
+//!            ∂L/∂b = Σ_n G_n 1,   ∂L/∂W = Σ_n G_n cols_nᵀ,  ∂L/∂cols_n = Wᵀ G_n  → col2im → ∂L/∂x_n
+//! ```
+//!
+//! `Y_n` comes out in NCHW order directly (no transpose). Images are split over candle's worker pool, one matrix product
+//! per image on one thread (each image's `cols_n` stays in cache), and `cols_n` is rebuilt in the backward pass
+//! instead of being kept (it is `C·kh·kw` times the input's size).
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::gemm::{matmul, Stored};
+use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
+
+/// `act(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero `padding` and `stride`
+/// (both sides), as candle's `x.conv2d(w, padding, stride, 1, 1)` followed by the bias and `act`.
+///
+/// f32 on the CPU runs the im2col path of the module docs; anything else runs that candle composition.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::fast::{conv2d, Act};
+/// let dev = Device::Cpu;
+/// let x = Tensor::arange(0f32, 16., &dev)?.reshape((1, 1, 4, 4))?;
+/// let w = Tensor::ones((1, 1, 3, 3), DType::F32, &dev)?;
+/// let b = Tensor::new(&[-45f32], &dev)?;
+/// // 3×3 sums of the 4×4 ramp are 45, 54, 81, 90; minus 45, then ReLU.
+/// let y = conv2d(&x, &w, &b, 0, 1, Act::Relu)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 9., 36., 45.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, stride: usize, act: Act) -> Result<Tensor> {
+    conv2d_pool(x, w, b, padding, stride, act, 1)
+}
+
+/// [`conv2d`] followed by max pooling over `pool×pool` windows `pool` apart (floor mode; `pool = 1` is no
+/// pooling), as [`crate::deep_neural_networks::max_pool2d`]`(act(conv2d(x, w) + b), pool, pool)`: the block
+/// of LeNet-style networks.
+///
+/// On the CPU in f32 the three are one op: each image's convolution output is pooled while in cache and only
+/// the pooled map (and each window's argmax) is kept, so the full-size activation never becomes a tensor of
+/// the autograd graph (whose gradient candle would allocate, zero and add to). The backward pass sends each
+/// window's gradient to its argmax, through the activation's derivative there.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::fast::{conv2d_pool, Act};
+/// let dev = Device::Cpu;
+/// let x = Tensor::arange(0f32, 16., &dev)?.reshape((1, 1, 4, 4))?;
+/// let w = Tensor::ones((1, 1, 1, 1), DType::F32, &dev)?;
+/// let b = Tensor::new(&[-10f32], &dev)?;
+/// // x − 10, ReLU, then the maximum of each 2×2 block.
+/// let y = conv2d_pool(&x, &w, &b, 0, 1, Act::Relu, 2)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 0., 3., 5.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn conv2d_pool(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    stride: usize,
+    act: Act,
+    pool: usize,
+) -> Result<Tensor> {
+    let (_, c, h, wd) = x.dims4()?;
+    let (o, wc, kh, kw) = w.dims4()?;
+    if wc != c || b.dims() != [o] || stride == 0 || pool == 0 || kh > h + 2 * padding || kw > wd + 2 * padding {
+        candle_core::bail!(
+            "conv2d: input {:?}, kernel {:?}, bias {:?}, padding {padding}, stride {stride} do not fit",
+            x.dims(),
+            w.dims(),
+            b.dims()
+        )
+    }
+    let g = Geom::new(x.dims(), w.dims(), padding, stride);
+    if pool > g.oh || pool > g.ow {
+        candle_core::bail!("conv2d: a {pool}×{pool} pool does not fit the {}×{} output", g.oh, g.ow)
+    }
+    // GELU's backward needs the pre-activation, which this op does not keep: the composition handles it.
+    if cpu_f32(&[x, w, b]) && act != Act::Gelu {
+        let op = Conv2dAct { padding, stride, act, pool, argmax: Mutex::new(vec![]) };
+        x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+    } else {
+        let y = act.forward(&x.conv2d(w, padding, stride, 1, 1)?.broadcast_add(&b.reshape((1, o, 1, 1))?)?)?;
+        if pool == 1 {
+            Ok(y)
+        } else {
+            crate::deep_neural_networks::max_pool2d(&y, pool, pool)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dAct {
+    padding: usize,
+    stride: usize,
+    act: Act,
+    /// Max-pool window and step (1: none).
+    pool: usize,
+    /// With pooling, the forward pass's argmax of every window (within its image's `[O, L]` output), for the
+    /// backward pass.
+    argmax: Mutex<Vec<u32>>,
+}
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    pad: usize,
+    stride: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Geom {
+        let (kh, kw) = (w[2], w[3]);
+        Geom {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: w[0],
+            kh,
+            kw,
+            oh: (x[2] + 2 * pad - kh) / stride + 1,
+            ow: (x[3] + 2 * pad - kw) / stride + 1,
+            pad,
+            stride,
+        }
+    }
+
+    fn l(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// The input column `ix` read by output column `ox` at kernel offset `v`, if inside the image.
+    #[inline]
+    fn src(&self, o: usize, k: usize, side: usize) -> Option<usize> {
+        let i = (o * self.stride + k).checked_sub(self.pad)?;
+        (i < side).then_some(i)
+    }
+
+    /// The output columns `lo..hi` whose input column `ox·stride + v − pad` lies inside the image, for kernel
+    /// column `v`: the rest read padding.
+    #[inline]
+    fn valid_cols(&self, v: usize) -> (usize, usize) {
+        let s = self.stride;
+        let lo = self.pad.saturating_sub(v).div_ceil(s).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(v).div_ceil(s).clamp(lo, self.ow);
+        (lo, hi)
+    }
+
+    /// `cols [C·kh·kw, L]` of one image `x [C, H, W]`.
+    fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        let (l, s) = (self.l(), self.stride);
+        for ch in 0..self.c {
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    let row = &mut cols[((ch * self.kh + u) * self.kw + v) * l..][..l];
+                    let (lo, hi) = self.valid_cols(v);
+                    for oy in 0..self.oh {
+                        let out = &mut row[oy * self.ow..(oy + 1) * self.ow];
+                        match self.src(oy, u, self.h) {
+                            None => out.fill(0.0),
+                            Some(iy) => {
+                                let line = &x[(ch * self.h + iy) * self.w..][..self.w];
+                                out[..lo].fill(0.0);
+                                out[hi..].fill(0.0);
+                                // First input column read: lo·s + v − pad (≥ 0 by the choice of lo).
+                                let first = lo * s + v - self.pad;
+                                if s == 1 {
+                                    out[lo..hi].copy_from_slice(&line[first..first + (hi - lo)]);
+                                } else {
+                                    for (k, dst) in out[lo..hi].iter_mut().enumerate() {
+                                        *dst = line[first + k * s];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of [`Geom::im2col`]: adds every column entry back to the input position it was read from.
+    fn col2im(&self, cols: &[f32], gx: &mut [f32]) {
+        let (l, s) = (self.l(), self.stride);
+        gx.fill(0.0);
+        for ch in 0..self.c {
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    let row = &cols[((ch * self.kh + u) * self.kw + v) * l..][..l];
+                    let (lo, hi) = self.valid_cols(v);
+                    if lo == hi {
+                        continue;
+                    }
+                    let first = lo * s + v - self.pad;
+                    for oy in 0..self.oh {
+                        let Some(iy) = self.src(oy, u, self.h) else { continue };
+                        let line = &mut gx[(ch * self.h + iy) * self.w..][..self.w];
+                        let src = &row[oy * self.ow + lo..oy * self.ow + hi];
+                        if s == 1 {
+                            line[first..first + (hi - lo)].iter_mut().zip(src).for_each(|(d, g)| *d += g);
+                        } else {
+                            for (k, g) in src.iter().enumerate() {
+                                line[first + k * s] += g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp3 for Conv2dAct {
+    fn name(&self) -> &'static str {
+        "dlhist-conv2d-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(bs, bl)?);
+        let g = Geom::new(xl.dims(), wl.dims(), self.padding, self.stride);
+        let (l, ckk, chw) = (g.l(), g.ckk(), g.c * g.h * g.w);
+        let act = self.act;
+        let conv = |cols: &mut Vec<f32>, yn: &mut [f32], n: usize| {
+            g.im2col(&x[n * chw..(n + 1) * chw], cols);
+            matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
+            // Bias and activation while the image's output is still in cache.
+            for (row, bias) in yn.chunks_mut(l).zip(b) {
+                row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+            }
+        };
+        if self.pool == 1 {
+            let mut y = vec![0f32; g.n * g.o * l];
+            let yp = SharedMut(y.as_mut_ptr());
+            par_chunks(g.n, 1, |images| {
+                let mut cols = vec![0f32; ckk * l];
+                for n in images {
+                    // SAFETY: image n owns y[n·O·L .. (n+1)·O·L]; no other range writes it.
+                    let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * g.o * l), g.o * l) };
+                    conv(&mut cols, yn, n);
+                }
+            });
+            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
+        }
+        let (k, ph, pw) = (self.pool, g.oh / self.pool, g.ow / self.pool);
+        let per_image = g.o * ph * pw;
+        let mut y = vec![0f32; g.n * per_image];
+        let mut argmax = vec![0u32; g.n * per_image];
+        let (yp, ap) = (SharedMut(y.as_mut_ptr()), argmax.as_mut_ptr() as usize);
+        par_chunks(g.n, 1, |images| {
+            let (mut cols, mut full) = (vec![0f32; ckk * l], vec![0f32; g.o * l]);
+            for n in images {
+                conv(&mut cols, &mut full, n);
+                // SAFETY: image n owns its slices of y and argmax; no other range writes them.
+                let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * per_image), per_image) };
+                let an = unsafe { std::slice::from_raw_parts_mut((ap as *mut u32).add(n * per_image), per_image) };
+                for ch in 0..g.o {
+                    let plane = &full[ch * l..(ch + 1) * l];
+                    for i in 0..ph {
+                        for j in 0..pw {
+                            // First maximum of the window in row-major order, as max_pool2d picks it.
+                            let mut best = i * k * g.ow + j * k;
+                            for r in i * k..i * k + k {
+                                for q in j * k..j * k + k {
+                                    if plane[r * g.ow + q] > plane[best] {
+                                        best = r * g.ow + q;
+                                    }
+                                }
+                            }
+                            let at = (ch * ph + i) * pw + j;
+                            yn[at] = plane[best];
+                            an[at] = (ch * l + best) as u32;
+                        }
+                    }
+                }
+            }
+        });
+        *self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))? = argmax;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, ph, pw))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = Geom::new(x.dims(), w.dims(), self.padding, self.stride);
+        let (l, ckk, chw) = (g.l(), g.ckk(), g.c * g.h * g.w);
+        let grad = grad.contiguous()?;
+        // The input of the first layer is data: its gradient would be thrown away, so skip that product.
+        let need_gx = x.track_op();
+        let mut gx = if need_gx { vec![0f32; g.n * chw] } else { vec![] };
+        let gx_ptr = SharedMut(gx.as_mut_ptr());
+        let act = self.act;
+        let argmax = self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?;
+        let pooled = self.pool > 1;
+        let per_image = y.elem_count() / g.n.max(1);
+        let (gw, gb) = with_f32(x, |x| {
+            with_f32(w, |w| {
+                with_f32(y, |y| {
+                    with_f32(&grad, |gy| {
+                        // Each range of images accumulates ∂W and ∂b privately, then adds them to the totals.
+                        let totals = Mutex::new((vec![0f32; g.o * ckk], vec![0f32; g.o]));
+                        par_chunks(g.n, 1, |images| {
+                            let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
+                            let (mut cols, mut gpre) = (vec![0f32; ckk * l], vec![0f32; g.o * l]);
+                            for n in images {
+                                let (yn, gn) = (&y[n * per_image..][..per_image], &gy[n * per_image..][..per_image]);
+                                if pooled {
+                                    // Each window's gradient goes to its argmax; every other position gets 0.
+                                    gpre.fill(0.0);
+                                    let an = &argmax[n * per_image..][..per_image];
+                                    for ((&at, yv), gv) in an.iter().zip(yn).zip(gn) {
+                                        let gp = act.grad(*yv, *gv);
+                                        gpre[at as usize] = gp;
+                                        gb[at as usize / l] += gp;
+                                    }
+                                } else {
+                                    for (ch, (gp, (yv, gv))) in
+                                        gpre.chunks_mut(l).zip(yn.chunks(l).zip(gn.chunks(l))).enumerate()
+                                    {
+                                        let mut sum = 0.0;
+                                        for ((p, yv), gv) in gp.iter_mut().zip(yv).zip(gv) {
+                                            *p = act.grad(*yv, *gv);
+                                            sum += *p;
+                                        }
+                                        gb[ch] += sum;
+                                    }
+                                }
+                                g.im2col(&x[n * chw..(n + 1) * chw], &mut cols);
+                                // ∂W += G_n cols_nᵀ
+                                matmul(&mut gw, &gpre, Stored::AsIs, &cols, Stored::Transposed, (g.o, ckk, l), true);
+                                if need_gx {
+                                    // ∂cols_n = Wᵀ G_n, reusing the cols buffer, then col2im into this image's
+                                    // slice of gx.
+                                    matmul(&mut cols, w, Stored::Transposed, &gpre, Stored::AsIs, (ckk, l, g.o), false);
+                                    // SAFETY: image n owns gx[n·chw .. (n+1)·chw]; no other range writes it.
+                                    let gxn = unsafe { std::slice::from_raw_parts_mut(gx_ptr.get().add(n * chw), chw) };
+                                    g.col2im(&cols, gxn);
+                                }
+                            }
+                            let mut t = totals.lock().expect("no panics while holding the lock");
+                            t.0.iter_mut().zip(&gw).for_each(|(p, q)| *p += q);
+                            t.1.iter_mut().zip(&gb).for_each(|(p, q)| *p += q);
+                        });
+                        let acc = totals.into_inner().expect("no panics while holding the lock");
+                        (acc.0, acc.1)
+                    })
+                })
+            })
+        })????;
+        let dev = x.device();
+        let gx = if need_gx { Some(Tensor::from_vec(gx, x.shape(), dev)?) } else { None };
+        Ok((gx, Some(Tensor::from_vec(gw, w.shape(), dev)?), Some(Tensor::from_vec(gb, g.o, dev)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::testing::{assert_close, strided};
+    use candle_core::{Device, Var};
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).unwrap()
+    }
+
+    /// Values and all three gradients of the fast path against candle's conv2d + bias + activation.
+    fn check(x: &[usize], w: &[usize], pad: usize, stride: usize, act: Act, non_contiguous: bool) -> Result<()> {
+        check_pooled(x, w, pad, stride, act, non_contiguous, 1)
+    }
+
+    /// The same with max pooling after the activation (dlhist's max_pool2d in the composition).
+    fn check_pooled(
+        x: &[usize],
+        w: &[usize],
+        pad: usize,
+        stride: usize,
+        act: Act,
+        non_contiguous: bool,
+        pool: usize,
+    ) -> Result<()> {
+        let (xv, wv, bv) = (randn(x, 1), randn(w, 2), randn(&[w[0]], 3));
+        let (xv, wv, bv) = (Var::from_tensor(&xv)?, Var::from_tensor(&wv)?, Var::from_tensor(&bv)?);
+        let (xi, wi) = if non_contiguous {
+            (strided(xv.as_tensor())?, strided(wv.as_tensor())?)
+        } else {
+            (xv.as_tensor().clone(), wv.as_tensor().clone())
+        };
+        let fast = conv2d_pool(&xi, &wi, &bv, pad, stride, act, pool)?;
+        let mut plain =
+            act.forward(&xi.conv2d(&wi, pad, stride, 1, 1)?.broadcast_add(&bv.as_tensor().reshape((w[0], 1, 1))?)?)?;
+        if pool > 1 {
+            plain = crate::deep_neural_networks::max_pool2d(&plain, pool, pool)?;
+        }
+        let what = format!("x {x:?} w {w:?} pad {pad} stride {stride} {act:?} strided {non_contiguous} pool {pool}");
+        assert_close(&fast, &plain, &format!("{what}: values"))?;
+        // A loss that weights every output differently, so each gradient entry is exercised.
+        let r = randn(fast.dims(), 4);
+        let gf = (&fast * &r)?.sum_all()?.backward()?;
+        let gp = (&plain * &r)?.sum_all()?.backward()?;
+        for (v, name) in [(&xv, "dx"), (&wv, "dw"), (&bv, "db")] {
+            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_conv2d_values_and_gradients() -> Result<()> {
+        for act in [Act::Identity, Act::Relu, Act::Tanh] {
+            check(&[2, 3, 7, 6], &[4, 3, 3, 3], 1, 1, act, false)?;
+        }
+        check(&[3, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Act::Relu, false)?;
+        check(&[2, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Act::Relu, true)?;
+        // Strides above 1 with sizes where candle's own backward works: it fails (a shape mismatch in its
+        // transposed convolution) when H + 2p − k is not a multiple of the stride.
+        check(&[1, 2, 9, 7], &[3, 2, 3, 3], 0, 2, Act::Tanh, true)?;
+        check(&[1, 1, 1, 1], &[1, 1, 1, 1], 0, 1, Act::Identity, false)?;
+        check(&[1, 1, 4, 7], &[2, 1, 3, 3], 1, 3, Act::Relu, false)?;
+        check(&[2, 3, 5, 8], &[2, 3, 2, 4], 1, 1, Act::Tanh, true)?;
+        check(&[5, 2, 5, 5], &[1, 2, 5, 5], 0, 1, Act::Identity, true)?;
+        Ok(())
+    }
+
+    #[test]
+    fn fused_pooling_matches_conv_then_max_pool2d() -> Result<()> {
+        check_pooled(&[4, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Act::Relu, false, 2)?;
+        check_pooled(&[3, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Act::Relu, true, 2)?;
+        check_pooled(&[2, 3, 7, 9], &[4, 3, 3, 3], 1, 1, Act::Tanh, false, 2)?;
+        check_pooled(&[2, 2, 8, 8], &[3, 2, 3, 3], 1, 1, Act::Identity, true, 3)?;
+        check_pooled(&[1, 1, 2, 2], &[1, 1, 1, 1], 0, 1, Act::Relu, false, 2)?;
+        assert!(conv2d_pool(&randn(&[1, 1, 3, 3], 1), &randn(&[1, 1, 3, 3], 2), &randn(&[1], 3), 0, 1, Act::Relu, 2)
+            .is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn data_inputs_get_no_gradient_and_other_dtypes_fall_back() -> Result<()> {
+        let w = Var::from_tensor(&randn(&[2, 1, 3, 3], 5))?;
+        let b = Var::from_tensor(&randn(&[2], 6))?;
+        let x = randn(&[2, 1, 5, 5], 7);
+        let grads = conv2d(&x, &w, &b, 1, 1, Act::Relu)?.sum_all()?.backward()?;
+        assert!(grads.get(&x).is_none() && grads.get(&w).is_some());
+        let f64s = conv2d(
+            &x.to_dtype(candle_core::DType::F64)?,
+            &w.to_dtype(candle_core::DType::F64)?,
+            &b.to_dtype(candle_core::DType::F64)?,
+            1,
+            1,
+            Act::Relu,
+        )?;
+        assert_close(&f64s.to_dtype(candle_core::DType::F32)?, &conv2d(&x, &w, &b, 1, 1, Act::Relu)?, "f64")?;
+        assert!(conv2d(&x, &randn(&[2, 3, 3, 3], 1), &b, 1, 1, Act::Relu).is_err());
+        // Where candle's backward cannot run (stride 2, 9 − 3 = 6 rows but 8 − 3 = 5 columns), the forward still
+        // matches and the gradient of a sum is what the definition gives: each weight's gradient is the sum of
+        // the inputs it touched.
+        let (x, w1) = (randn(&[1, 1, 9, 8], 8), Var::from_tensor(&randn(&[1, 1, 3, 3], 9))?);
+        let b1 = Var::from_tensor(&randn(&[1], 10))?;
+        let y = conv2d(&x, &w1, &b1, 0, 2, Act::Identity)?;
+        assert_close(&y, &x.conv2d(&w1, 0, 2, 1, 1)?.broadcast_add(&b1.reshape((1, 1, 1))?)?, "stride 2 values")?;
+        let g = y.sum_all()?.backward()?;
+        let xs = x.squeeze(0)?.squeeze(0)?;
+        for u in 0..3 {
+            for v in 0..3 {
+                // Output (i, j) reads x[2i + u, 2j + v] for i < 4, j < 3.
+                let mut want = 0f32;
+                for i in 0..4 {
+                    for j in 0..3 {
+                        want += xs.get(2 * i + u)?.get(2 * j + v)?.to_scalar::<f32>()?;
+                    }
+                }
+                let got = g.get(&w1).unwrap().flatten_all()?.get(u * 3 + v)?.to_scalar::<f32>()?;
+                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "dw[{u},{v}]: {got} vs {want}");
+            }
+        }
+        assert_eq!(g.get(&b1).unwrap().to_vec1::<f32>()?, vec![12.0]);
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! A fully connected layer with its bias and activation fused: `y = act(x Wᵀ + b)`.
+//!
+//! candle computes this as a matrix product, a broadcast add and an activation, three tensors written and read
+//! back, and in the backward pass a comparison, a multiplication and a broadcast sum besides the two products.
+//! Here the bias and the activation are applied while the product's output is in cache, and the backward pass
+//! is
+//!
+//! ```text
+//! G = ∂L/∂y ⊙ act'(y)       ∂L/∂b = 1ᵀ G       ∂L/∂W = Gᵀ x       ∂L/∂x = G W
+//! ```
+//!
+//! skipping `∂L/∂x` when `x` is data (the first layer's input), a third of the first layer's backward work.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::gemm::{par_matmul, Stored};
+use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
+
+/// `act(x Wᵀ + b)` for `x [.., in]`, `w [out, in]` (candle-nn's and PyTorch's layout), `b [out]`: what
+/// `candle_nn::Linear` followed by `act` computes.
+///
+/// f32 on the CPU takes the fused path of the module docs; anything else runs that candle composition.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::fast::{linear, Act};
+/// let dev = Device::Cpu;
+/// let x = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev)?;
+/// let w = Tensor::new(&[[1f32, -1.], [0.5, 0.5]], &dev)?;
+/// let b = Tensor::new(&[0f32, -2.], &dev)?;
+/// // x Wᵀ + b = [[-1, -0.5], [-1, 1.5]], then ReLU.
+/// assert_eq!(linear(&x, &w, &b, Act::Relu)?.to_vec2::<f32>()?, vec![vec![0., 0.], vec![0., 1.5]]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    if x.dims().last() != Some(&inp) || b.dims() != [out] {
+        candle_core::bail!("linear: input {:?}, weight {:?}, bias {:?} do not fit", x.dims(), w.dims(), b.dims())
+    }
+    if cpu_f32(&[x, w, b]) {
+        let mut dims = x.dims().to_vec();
+        let rows = dims[..dims.len() - 1].iter().product::<usize>();
+        let x2 = x.contiguous()?.reshape((rows, inp))?;
+        let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearAct { act, pre: Mutex::new(vec![]) })?;
+        *dims.last_mut().expect("rank >= 1") = out;
+        y.reshape(dims)
+    } else {
+        act.forward(&x.broadcast_matmul(&w.t()?)?.broadcast_add(b)?)
+    }
+}
+
+#[derive(Debug)]
+struct LinearAct {
+    act: Act,
+    /// GELU only: the pre-activation `x Wᵀ + b`, for the backward pass.
+    pre: Mutex<Vec<f32>>,
+}
+
+impl CustomOp3 for LinearAct {
+    fn name(&self) -> &'static str {
+        "dlhist-linear-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(bs, bl)?);
+        let (m, k) = (xl.dims()[0], xl.dims()[1]);
+        let n = wl.dims()[0];
+        let mut y = vec![0f32; m * n];
+        par_matmul(&mut y, x, Stored::AsIs, w, Stored::Transposed, (m, n, k), false);
+        let act = self.act;
+        // GELU's backward needs the pre-activation x Wᵀ + b: kept only for it.
+        let mut pre = if act == Act::Gelu { vec![0f32; m * n] } else { vec![] };
+        let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(pre.as_mut_ptr()));
+        par_chunks(m, (16384 / n.max(1)).max(1), |rows| {
+            // SAFETY: this range of rows is written by this call only.
+            let ys = unsafe { std::slice::from_raw_parts_mut(yp.get().add(rows.start * n), rows.len() * n) };
+            if act == Act::Gelu {
+                let ps = unsafe { std::slice::from_raw_parts_mut(pp.get().add(rows.start * n), rows.len() * n) };
+                for (row, prow) in ys.chunks_mut(n).zip(ps.chunks_mut(n)) {
+                    for ((v, p), bias) in row.iter_mut().zip(prow).zip(b) {
+                        *p = *v + bias;
+                        *v = act.apply(*p);
+                    }
+                }
+            } else {
+                for row in ys.chunks_mut(n) {
+                    row.iter_mut().zip(b).for_each(|(v, bias)| *v = act.apply(*v + bias));
+                }
+            }
+        });
+        if act == Act::Gelu {
+            *self.pre.lock().map_err(|_| candle_core::Error::Msg("linear: poisoned lock".into()))? = pre;
+        }
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (m, k) = x.dims2()?;
+        let n = w.dims()[0];
+        let grad = grad.contiguous()?;
+        let act = self.act;
+        let saved = self.pre.lock().map_err(|_| candle_core::Error::Msg("linear: poisoned lock".into()))?;
+        let gpre: Vec<f32> = with_f32(y, |y| {
+            with_f32(&grad, |g| {
+                let mut gp = vec![0f32; m * n];
+                let gpp = SharedMut(gp.as_mut_ptr());
+                par_chunks(m * n, 16384, |r| {
+                    // SAFETY: this range is written by this call only.
+                    let out = unsafe { std::slice::from_raw_parts_mut(gpp.get().add(r.start), r.len()) };
+                    if act == Act::Gelu {
+                        for (((p, xv), yv), gv) in out.iter_mut().zip(&saved[r.clone()]).zip(&y[r.clone()]).zip(&g[r]) {
+                            *p = Act::gelu_grad(*xv, *yv, *gv);
+                        }
+                    } else {
+                        for ((p, yv), gv) in out.iter_mut().zip(&y[r.clone()]).zip(&g[r]) {
+                            *p = act.grad(*yv, *gv);
+                        }
+                    }
+                });
+                gp
+            })
+        })??;
+        // 1ᵀ G: column sums, row by row so the inner loop runs along memory.
+        let mut gb = vec![0f32; n];
+        for row in gpre.chunks(n) {
+            gb.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        let mut gw = vec![0f32; n * k];
+        with_f32(x, |x| par_matmul(&mut gw, &gpre, Stored::Transposed, x, Stored::AsIs, (n, k, m), false))?;
+        let gx = if x.track_op() {
+            let mut gx = vec![0f32; m * k];
+            with_f32(w, |w| par_matmul(&mut gx, &gpre, Stored::AsIs, w, Stored::AsIs, (m, k, n), false))?;
+            Some(Tensor::from_vec(gx, (m, k), x.device())?)
+        } else {
+            None
+        };
+        let dev = x.device();
+        Ok((gx, Some(Tensor::from_vec(gw, (n, k), dev)?), Some(Tensor::from_vec(gb, n, dev)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::testing::{assert_close, strided};
+    use candle_core::{Device, Var};
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).unwrap()
+    }
+
+    fn check(x: &[usize], out: usize, act: Act, non_contiguous: bool) -> Result<()> {
+        let inp = *x.last().unwrap();
+        let xv = Var::from_tensor(&randn(x, 1))?;
+        let wv = Var::from_tensor(&randn(&[out, inp], 2))?;
+        let bv = Var::from_tensor(&randn(&[out], 3))?;
+        let (xi, wi) = if non_contiguous {
+            (strided(xv.as_tensor())?, strided(wv.as_tensor())?)
+        } else {
+            (xv.as_tensor().clone(), wv.as_tensor().clone())
+        };
+        let fast = linear(&xi, &wi, &bv, act)?;
+        // candle-nn's Linear, then the activation.
+        let plain = act.forward(&candle_nn::Module::forward(
+            &candle_nn::Linear::new(wi.clone(), Some(bv.as_tensor().clone())),
+            &xi,
+        )?)?;
+        let what = format!("x {x:?} out {out} {act:?} strided {non_contiguous}");
+        assert_close(&fast, &plain, &format!("{what}: values"))?;
+        let r = randn(fast.dims(), 4);
+        let gf = (&fast * &r)?.sum_all()?.backward()?;
+        let gp = (&plain * &r)?.sum_all()?.backward()?;
+        for (v, name) in [(&xv, "dx"), (&wv, "dw"), (&bv, "db")] {
+            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_candle_linear_values_and_gradients() -> Result<()> {
+        for act in [Act::Identity, Act::Relu, Act::Tanh, Act::Gelu] {
+            check(&[7, 5], 3, act, false)?;
+            check(&[7, 5], 3, act, true)?;
+        }
+        check(&[100, 784], 256, Act::Relu, false)?;
+        check(&[3, 4, 33], 17, Act::Identity, true)?;
+        check(&[12, 64, 128], 512, Act::Gelu, false)?;
+        check(&[1, 1], 1, Act::Tanh, false)?;
+        check(&[2, 300], 1, Act::Relu, true)?;
+        Ok(())
+    }
+
+    #[test]
+    fn data_inputs_get_no_gradient_and_f64_falls_back() -> Result<()> {
+        let x = randn(&[4, 3], 1);
+        let w = Var::from_tensor(&randn(&[2, 3], 2))?;
+        let b = Var::from_tensor(&randn(&[2], 3))?;
+        let g = linear(&x, &w, &b, Act::Relu)?.sum_all()?.backward()?;
+        assert!(g.get(&x).is_none() && g.get(&w).is_some());
+        let d = candle_core::DType::F64;
+        let y64 = linear(&x.to_dtype(d)?, &w.to_dtype(d)?, &b.to_dtype(d)?, Act::Relu)?;
+        assert_close(&y64.to_dtype(candle_core::DType::F32)?, &linear(&x, &w, &b, Act::Relu)?, "f64")?;
+        assert!(linear(&x, &randn(&[2, 4], 0), &b, Act::Relu).is_err());
+        Ok(())
+    }
+}

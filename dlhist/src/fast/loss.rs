@@ -1,0 +1,139 @@
+//! Softmax cross-entropy in one pass, with the gradient `softmax − one-hot`.
+//!
+//! For logits `z [N, C]` and class ids `t [N]`:
+//!
+//! ```text
+//! L = 1/N Σ_n (log Σ_c e^{z_nc} − z_{n t_n})          ∂L/∂z_nc = (softmax(z_n)_c − [c = t_n]) / N
+//! ```
+//!
+//! candle's `cross_entropy` computes `log_softmax` (four passes and a broadcast), gathers, sums and scales,
+//! and back-propagates through each of those. Here one pass per row computes the log-sum-exp (subtracting the
+//! row's maximum first so `e^z` cannot overflow), and the backward pass writes the closed-form gradient.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+
+use super::{cpu_f32, with_f32};
+
+/// Mean softmax cross-entropy of logits `[N, C]` against class ids `[N]` (any integer dtype), as
+/// `candle_nn::loss::cross_entropy`.
+///
+/// f32 logits on the CPU take the one-pass path of the module docs; anything else runs candle's.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let logits = Tensor::new(&[[0f32, 0.], [2f32.ln(), 0.]], &dev)?;
+/// let y = Tensor::new(&[1u32, 0], &dev)?;
+/// // Row 0: −log ½; row 1: −log ⅔.
+/// let l = dlhist::fast::softmax_cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
+/// assert!((l - (2f32.ln() + 1.5f32.ln()) / 2.0).abs() < 1e-6);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn softmax_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (n, c) = logits.dims2()?;
+    if targets.dims() != [n] {
+        candle_core::bail!(
+            "softmax_cross_entropy: logits {:?} need class ids [{n}], got {:?}",
+            logits.dims(),
+            targets.dims()
+        )
+    }
+    if cpu_f32(&[logits]) && targets.device().is_cpu() && n > 0 {
+        let ids: Vec<u32> = targets.to_dtype(DType::U32)?.to_vec1()?;
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= c) {
+            candle_core::bail!("softmax_cross_entropy: class id {bad} out of range for {c} classes")
+        }
+        logits.contiguous()?.apply_op1(SoftmaxXent { ids })
+    } else {
+        candle_nn::loss::cross_entropy(logits, &targets.to_dtype(DType::U32)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SoftmaxXent {
+    ids: Vec<u32>,
+}
+
+/// `(max, log Σ e^{z − max})` of one row.
+fn row_lse(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    (max, sum.ln())
+}
+
+impl CustomOp1 for SoftmaxXent {
+    fn name(&self) -> &'static str {
+        "dlhist-softmax-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let z = super::slice_f32(s, l)?;
+        let c = l.dims()[1];
+        // Summed in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits in the mean.
+        let total: f64 = z
+            .chunks(c)
+            .zip(self.ids.iter())
+            .map(|(row, &t)| {
+                let (max, lse) = row_lse(row);
+                f64::from(max + lse - row[t as usize])
+            })
+            .sum();
+        Ok((CpuStorage::F32(vec![(total / self.ids.len() as f64) as f32]), Shape::from(())))
+    }
+
+    fn bwd(&self, z: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (n, c) = z.dims2()?;
+        let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()? / n as f32;
+        let g = with_f32(z, |z| {
+            let mut g = vec![0f32; n * c];
+            g.chunks_mut(c).zip(z.chunks(c)).zip(self.ids.iter()).for_each(|((gr, row), &t)| {
+                let (max, lse) = row_lse(row);
+                for (gv, zv) in gr.iter_mut().zip(row) {
+                    *gv = (zv - max - lse).exp() * scale;
+                }
+                gr[t as usize] -= scale;
+            });
+            g
+        })?;
+        Ok(Some(Tensor::from_vec(g, (n, c), z.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::testing::{assert_close, strided};
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_candle_cross_entropy_values_and_gradients() -> Result<()> {
+        let mut rng = crate::rng::Rng::new(9);
+        for (n, c, scale, non_contiguous) in
+            [(100, 10, 1.0, false), (7, 3, 5.0, true), (1, 1, 1.0, false), (768, 65, 3.0, true), (3, 2, 100.0, false)]
+        {
+            let z = Var::from_tensor(&rng.normal_tensor((n, c), 0.0, scale, &Device::Cpu).unwrap())?;
+            let ids: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+            let y = Tensor::from_vec(ids, n, &Device::Cpu)?;
+            let zi = if non_contiguous { strided(z.as_tensor())? } else { z.as_tensor().clone() };
+            let fast = softmax_cross_entropy(&zi, &y)?;
+            let plain = candle_nn::loss::cross_entropy(&zi, &y)?;
+            let what = format!("n {n} c {c} scale {scale}");
+            assert_close(&fast, &plain, &format!("{what}: loss"))?;
+            // Scale the loss so the incoming gradient is not 1.
+            let gf = (fast * 3.0)?.backward()?;
+            let gp = (plain * 3.0)?.backward()?;
+            assert_close(gf.get(&z).unwrap(), gp.get(&z).unwrap(), &format!("{what}: dz"))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_targets_are_errors_and_f64_falls_back() -> Result<()> {
+        let z = Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?;
+        assert!(softmax_cross_entropy(&z, &Tensor::new(&[0u32, 3], &Device::Cpu)?).is_err());
+        assert!(softmax_cross_entropy(&z, &Tensor::new(&[0u32], &Device::Cpu)?).is_err());
+        let l = softmax_cross_entropy(&z.to_dtype(DType::F64)?, &Tensor::new(&[0i64, 2], &Device::Cpu)?)?;
+        assert!((l.to_scalar::<f64>()? - 3f64.ln()).abs() < 1e-12);
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! CPU fast paths for the layers the notebooks train with.
+//!
+//! candle's CPU backend computes a layer as a chain of generic element-wise and strided-copy kernels, each
+//! allocating its output, and its convolution backward runs through a slow transposed-convolution loop. A
+//! training step of the notebooks' small models spends most of its time there, not in matrix products. The
+//! functions here compute a whole layer (or a loss) in one pass with a custom backward:
+//!
+//! | function | replaces |
+//! | --- | --- |
+//! | [`conv2d`] | `conv2d` + bias + activation: im2col and one matrix product per image, forward and backward |
+//! | [`conv2d_pool`] | the same followed by max pooling, in one op |
+//! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation |
+//! | [`softmax_cross_entropy`] | `log_softmax` + `nll` |
+//! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products |
+//! | [`lstm_sequence`] | an LSTM's whole recurrence, with back-propagation through time in one backward pass |
+//! | [`layer_norm`] | layer normalization's mean, variance, scale and shift |
+//! | [`causal_softmax`] | attention's scale, causal mask and softmax |
+//! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections |
+//!
+//! plus the in-place Adam update in [`crate::optimization::Adam`] and the max-pool kernel in
+//! [`crate::deep_neural_networks::max_pool2d`].
+//!
+//! Each function takes the fast path for contiguous-or-not f32 tensors on the CPU and otherwise returns the plain
+//! candle composition it replaces (CUDA, f64, f16...), so results never depend on which path ran beyond float
+//! summation order: the tests compare values and gradients of both paths to a relative 1e-5. Matrix products
+//! go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run time; work is
+//! split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never a pool of
+//! our own.
+
+mod attention;
+mod conv;
+mod gemm;
+mod linear;
+mod loss;
+mod lstm_cell;
+mod lstm_seq;
+mod norm;
+
+pub use attention::causal_self_attention;
+pub use conv::{conv2d, conv2d_pool};
+pub use linear::linear;
+pub use loss::softmax_cross_entropy;
+pub use lstm_cell::lstm_cell;
+pub use lstm_seq::lstm_sequence;
+pub use norm::{causal_softmax, layer_norm};
+
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+
+/// A pointwise non-linearity fused into [`linear`] and [`conv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Act {
+    /// None: the layer's affine output.
+    #[default]
+    Identity,
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// The exact GELU `x Φ(x)` (PyTorch's `gelu`, candle's `gelu_erf`). Its derivative needs the input, so
+    /// [`linear`] keeps the pre-activation for the backward pass; [`conv2d`] runs its composition.
+    Gelu,
+}
+
+impl Act {
+    #[inline]
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::Identity => x,
+            Act::Relu => x.max(0.0),
+            Act::Tanh => x.tanh(),
+            Act::Gelu => 0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)),
+        }
+    }
+
+    /// GELU's derivative `Φ(x) + x φ(x)` times the incoming gradient, from the input `x` and the output
+    /// `y = x Φ(x)`: `Φ(x) = y / x` saves a second `erf` except near 0, where the quotient loses digits.
+    #[inline]
+    fn gelu_grad(x: f32, y: f32, g: f32) -> f32 {
+        let cdf = if x.abs() > 1e-2 {
+            y / x
+        } else {
+            0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+        };
+        let pdf = (-0.5 * x * x).exp() * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+        g * (cdf + x * pdf)
+    }
+
+    /// The derivative times the incoming gradient, written in terms of the output `y` (identity, ReLU and tanh
+    /// allow it), so the backward pass needs no saved pre-activation.
+    #[inline]
+    fn grad(self, y: f32, g: f32) -> f32 {
+        match self {
+            Act::Identity => g,
+            Act::Relu => {
+                if y > 0.0 {
+                    g
+                } else {
+                    0.0
+                }
+            }
+            Act::Tanh => g * (1.0 - y * y),
+            Act::Gelu => unreachable!("GELU's derivative is taken from the input (Act::gelu_grad)"),
+        }
+    }
+
+    /// The same on tensors: the composition the fast paths are checked against.
+    fn forward(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Act::Identity => Ok(x.clone()),
+            Act::Relu => x.relu(),
+            Act::Tanh => x.tanh(),
+            Act::Gelu => x.gelu_erf(),
+        }
+    }
+}
+
+/// Whether every tensor is an f32 tensor on the CPU: the fast paths' domain.
+fn cpu_f32(ts: &[&Tensor]) -> bool {
+    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// Calls `f` with the f32 data of a contiguous CPU tensor (from its offset, of its element count).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("dlhist fast path: expected a contiguous tensor, got strides {:?}", layout.stride())
+    };
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(v)) => Ok(f(&v[start..end])),
+        _ => candle_core::bail!("dlhist fast path: expected an f32 CPU tensor"),
+    }
+}
+
+/// The f32 slice of a contiguous CPU storage, as a custom op's forward receives it.
+fn slice_f32<'a>(s: &'a CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("dlhist fast path: expected a contiguous tensor, got strides {:?}", l.stride())
+    };
+    match s {
+        CpuStorage::F32(v) => Ok(&v[start..end]),
+        _ => candle_core::bail!("dlhist fast path: expected an f32 tensor"),
+    }
+}
+
+/// A raw pointer that rayon tasks may share, each writing a disjoint part.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: users write disjoint ranges only (documented at each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the `Sync` wrapper rather than its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The threads of candle's CPU worker pool, the calling thread included (`CANDLE_NUM_THREADS`, else
+/// `RAYON_NUM_THREADS`, else the core count).
+fn threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// Runs `f` over `0..n` split into ranges of at least `min_chunk` items, on candle's CPU worker pool: the
+/// threads candle's own element-wise kernels use, the calling thread among them. Sharing that pool (rather than
+/// starting rayon's as well) keeps two sets of busy-waiting workers from competing for the same cores. The
+/// pool is candle's process-wide one, started once; nothing here starts threads per call.
+pub(crate) fn par_chunks(n: usize, min_chunk: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let min_chunk = min_chunk.max(1);
+    if n == 0 {
+        return;
+    }
+    if n <= min_chunk || threads() == 1 {
+        return f(0..n);
+    }
+    candle_core::utils::barrier_pool()
+        .execute_chunked(n.div_ceil(min_chunk), |r| f(r.start * min_chunk..(r.end * min_chunk).min(n)));
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Result, Tensor};
+
+    /// `max|a − b| / max(max|b|, 1e-30)`: the relative error the fast paths are held to (1e-5 in f32).
+    pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
+        assert_eq!(a.dims(), b.dims());
+        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-30);
+        Ok(diff / scale)
+    }
+
+    /// Asserts [`rel_err`] ≤ 1e-5.
+    pub fn assert_close(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
+        let e = rel_err(a, b)?;
+        assert!(e <= 1e-5, "{what}: relative error {e}");
+        Ok(())
+    }
+
+    /// The same tensor as a non-contiguous view: stored transposed, then transposed back.
+    pub fn strided(t: &Tensor) -> Result<Tensor> {
+        let r = t.rank();
+        let s = t.transpose(0, r - 1)?.contiguous()?.transpose(0, r - 1)?;
+        assert!(!s.is_contiguous() || t.dims().iter().filter(|d| **d > 1).count() < 2);
+        Ok(s)
+    }
+}

@@ -1,0 +1,285 @@
+//! # A small GPT: causal self-attention in pre-norm transformer blocks
+//!
+//! A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017. <https://arxiv.org/abs/1706.03762>
+//! A. Radford, K. Narasimhan, T. Salimans and I. Sutskever, "Improving Language Understanding by Generative
+//! Pre-Training", 2018. <https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf>
+//! Pre-norm blocks: A. Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
+//! <https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf>
+//!
+//! A GPT predicts token `t + 1` from tokens `0..=t`. Each of the `n_head` heads projects the sequence
+//! `X [T, C]` to queries, keys and values of size `d = C / n_head`, and mixes the values with weights that
+//! compare queries to keys (Vaswani et al., equation 1), with a *causal mask* so that position `t` never sees a
+//! later one:
+//!
+//! ```text
+//! Attention(Q, K, V) = softmax(Q Kᵀ / √d + M) V,      M[t, s] = 0 if s ≤ t, −∞ otherwise
+//! MultiHead(X) = Concat(head_1, ..., head_h) W_O,      head_j = Attention(X W_Qj, X W_Kj, X W_Vj)
+//! ```
+//!
+//! A pre-norm block (GPT-2) normalizes before each sub-layer and adds the result to the residual stream:
+//!
+//! ```text
+//! x ← x + MultiHead(LN_1(x))
+//! x ← x + W_2 GELU(W_1 LN_2(x) + b_1) + b_2          (hidden width 4C)
+//! ```
+//!
+//! The model: token embedding plus learned position embedding, `n_layer` blocks, a final layer norm, and a
+//! linear head to `vocab_size` logits. Dividing by `√d` keeps the logits' variance near 1 at initialization, so
+//! the softmax does not start saturated.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use crate::deep_neural_networks::mlp::linear_act;
+use crate::deep_neural_networks::Activation;
+use crate::optimization::LayerNorm;
+
+/// Sizes of a [`Gpt`].
+///
+/// ```
+/// let cfg = dlhist::transformers::GptConfig::char_small(65);
+/// assert_eq!((cfg.block_size, cfg.n_embd, cfg.n_layer, cfg.n_head), (64, 128, 4, 4));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GptConfig {
+    /// Number of distinct tokens.
+    pub vocab_size: usize,
+    /// Longest context `T` (the position embedding's length).
+    pub block_size: usize,
+    /// Width of the residual stream `C`.
+    pub n_embd: usize,
+    /// Number of blocks.
+    pub n_layer: usize,
+    /// Attention heads per block (`n_embd` must be a multiple).
+    pub n_head: usize,
+}
+
+impl GptConfig {
+    /// The character model sized for a CPU (nanoGPT's CPU recipe): `T = 64, C = 128`, 4 layers, 4 heads.
+    pub fn char_small(vocab_size: usize) -> Self {
+        GptConfig { vocab_size, block_size: 64, n_embd: 128, n_layer: 4, n_head: 4 }
+    }
+}
+
+/// Multi-head causal self-attention over `[B, T, C]`: parameters `{path}.qkv` (`C → 3C`, the three projections
+/// in one matrix, like PyTorch's `in_proj`) and `{path}.proj` (`W_O`, `C → C`).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::CausalSelfAttention;
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let attn = CausalSelfAttention::new(16, 4, vb)?;
+/// assert_eq!(attn.forward(&Tensor::zeros((2, 5, 16), DType::F32, &dev)?)?.dims(), &[2, 5, 16]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CausalSelfAttention {
+    qkv: Linear,
+    proj: Linear,
+    n_head: usize,
+}
+
+impl CausalSelfAttention {
+    /// Attention over a stream of width `n_embd` with `n_head` heads.
+    pub fn new(n_embd: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+        if n_head == 0 || n_embd % n_head != 0 {
+            candle_core::bail!("CausalSelfAttention: n_embd = {n_embd} must be a multiple of n_head = {n_head}")
+        }
+        Ok(CausalSelfAttention {
+            qkv: candle_nn::linear(n_embd, 3 * n_embd, vb.pp("qkv"))?,
+            proj: candle_nn::linear(n_embd, n_embd, vb.pp("proj"))?,
+            n_head,
+        })
+    }
+}
+
+impl Module for CausalSelfAttention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.dims3()?;
+        // Q, K, V for all heads in one product; then every head's softmax(Q Kᵀ/√d + M) V in one op that reads
+        // them in place (crate::fast::causal_self_attention); then W_O.
+        let y = crate::fast::causal_self_attention(&linear_act(&self.qkv, x, None)?, self.n_head)?;
+        linear_act(&self.proj, &y, None)
+    }
+}
+
+/// A pre-norm transformer block (module docs): `{path}.ln1`, `{path}.attn`, `{path}.ln2`, `{path}.fc`
+/// (`C → 4C`), `{path}.proj` (`4C → C`).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let block = dlhist::transformers::Block::new(8, 2, vb)?;
+/// assert_eq!(block.forward(&Tensor::ones((1, 3, 8), DType::F32, &dev)?)?.dims(), &[1, 3, 8]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Block {
+    ln1: LayerNorm,
+    attn: CausalSelfAttention,
+    ln2: LayerNorm,
+    fc: Linear,
+    proj: Linear,
+}
+
+impl Block {
+    /// A block over a stream of width `n_embd` with `n_head` heads.
+    pub fn new(n_embd: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Block {
+            ln1: LayerNorm::new(n_embd, vb.pp("ln1"))?,
+            attn: CausalSelfAttention::new(n_embd, n_head, vb.pp("attn"))?,
+            ln2: LayerNorm::new(n_embd, vb.pp("ln2"))?,
+            fc: candle_nn::linear(n_embd, 4 * n_embd, vb.pp("fc"))?,
+            proj: candle_nn::linear(4 * n_embd, n_embd, vb.pp("proj"))?,
+        })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln1.forward(x)?)?)?;
+        // W_1, b_1 and GELU in one op (crate::fast::linear), then W_2, b_2.
+        let m = linear_act(&self.proj, &linear_act(&self.fc, &self.ln2.forward(&x)?, Some(Activation::Gelu))?, None)?;
+        x + m
+    }
+}
+
+/// The GPT of the module docs, mapping token ids `[B, T]` (u32, `T ≤ block_size`) to logits `[B, T, vocab]`.
+///
+/// Parameters: `{path}.tok`, `{path}.pos` (embeddings), `{path}.blocks.{i}`, `{path}.ln_f`, `{path}.head`.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::{Gpt, GptConfig};
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let cfg = GptConfig { vocab_size: 11, block_size: 8, n_embd: 16, n_layer: 2, n_head: 2 };
+/// let gpt = Gpt::new(cfg, vb.pp("gpt"))?;
+/// let idx = Tensor::new(&[[1u32, 2, 3], [4, 5, 6]], &dev)?;
+/// assert_eq!(gpt.forward(&idx)?.dims(), &[2, 3, 11]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gpt {
+    tok: Embedding,
+    pos: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    head: Linear,
+    config: GptConfig,
+}
+
+impl Gpt {
+    /// A GPT with the given sizes.
+    pub fn new(config: GptConfig, vb: VarBuilder) -> Result<Self> {
+        let c = config.n_embd;
+        Ok(Gpt {
+            tok: candle_nn::embedding(config.vocab_size, c, vb.pp("tok"))?,
+            pos: candle_nn::embedding(config.block_size, c, vb.pp("pos"))?,
+            blocks: (0..config.n_layer)
+                .map(|i| Block::new(c, config.n_head, vb.pp(format!("blocks.{i}"))))
+                .collect::<Result<_>>()?,
+            ln_f: LayerNorm::new(c, vb.pp("ln_f"))?,
+            head: candle_nn::linear(c, config.vocab_size, vb.pp("head"))?,
+            config,
+        })
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &GptConfig {
+        &self.config
+    }
+}
+
+impl Module for Gpt {
+    fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        let (_, t) = idx.dims2()?;
+        if t == 0 || t > self.config.block_size {
+            candle_core::bail!("Gpt: sequence length {t} must be in 1..={}", self.config.block_size)
+        }
+        let positions = Tensor::arange(0u32, t as u32, idx.device())?;
+        let mut x = self.tok.forward(idx)?.broadcast_add(&self.pos.forward(&positions)?)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        linear_act(&self.head, &self.ln_f.forward(&x)?, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, IndexOp, D};
+
+    fn last_dim_softmax_reference(x: &Tensor) -> Result<Tensor> {
+        let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+
+    fn tiny() -> GptConfig {
+        GptConfig { vocab_size: 7, block_size: 6, n_embd: 8, n_layer: 2, n_head: 2 }
+    }
+
+    #[test]
+    fn attention_is_causal_and_matches_a_per_head_loop() -> Result<()> {
+        let dev = Device::Cpu;
+        let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
+        let attn = CausalSelfAttention::new(8, 2, vb)?;
+        let x = crate::rng::Rng::new(2).normal_tensor((2, 5, 8), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+        let y = attn.forward(&x)?;
+        // The same attention written head by head and row by row, without the mask: row t only sees 0..=t.
+        let w = |n: &str| vars.data().lock().unwrap()[n].as_tensor().clone();
+        let (wqkv, bqkv, wo, bo) = (w("qkv.weight"), w("qkv.bias"), w("proj.weight"), w("proj.bias"));
+        for n in 0..2 {
+            let xn = x.i(n)?;
+            let qkv = xn.matmul(&wqkv.t()?)?.broadcast_add(&bqkv)?; // [T, 24]
+            let mut rows = vec![];
+            for t in 0..5 {
+                let mut heads = vec![];
+                for h in 0..2 {
+                    let q = qkv.i((t..t + 1, h * 4..h * 4 + 4))?;
+                    let k = qkv.i((0..t + 1, 8 + h * 4..8 + h * 4 + 4))?;
+                    let v = qkv.i((0..t + 1, 16 + h * 4..16 + h * 4 + 4))?;
+                    let a = last_dim_softmax_reference(&(q.matmul(&k.t()?)? / 2.0)?)?;
+                    heads.push(a.matmul(&v)?);
+                }
+                rows.push(Tensor::cat(&heads, 1)?);
+            }
+            let want = Tensor::cat(&rows, 0)?.matmul(&wo.t()?)?.broadcast_add(&bo)?;
+            let err = (y.i(n)? - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(err < 1e-5, "example {n}: {err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn logits_shape_causality_and_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let (vars, vb) = crate::init::seeded(3, DType::F32, &dev);
+        let gpt = Gpt::new(tiny(), vb)?;
+        let a = Tensor::new(&[[1u32, 2, 3, 4, 5]], &dev)?;
+        let b = Tensor::new(&[[1u32, 2, 3, 6, 0]], &dev)?;
+        let (la, lb) = (gpt.forward(&a)?, gpt.forward(&b)?);
+        assert_eq!(la.dims(), &[1, 5, 7]);
+        // Changing token 3 must not change the logits at positions 0..=2.
+        let early = (la.i((.., 0..3))? - lb.i((.., 0..3))?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(early < 1e-6, "{early}");
+        let late = (la.i((.., 3..))? - lb.i((.., 3..))?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(late > 1e-4);
+        let y = Tensor::new(&[2u32, 3, 4, 5, 6], &dev)?;
+        let loss = candle_nn::loss::cross_entropy(&la.reshape((5, 7))?, &y)?;
+        let grads = loss.backward()?;
+        for v in vars.all_vars() {
+            assert!(grads.get(&v).is_some(), "no gradient for {:?}", v.dims());
+        }
+        // The queries' and keys' rows of W_qkv get a gradient only through the softmax's backward pass.
+        let qkv = vars.data().lock().unwrap()["blocks.0.attn.qkv.weight"].clone();
+        let gq = grads.get(&qkv).unwrap().narrow(0, 0, 16)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        assert!(gq > 0.0, "no gradient reaches the queries and keys");
+        assert!(gpt.forward(&Tensor::zeros((1, 7), DType::U32, &dev)?).is_err());
+        assert!(CausalSelfAttention::new(10, 3, crate::init::seeded(0, DType::F32, &dev).1).is_err());
+        Ok(())
+    }
+}
