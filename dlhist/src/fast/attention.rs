@@ -40,7 +40,7 @@ use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 pub fn causal_self_attention(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
     let (b, t, c3) = qkv.dims3()?;
     let c = c3 / 3;
-    if c3 % 3 != 0 || n_head == 0 || c % n_head != 0 || t == 0 {
+    if !c3.is_multiple_of(3) || n_head == 0 || !c.is_multiple_of(n_head) || t == 0 {
         candle_core::bail!("causal_self_attention: {:?} is not [B, T, 3C] with C a multiple of {n_head}", qkv.dims())
     }
     let hd = c / n_head;

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::gemm::{matmul, par_matmul, Stored};
-use super::{cpu_f32, slice_f32, with_f32};
+use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Runs the LSTM recurrence over precomputed input projections `xp [B, T, 4H]` (`x W_ihᵀ + b_ih + b_hh`, gates
 /// in the order i, f, g, o) with recurrent weights `w_hh [4H, H]`, from a zero state. Returns `[B, T + 1, H]`:
@@ -95,33 +95,46 @@ impl CustomOp2 for LstmSeq {
         let mut cells = vec![0f32; (t + 1) * b * h];
         let mut h_in = vec![0f32; t * b * h];
         let mut out = vec![0f32; b * (t + 1) * h];
-        for s in 0..t {
-            let a = &mut acts[s * b * h4..(s + 1) * b * h4];
-            for n in 0..b {
-                a[n * h4..(n + 1) * h4].copy_from_slice(&xp[(n * t + s) * h4..(n * t + s + 1) * h4]);
-            }
-            if s > 0 {
-                // a_t += h_{t−1} W_hhᵀ
-                par_matmul(a, &h_in[s * b * h..(s + 1) * b * h], Stored::AsIs, w, Stored::Transposed, (b, h4, h), true);
-            }
-            let (before, after) = cells.split_at_mut((s + 1) * b * h);
-            let (c_prev, c_next) = (&before[s * b * h..], &mut after[..b * h]);
-            for n in 0..b {
-                let ar = &mut a[n * h4..(n + 1) * h4];
-                for j in 0..h {
-                    let (i, f, g, o) =
-                        (sigmoid(ar[j]), sigmoid(ar[h + j]), ar[2 * h + j].tanh(), sigmoid(ar[3 * h + j]));
-                    (ar[j], ar[h + j], ar[2 * h + j], ar[3 * h + j]) = (i, f, g, o);
-                    let c = f * c_prev[n * h + j] + i * g;
-                    c_next[n * h + j] = c;
-                    let hv = o * c.tanh();
-                    out[(n * (t + 1) + s) * h + j] = hv;
-                    if s + 1 < t {
-                        h_in[((s + 1) * b + n) * h + j] = hv;
+        let ptrs = [acts.as_mut_ptr(), cells.as_mut_ptr(), h_in.as_mut_ptr(), out.as_mut_ptr()].map(SharedMut);
+        // The recurrence couples the steps, not the examples: each thread runs the whole sequence for its own
+        // block of examples (one dispatch per sequence rather than one per step).
+        par_chunks(b, b.div_ceil(super::threads()), |rows| {
+            let (r0, nb) = (rows.start, rows.len());
+            // SAFETY: this block writes rows r0..r0+nb of every step's acts, cells and h_in, and those examples'
+            // rows of out; no other block touches them.
+            let rows_of = |p: SharedMut, step_rows: usize, width: usize, step: usize| unsafe {
+                std::slice::from_raw_parts_mut(p.get().add((step * step_rows + r0) * width), nb * width)
+            };
+            for s in 0..t {
+                let a = rows_of(ptrs[0], b, h4, s);
+                for (k, n) in rows.clone().enumerate() {
+                    a[k * h4..(k + 1) * h4].copy_from_slice(&xp[(n * t + s) * h4..(n * t + s + 1) * h4]);
+                }
+                if s > 0 {
+                    // a_t += h_{t−1} W_hhᵀ
+                    matmul(a, rows_of(ptrs[2], b, h, s), Stored::AsIs, w, Stored::Transposed, (nb, h4, h), true);
+                }
+                let (c_prev, c_next) = (rows_of(ptrs[1], b, h, s), rows_of(ptrs[1], b, h, s + 1));
+                let mut h_next = if s + 1 < t { Some(rows_of(ptrs[2], b, h, s + 1)) } else { None };
+                for k in 0..nb {
+                    let ar = &mut a[k * h4..(k + 1) * h4];
+                    // SAFETY: example r0 + k's row of out, written by this block only.
+                    let o_row =
+                        unsafe { std::slice::from_raw_parts_mut(ptrs[3].get().add(((r0 + k) * (t + 1) + s) * h), h) };
+                    for j in 0..h {
+                        let (i, f, g, o) =
+                            (sigmoid(ar[j]), sigmoid(ar[h + j]), ar[2 * h + j].tanh(), sigmoid(ar[3 * h + j]));
+                        (ar[j], ar[h + j], ar[2 * h + j], ar[3 * h + j]) = (i, f, g, o);
+                        let c = f * c_prev[k * h + j] + i * g;
+                        c_next[k * h + j] = c;
+                        o_row[j] = o * c.tanh();
+                    }
+                    if let Some(hn) = h_next.as_deref_mut() {
+                        hn[k * h..(k + 1) * h].copy_from_slice(o_row);
                     }
                 }
             }
-        }
+        });
         for n in 0..b {
             out[(n * (t + 1) + t) * h..(n * (t + 1) + t + 1) * h]
                 .copy_from_slice(&cells[(t * b + n) * h..(t * b + n + 1) * h]);
@@ -141,36 +154,45 @@ impl CustomOp2 for LstmSeq {
         };
         // ∂a for every step, time-major [T, B, 4H].
         let mut da = vec![0f32; t * b * h4];
+        let dap = SharedMut(da.as_mut_ptr());
         let mut gw = vec![0f32; h4 * h];
         with_f32(w, |w| {
             with_f32(&grad, |g| {
-                let mut dh_next = vec![0f32; b * h];
-                // The final cell's gradient enters at step T.
-                let mut dc_next: Vec<f32> = (0..b).flat_map(|n| g[(n * (t + 1) + t) * h..][..h].to_vec()).collect();
-                for s in (0..t).rev() {
-                    let a = &acts[s * b * h4..(s + 1) * b * h4];
-                    let (c_prev, c) = (&cells[s * b * h..(s + 1) * b * h], &cells[(s + 1) * b * h..(s + 2) * b * h]);
-                    let das = &mut da[s * b * h4..(s + 1) * b * h4];
-                    for n in 0..b {
-                        for j in 0..h {
-                            let k = n * h + j;
-                            let (i, f, gg, o) =
-                                (a[n * h4 + j], a[n * h4 + h + j], a[n * h4 + 2 * h + j], a[n * h4 + 3 * h + j]);
-                            let dh = g[(n * (t + 1) + s) * h + j] + dh_next[k];
-                            let tc = c[k].tanh();
-                            let dc = dc_next[k] + dh * o * (1.0 - tc * tc);
-                            das[n * h4 + j] = dc * gg * i * (1.0 - i);
-                            das[n * h4 + h + j] = dc * c_prev[k] * f * (1.0 - f);
-                            das[n * h4 + 2 * h + j] = dc * i * (1.0 - gg * gg);
-                            das[n * h4 + 3 * h + j] = dh * tc * o * (1.0 - o);
-                            dc_next[k] = dc * f;
+                // Examples are independent here too: each block runs back through time on its own.
+                par_chunks(b, b.div_ceil(super::threads()), |rows| {
+                    let (r0, nb) = (rows.start, rows.len());
+                    let mut dh_next = vec![0f32; nb * h];
+                    // The final cell's gradient enters at step T.
+                    let mut dc_next: Vec<f32> =
+                        rows.clone().flat_map(|n| g[(n * (t + 1) + t) * h..][..h].to_vec()).collect();
+                    for s in (0..t).rev() {
+                        let a = &acts[(s * b + r0) * h4..(s * b + r0 + nb) * h4];
+                        let c_prev = &cells[(s * b + r0) * h..(s * b + r0 + nb) * h];
+                        let c = &cells[((s + 1) * b + r0) * h..((s + 1) * b + r0 + nb) * h];
+                        // SAFETY: this block's rows of step s in da; no other block writes them.
+                        let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((s * b + r0) * h4), nb * h4) };
+                        for k in 0..nb {
+                            let n = r0 + k;
+                            for j in 0..h {
+                                let q = k * h + j;
+                                let (i, f, gg, o) =
+                                    (a[k * h4 + j], a[k * h4 + h + j], a[k * h4 + 2 * h + j], a[k * h4 + 3 * h + j]);
+                                let dh = g[(n * (t + 1) + s) * h + j] + dh_next[q];
+                                let tc = c[q].tanh();
+                                let dc = dc_next[q] + dh * o * (1.0 - tc * tc);
+                                das[k * h4 + j] = dc * gg * i * (1.0 - i);
+                                das[k * h4 + h + j] = dc * c_prev[q] * f * (1.0 - f);
+                                das[k * h4 + 2 * h + j] = dc * i * (1.0 - gg * gg);
+                                das[k * h4 + 3 * h + j] = dh * tc * o * (1.0 - o);
+                                dc_next[q] = dc * f;
+                            }
+                        }
+                        // ∂h_{t−1} = ∂a_t W_hh (h_0 is the zero initial state: nothing to send further).
+                        if s > 0 {
+                            matmul(&mut dh_next, das, Stored::AsIs, w, Stored::AsIs, (nb, h, h4), false);
                         }
                     }
-                    // ∂h_{t−1} = ∂a_t W_hh (h_0 is the zero initial state: nothing to send further).
-                    if s > 0 {
-                        matmul(&mut dh_next, das, Stored::AsIs, w, Stored::AsIs, (b, h, h4), false);
-                    }
-                }
+                });
                 // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: one product with k = T·B.
                 par_matmul(&mut gw, &da, Stored::Transposed, h_in, Stored::AsIs, (h4, h, t * b), false);
             })

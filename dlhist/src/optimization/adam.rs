@@ -295,9 +295,12 @@ impl Adam {
 /// docs, in the order the tensor arithmetic above applies them. The op borrows the moment vectors mutably
 /// for the one call (`inplace_op2` takes the op by `&`, hence the `RefCell`).
 struct FusedAdam<'a> {
-    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>)>,
+    moments: std::cell::RefCell<MomentSlices<'a>>,
     k: AdamScalars,
 }
+
+/// `m`, `v` and AMSGrad's `v_max` of one parameter.
+type MomentSlices<'a> = (&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
 
 /// The step's constants in f32.
 #[derive(Clone, Copy)]

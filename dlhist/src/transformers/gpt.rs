@@ -83,7 +83,7 @@ pub struct CausalSelfAttention {
 impl CausalSelfAttention {
     /// Attention over a stream of width `n_embd` with `n_head` heads.
     pub fn new(n_embd: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
-        if n_head == 0 || n_embd % n_head != 0 {
+        if n_head == 0 || !n_embd.is_multiple_of(n_head) {
             candle_core::bail!("CausalSelfAttention: n_embd = {n_embd} must be a multiple of n_head = {n_head}")
         }
         Ok(CausalSelfAttention {
