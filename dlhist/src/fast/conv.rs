@@ -393,12 +393,8 @@ impl CustomOp3 for Conv2dAct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_close, strided};
-    use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).unwrap()
-    }
+    use crate::fast::testing::{assert_close, assert_same_values_and_grads, randn, strided};
+    use candle_core::Var;
 
     /// Values and all three gradients of the fast path against candle's conv2d + bias + activation.
     fn check(x: &[usize], w: &[usize], pad: usize, stride: usize, act: Act, non_contiguous: bool) -> Result<()> {
@@ -429,15 +425,7 @@ mod tests {
             plain = crate::deep_neural_networks::max_pool2d(&plain, pool, pool)?;
         }
         let what = format!("x {x:?} w {w:?} pad {pad} stride {stride} {act:?} strided {non_contiguous} pool {pool}");
-        assert_close(&fast, &plain, &format!("{what}: values"))?;
-        // A loss that weights every output differently, so each gradient entry is exercised.
-        let r = randn(fast.dims(), 4);
-        let gf = (&fast * &r)?.sum_all()?.backward()?;
-        let gp = (&plain * &r)?.sum_all()?.backward()?;
-        for (v, name) in [(&xv, "dx"), (&wv, "dw"), (&bv, "db")] {
-            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
-        }
-        Ok(())
+        assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
     }
 
     #[test]

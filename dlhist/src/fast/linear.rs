@@ -159,12 +159,8 @@ impl CustomOp3 for LinearAct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_close, strided};
-    use candle_core::{Device, Var};
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).unwrap()
-    }
+    use crate::fast::testing::{assert_close, assert_same_values_and_grads, randn, strided};
+    use candle_core::Var;
 
     fn check(x: &[usize], out: usize, act: Act, non_contiguous: bool) -> Result<()> {
         let inp = *x.last().unwrap();
@@ -183,14 +179,7 @@ mod tests {
             &xi,
         )?)?;
         let what = format!("x {x:?} out {out} {act:?} strided {non_contiguous}");
-        assert_close(&fast, &plain, &format!("{what}: values"))?;
-        let r = randn(fast.dims(), 4);
-        let gf = (&fast * &r)?.sum_all()?.backward()?;
-        let gp = (&plain * &r)?.sum_all()?.backward()?;
-        for (v, name) in [(&xv, "dx"), (&wv, "dw"), (&bv, "db")] {
-            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
-        }
-        Ok(())
+        assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
     }
 
     #[test]

@@ -197,6 +197,29 @@ pub(crate) mod testing {
         Ok(())
     }
 
+    /// A seeded standard-normal tensor on the CPU.
+    pub fn randn(shape: &[usize], seed: u64) -> Tensor {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &candle_core::Device::Cpu).unwrap()
+    }
+
+    /// Asserts that `fast` and `plain` have the same values and the same gradients with respect to each of
+    /// `vars`, under a loss that weights every output differently (so every gradient entry is exercised).
+    pub fn assert_same_values_and_grads(
+        fast: &Tensor,
+        plain: &Tensor,
+        vars: &[(&candle_core::Var, &str)],
+        what: &str,
+    ) -> Result<()> {
+        assert_close(fast, plain, &format!("{what}: values"))?;
+        let r = randn(fast.dims(), 4);
+        let gf = (fast * &r)?.sum_all()?.backward()?;
+        let gp = (plain * &r)?.sum_all()?.backward()?;
+        for (v, name) in vars {
+            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
+        }
+        Ok(())
+    }
+
     /// The same tensor as a non-contiguous view: stored transposed, then transposed back.
     pub fn strided(t: &Tensor) -> Result<Tensor> {
         let r = t.rank();
