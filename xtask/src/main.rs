@@ -10,6 +10,9 @@
 
 mod bench;
 mod cli;
+// The kernel's cache cleaner, shared so that setup finds the cache where the kernel does and cleans it after warming.
+#[path = "../kernel/evcxr_cache.rs"]
+mod evcxr_cache;
 mod lab;
 mod notebook;
 mod notebooks;

@@ -240,19 +240,6 @@ fn ensure_kernel_spec(project: &Project, reinstalled: bool) -> Result<Option<Str
     Ok(None)
 }
 
-/// evcxr's cache folder (`dirs::cache_dir()/evcxr`, see evcxr's `module/cache.rs`).
-fn evcxr_cache_dir() -> Option<PathBuf> {
-    let base = if cfg!(target_os = "macos") {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join("Library").join("Caches"))
-    } else {
-        std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-    };
-    base.map(|b| b.join("evcxr"))
-}
-
 fn warm_stamp(project: &Project) -> PathBuf {
     project.evcxr_config_dir().join("warm.sha256")
 }
@@ -297,7 +284,7 @@ fn write_warmup_notebook(project: &Project) -> Result<PathBuf> {
 
 fn warm(project: &Project) -> Result<Option<String>> {
     let key = warm_key(project)?;
-    let cache_dir = evcxr_cache_dir();
+    let cache_dir = crate::evcxr_cache::cache_dir();
     let cache_full = cache_dir.as_deref().is_some_and(dir_is_nonempty);
     if file_has(&warm_stamp(project), &key) && cache_full {
         return Ok(Some("evcxr's cache already holds this dlhist's dependencies".into()));
@@ -322,6 +309,8 @@ fn warm(project: &Project) -> Result<Option<String>> {
     }
     std::fs::write(warm_stamp(project), key)?;
     if let Some(dir) = cache_dir {
+        // The warm-up kernel's folder is gone now: drop the build-script paths into it from the cache's entries.
+        crate::evcxr_cache::sanitize(&dir).with_context(|| format!("cannot clean evcxr's cache {}", dir.display()))?;
         println!("      evcxr cache: {}", dir.display());
     }
     Ok(None)
