@@ -11,7 +11,10 @@
 //!   error (compile errors with the line inside the cell).
 //!
 //! plus `harness::*` tests that feed deliberately broken notebooks (tests/fixtures) to the same runner
-//! and check that each failure is caught and names its cell.
+//! and lint, and check that each failure is caught and names its cell.
+//!
+//! The notebooks share one evcxr context, cleared between them (`Kernel::reuse`), so rust-analyzer's index
+//! of dlhist and its dependencies, which evcxr needs to infer variable types, is built once per run.
 //!
 //! This is a custom test harness (`harness = false`): evcxr re-executes the current binary as the
 //! process that runs cells, so `main` must hand over to `evcxr::runtime_hook()` before anything else.
@@ -64,11 +67,11 @@ fn main() {
             harness_catches(fixture, cell, needle).map_err(failed)
         }));
     }
+    trials.push(Trial::test("harness::lint_rejects_late_dep", || lint_rejects_late_dep().map_err(failed)));
     trials
         .push(Trial::test("harness::evcxr_cache_forgets_out_dirs", || evcxr_cache_forgets_out_dirs().map_err(failed)));
     trials.push(Trial::test("harness::passing_fixture_passes", || {
-        let nb = Path::new(ROOT).join("tests/fixtures/passes.ipynb");
-        run_notebook(&nb, &[], Some(&scratch("evcxr-fixtures"))).map(|_| ()).map_err(failed)
+        run_fixture("passes.ipynb").map(|_| ()).map_err(failed)
     }));
     libtest_mimic::run(&args, trials).exit();
 }
@@ -271,6 +274,18 @@ fn lint(path: &Path) -> Result<()> {
             }
         }
     }
+    for c in code.iter().skip(1) {
+        // evcxr commands change the context's build for every later cell, and `cargo test` hands one
+        // context from notebook to notebook (`Kernel::reuse`): only the setup cell may hold them.
+        if let Some(line) = c.source.lines().find(|l| l.trim_start().starts_with(':')) {
+            problems.push(format!(
+                "cell {}: `{}`: evcxr commands (`:dep`, `:opt`, ...) belong in the setup cell only, which every \
+                 notebook shares; add a dependency to dlhist instead",
+                c.number,
+                line.trim()
+            ));
+        }
+    }
     for c in &code {
         // A notebook stands alone: no reaching into another notebook's folder or state.
         for line in c.source.lines().filter(|l| !l.trim_start().starts_with(":dep")) {
@@ -387,50 +402,85 @@ fn format_compile_errors(label: &str, source: &str, errors: &[evcxr::Compilation
     out
 }
 
-/// Runs a notebook's cells; returns the metrics lines its check cell printed. `tmpdir` is evcxr's build
-/// directory (kept between runs so dependencies compile once).
-fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) -> Result<Vec<String>> {
+/// An evcxr context (the engine of the Jupyter kernel) and what its cells have printed so far.
+struct Kernel {
+    ctx: evcxr::CommandContext,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Kernel {
+    /// A new context building cells in `tmpdir` (kept between runs so dependencies compile once).
+    fn start(tmpdir: &Path) -> Result<Kernel> {
+        std::fs::create_dir_all(tmpdir)?;
+        // Our own evcxr config: panics must fail the cell (evcxr's default keeps going), and nothing from
+        // the user's ~/.config/evcxr may change what the tests see.
+        let config = scratch("evcxr-config");
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(config.join("evcxr.toml"), "[evcxr]\npreserve_vars_on_panic = false\n")?;
+        std::env::set_var("EVCXR_CONFIG_DIR", &config);
+        std::env::set_var("EVCXR_TMPDIR", tmpdir);
+        // Quick runs must not overwrite the committed figures in assets/ (dlhist::notebook::assets_dir).
+        std::env::set_var("DLHIST_ASSETS_DIR", scratch("assets"));
+        // Before evcxr reads its cache: entries another kernel stored would otherwise rebuild dlhist at every cell.
+        if let Some(cache) = evcxr_cache::cache_dir() {
+            evcxr_cache::sanitize(&cache).with_context(|| format!("cannot clean evcxr's cache {}", cache.display()))?;
+        }
+        let (mut ctx, outputs) =
+            evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
+        // evcxr's cache of compiled registry crates (~/.cache/evcxr), shared with the Jupyter kernels that
+        // `cargo xtask setup` configures: after the first build anywhere, candle and polars are not compiled again.
+        ctx.execute(":cache 4096").map_err(|e| anyhow::anyhow!("cannot enable evcxr's build cache: {e}"))?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        drain(outputs.stdout, stdout.clone());
+        drain(outputs.stderr, stderr.clone());
+        let mut kernel = Kernel { ctx, stdout, stderr };
+        kernel.prepare()?;
+        Ok(kernel)
+    }
+
+    /// Readies the context for a notebook's first cell.
+    fn prepare(&mut self) -> Result<()> {
+        // Allow a top-level `?` before the first cell (the kernel's init.evcxr does the same, see xtask's setup.rs):
+        // otherwise evcxr compiles the first notebook cell that uses `?` twice.
+        self.ctx.execute("Ok::<(), String>(())?;").map_err(|e| anyhow::anyhow!("cannot allow `?` in cells: {e}"))?;
+        // DLHIST_TEST_TIMING=1 prints evcxr's phases (compiles, retries, execution) for every cell.
+        if std::env::var_os("DLHIST_TEST_TIMING").is_some() {
+            let _ = self.ctx.execute(":timing");
+        }
+        take(&self.stdout);
+        take(&self.stderr);
+        Ok(())
+    }
+
+    /// Hands the context to the next notebook as a fresh kernel would meet it: `:clear` drops every
+    /// variable and item and restarts the process that runs cells (in the current working directory).
+    /// What stays is what a restarted Jupyter kernel keeps too: the build folder and the dependencies
+    /// the setup cell declared, identical in every notebook (the lint checks it), and the index
+    /// rust-analyzer built of them. evcxr infers variable types with rust-analyzer, and indexing dlhist,
+    /// candle and polars costs the first two cells of a new context about 18 s: once per run instead
+    /// of once per notebook.
+    fn reuse(&mut self) -> Result<()> {
+        self.ctx.execute(":clear").map_err(|e| anyhow::anyhow!("cannot clear evcxr's state: {e}"))?;
+        self.prepare()
+    }
+}
+
+thread_local! {
+    /// The context the notebooks' quick runs share (tests run one at a time on the main thread).
+    static SHARED_KERNEL: std::cell::RefCell<Option<Kernel>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs a notebook's cells; returns the metrics lines its check cell printed.
+fn run_notebook(kernel: &mut Kernel, path: &Path, quick: &[(String, String)]) -> Result<Vec<String>> {
     let nb = read_notebook(path)?;
-    let dir = path.parent().context("notebook has no folder")?;
-    let tmpdir = tmpdir.map(Path::to_path_buf).unwrap_or_else(|| scratch("evcxr-notebooks"));
-    std::fs::create_dir_all(&tmpdir)?;
-    // Our own evcxr config: panics must fail the cell (evcxr's default keeps going), and nothing from
-    // the user's ~/.config/evcxr may change what the tests see.
-    let config = scratch("evcxr-config");
-    std::fs::create_dir_all(&config)?;
-    std::fs::write(config.join("evcxr.toml"), "[evcxr]\npreserve_vars_on_panic = false\n")?;
-    std::env::set_var("EVCXR_CONFIG_DIR", &config);
-    std::env::set_var("EVCXR_TMPDIR", &tmpdir);
-    // Quick runs must not overwrite the committed figures in assets/ (dlhist::notebook::assets_dir).
-    std::env::set_var("DLHIST_ASSETS_DIR", scratch("assets"));
-    std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
-
-    // Before evcxr reads its cache: entries another kernel stored would otherwise rebuild dlhist at every cell.
-    if let Some(cache) = evcxr_cache::cache_dir() {
-        evcxr_cache::sanitize(&cache).with_context(|| format!("cannot clean evcxr's cache {}", cache.display()))?;
-    }
-    let (mut ctx, outputs) = evcxr::CommandContext::new().map_err(|e| anyhow::anyhow!("cannot start evcxr: {e}"))?;
-    // evcxr's cache of compiled registry crates (~/.cache/evcxr), shared with the Jupyter kernels that
-    // `cargo xtask setup` configures: after the first build anywhere, candle and polars are not compiled again.
-    ctx.execute(":cache 4096").map_err(|e| anyhow::anyhow!("cannot enable evcxr's build cache: {e}"))?;
-    // Allow a top-level `?` before the first cell (the kernel's init.evcxr does the same, see xtask's setup.rs):
-    // otherwise evcxr compiles the first notebook cell that uses `?` twice.
-    ctx.execute("Ok::<(), String>(())?;").map_err(|e| anyhow::anyhow!("cannot allow `?` in cells: {e}"))?;
-    // DLHIST_TEST_TIMING=1 prints evcxr's phases (compiles, retries, execution) for every cell.
-    if std::env::var_os("DLHIST_TEST_TIMING").is_some() {
-        let _ = ctx.execute(":timing");
-    }
-    let stdout = Arc::new(Mutex::new(Vec::new()));
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    drain(outputs.stdout, stdout.clone());
-    drain(outputs.stderr, stderr.clone());
-
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut metrics = vec![];
     let started = Instant::now();
     for (label, source) in cells_to_run(&nb, quick)? {
         let t = Instant::now();
-        let result = ctx.execute(&source);
+        let result = kernel.ctx.execute(&source);
         if std::env::var_os("DLHIST_TEST_TIMING").is_some() {
             if let Ok(out) = &result {
                 let phases: Vec<String> =
@@ -439,19 +489,19 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
             }
         }
         // evcxr forwards the cell process's stderr from another thread, so a `?` error's message can land
-        // after execute() returns: wait until stderr has been quiet for 200 ms (at most 3 s).
+        // after execute() returns: wait until stderr has been quiet for 100 ms (at most 3 s).
         let waited = Instant::now();
-        let mut last_len = usize::MAX;
+        let mut last_len = kernel.stderr.lock().map(|v| v.len()).unwrap_or(0);
         while waited.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(200));
-            let len = stderr.lock().map(|v| v.len()).unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(100));
+            let len = kernel.stderr.lock().map(|v| v.len()).unwrap_or(0);
             if len == last_len {
                 break;
             }
             last_len = len;
         }
-        let out = take(&stdout);
-        let err = take(&stderr);
+        let out = take(&kernel.stdout);
+        let err = take(&kernel.stderr);
         metrics.extend(out.iter().filter(|l| l.starts_with("dlhist-metrics: ")).cloned());
         let stderr_text = err.join("\n");
         let fail = |what: String| -> anyhow::Error {
@@ -478,10 +528,36 @@ fn run_notebook(path: &Path, quick: &[(String, String)], tmpdir: Option<&Path>) 
     Ok(metrics)
 }
 
+/// Makes the notebook's folder the working directory, as Jupyter does: evcxr resolves `:dep` paths against
+/// it, and the process that runs cells inherits it when it starts.
+fn enter_folder(path: &Path) -> Result<()> {
+    let dir = path.parent().context("notebook has no folder")?;
+    std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))
+}
+
+/// Runs a fixture notebook in a context of its own.
+fn run_fixture(fixture: &str) -> Result<Vec<String>> {
+    let nb = Path::new(ROOT).join("tests/fixtures").join(fixture);
+    enter_folder(&nb)?;
+    let mut kernel = Kernel::start(&scratch("evcxr-fixtures"))?;
+    run_notebook(&mut kernel, &nb, &[])
+}
+
 fn run_quick(path: &Path) -> Result<()> {
     let nb = read_notebook(path)?;
     let quick = nb.quick_values()?;
-    let metrics = run_notebook(path, &quick, None)?;
+    enter_folder(path)?;
+    // Reuse the context the previous notebook left, or start one. A failed notebook's context is dropped
+    // (it may be mid-way through anything), so the next notebook starts a new one.
+    let mut kernel = match SHARED_KERNEL.with(|k| k.borrow_mut().take()) {
+        Some(mut kernel) => {
+            kernel.reuse()?;
+            kernel
+        }
+        None => Kernel::start(&scratch("evcxr-notebooks"))?,
+    };
+    let metrics = run_notebook(&mut kernel, path, &quick)?;
+    SHARED_KERNEL.with(|k| *k.borrow_mut() = Some(kernel));
     if metrics.is_empty() {
         bail!("{}: the check cell reported no metrics (dlhist::notebook::report)", path.display());
     }
@@ -493,14 +569,29 @@ fn run_quick(path: &Path) -> Result<()> {
 
 /// A fixture notebook must fail, and the failure must name `cell` and contain `needle`.
 fn harness_catches(fixture: &str, cell: usize, needle: &str) -> Result<()> {
-    let nb = Path::new(ROOT).join("tests/fixtures").join(fixture);
-    match run_notebook(&nb, &[], Some(&scratch("evcxr-fixtures"))) {
+    match run_fixture(fixture) {
         Ok(_) => bail!("{fixture} has a failing cell, yet the harness reported success"),
         Err(e) => {
             let msg = format!("{e:#}");
             let names_cell = msg.contains(&format!("cell {cell} failed")) || msg.contains(&format!("cell {cell},"));
             if !names_cell || !msg.contains(needle) {
                 bail!("the failure of {fixture} should name cell {cell} and contain `{needle}`; it was:\n{msg}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A notebook that is sound except for a `:dep` in its fourth cell fails the lint for that alone.
+fn lint_rejects_late_dep() -> Result<()> {
+    let nb = Path::new(ROOT).join("tests/fixtures/late_dep.ipynb");
+    match lint(&nb) {
+        Ok(()) => bail!("the lint accepted a `:dep` outside the setup cell"),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let problems = msg.matches("\n- ").count();
+            if problems != 1 || !msg.contains("cell 4: `:dep rand = \"0.8\"`") || !msg.contains("setup cell only") {
+                bail!("expected one problem, naming cell 4's `:dep`; the lint said:\n{msg}");
             }
             Ok(())
         }
