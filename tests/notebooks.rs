@@ -28,6 +28,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "../xtask/kernel/build_dir.rs"]
+mod build_dir;
 #[path = "../xtask/kernel/evcxr_cache.rs"]
 mod evcxr_cache;
 
@@ -68,6 +70,9 @@ fn main() {
         }));
     }
     trials.push(Trial::test("harness::lint_rejects_late_dep", || lint_rejects_late_dep().map_err(failed)));
+    trials.push(Trial::test("harness::kernel_build_dir_is_claimed_once", || {
+        kernel_build_dir_is_claimed_once().map_err(failed)
+    }));
     trials
         .push(Trial::test("harness::evcxr_cache_forgets_out_dirs", || evcxr_cache_forgets_out_dirs().map_err(failed)));
     trials.push(Trial::test("harness::passing_fixture_passes", || {
@@ -596,6 +601,38 @@ fn lint_rejects_late_dep() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The kernels' shared build folder: one claim at a time, released on drop, and a dead holder's lock taken over.
+fn kernel_build_dir_is_claimed_once() -> Result<()> {
+    let dir = scratch("kernel-build-dir-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = build_dir::claim(&dir)?.context("a free folder was not claimed")?;
+    if build_dir::claim(&dir)?.is_some() {
+        bail!("a folder held by a live process was claimed a second time");
+    }
+    drop(first);
+    if build_dir::lock_file(&dir).exists() {
+        bail!("dropping the claim left its lock file");
+    }
+    let again = build_dir::claim(&dir)?.context("a released folder was not claimed")?;
+    drop(again);
+    // A lock left by a process that is gone (pid 0 is never a user process: /proc/0 does not exist), and one
+    // without a process id in it: both are stale.
+    for stale in ["0\n", ""] {
+        std::fs::write(build_dir::lock_file(&dir), stale)?;
+        let taken = build_dir::claim(&dir)?.with_context(|| format!("a stale lock {stale:?} was not taken over"))?;
+        let holder = std::fs::read_to_string(build_dir::lock_file(&dir))?;
+        if holder.trim() != std::process::id().to_string() {
+            bail!("the lock names {holder:?}, not this process");
+        }
+        drop(taken);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)?.flatten().map(|e| e.file_name()).collect();
+    if !leftovers.is_empty() {
+        bail!("claiming left files behind: {leftovers:?}");
+    }
+    Ok(())
 }
 
 /// The cache fix: `OUT_DIR` files and the `OUT_DIR` record leave a cached dep-info file, nothing else does.

@@ -120,13 +120,15 @@ def run_notebook(path, args):
         on_cell_execute=on_cell_execute,
         on_cell_executed=on_cell_executed,
     )
-    # evcxr builds each kernel's cells in a temp folder (about 1 GB once dlhist is compiled there) that it leaves
-    # behind when the kernel is shut down from outside. Unless the caller chose a folder (EVCXR_TMPDIR, as CI does
-    # to share the test harness's build), give the kernel one of ours and remove it afterwards.
+    # The kernel builds cells in the project's shared build folder (target/evcxr-kernel) when no other kernel
+    # holds it, so consecutive notebooks start warm. When it is taken (a Jupyter Lab kernel), the kernel needs a
+    # folder of its own, about 1 GB once dlhist is compiled there, which evcxr leaves behind when the kernel is
+    # shut down from outside: give it one of ours as the fallback and remove it afterwards. A caller's
+    # EVCXR_TMPDIR (CI shares the test harness's build that way) overrides both.
     own_tmpdir = None
     if "EVCXR_TMPDIR" not in os.environ:
         own_tmpdir = tempfile.mkdtemp(prefix="dlhist-evcxr-")
-        os.environ["EVCXR_TMPDIR"] = own_tmpdir  # the kernel process inherits it
+        os.environ["DLHIST_KERNEL_FALLBACK_DIR"] = own_tmpdir  # the kernel process inherits it
     try:
         client.execute()
     except CellFailed as failed:
@@ -141,7 +143,7 @@ def run_notebook(path, args):
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     finally:
         if own_tmpdir is not None:
-            del os.environ["EVCXR_TMPDIR"]
+            del os.environ["DLHIST_KERNEL_FALLBACK_DIR"]
             shutil.rmtree(own_tmpdir, ignore_errors=True)
     row["wall_s"] = round(time.monotonic() - start, 1)
 

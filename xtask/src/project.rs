@@ -93,6 +93,12 @@ impl Project {
         self.root.join("notebooks")
     }
 
+    /// The build folder the project's kernels share, one at a time, so that a restarted kernel is warm
+    /// (`DLHIST_KERNEL_BUILD_DIR` in kernel.json; `xtask/kernel/build_dir.rs`).
+    pub fn kernel_build_dir(&self) -> PathBuf {
+        self.target_dir().join("evcxr-kernel")
+    }
+
     /// Scratch space for xtask (the warm-up notebook, runner outputs).
     pub fn target_dir(&self) -> PathBuf {
         self.root.join("target")

@@ -34,10 +34,10 @@ preserve_vars_on_panic = false
 /// MiB; the rest leaves room for a CUDA build and older versions before evcxr evicts the least used.
 pub const EVCXR_CACHE_MIB: u32 = 4096;
 
-/// `init.evcxr`: commands every kernel runs at start. Each kernel gets its own temp dir (two kernels must not
-/// share one), so what makes a restart warm is evcxr's cache of compiled registry crates (in
-/// `~/.cache/evcxr`), which `:cache` switches on. The path crate dlhist itself is never cached; it is rebuilt
-/// per kernel.
+/// `init.evcxr`: commands every kernel runs at start. What makes a restart warm is, first, the project's kernel
+/// build folder (`target/evcxr-kernel`, which one kernel at a time claims; see `xtask/kernel/build_dir.rs`),
+/// and for a kernel that finds it taken, evcxr's cache of compiled registry crates (in `~/.cache/evcxr`), which
+/// `:cache` switches on. The path crate dlhist itself is never cached; a kernel in a fresh folder rebuilds it.
 fn init_evcxr() -> String {
     format!(
         "// Written by `cargo xtask setup`: cache compiled registry crates across kernels.\n:cache {EVCXR_CACHE_MIB}\n\
@@ -205,6 +205,7 @@ fn kernel_json(project: &Project) -> serde_json::Value {
         "env": {
             "EVCXR_CONFIG_DIR": project.evcxr_config_dir(),
             "JUPYTER_PATH": project.jupyter_data_dir(),
+            "DLHIST_KERNEL_BUILD_DIR": project.kernel_build_dir(),
         }
     })
 }
@@ -346,6 +347,7 @@ mod tests {
         let spec = kernel_json(&project);
         assert_eq!(spec["argv"][0], "/p/.venv/bin/evcxr_jupyter");
         assert_eq!(spec["env"]["EVCXR_CONFIG_DIR"], "/p/.venv/evcxr");
+        assert_eq!(spec["env"]["DLHIST_KERNEL_BUILD_DIR"], "/p/target/evcxr-kernel");
         assert_eq!(spec["language"], "rust");
     }
 
