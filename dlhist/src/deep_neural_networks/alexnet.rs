@@ -58,19 +58,13 @@ impl LocalResponseNorm {
 }
 
 impl Module for LocalResponseNorm {
+    /// The fused kernel [`crate::fast::local_response_norm`] for f32 on the CPU, the candle composition of the
+    /// formula otherwise.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4().map_err(|_| {
-            candle_core::Error::Msg(format!("LocalResponseNorm expects [N, C, H, W]; got {:?}", x.dims()))
-        })?;
-        let half = self.size / 2;
-        // Zero-pad the channel axis so that every channel has a full window; the padding adds nothing to the sum.
-        let sq = x.sqr()?.pad_with_zeros(1, half, half)?;
-        let mut sum = sq.narrow(1, 0, c)?;
-        for offset in 1..(2 * half + 1) {
-            sum = (sum + sq.narrow(1, offset, c)?)?;
+        if x.rank() != 4 {
+            candle_core::bail!("LocalResponseNorm expects [N, C, H, W]; got {:?}", x.dims())
         }
-        let denom = ((sum * self.alpha)? + self.k)?.powf(self.beta)?;
-        x / denom
+        crate::fast::local_response_norm(x, self.size, self.alpha, self.beta, self.k)
     }
 }
 
