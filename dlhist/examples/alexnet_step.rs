@@ -10,9 +10,10 @@
 //!    input's gradient, as inside the network (except the first convolution's, whose input is data).
 //!
 //! `THREADS` (default 2) sets the number of threads; the median is over 20 steps after 3 warm-up steps.
+//! Arguments other than `--breakdown` select the variants whose names contain one of them (`full`, `tanh`...).
 //!
 //! ```text
-//! THREADS=2 cargo run --release -p dlhist --example alexnet_step [-- --breakdown]
+//! THREADS=2 cargo run --release -p dlhist --example alexnet_step [-- [--breakdown] [VARIANT_SUBSTRING...]]
 //! ```
 
 use std::time::Instant;
@@ -43,7 +44,7 @@ fn time(mut f: impl FnMut()) -> (f64, f64) {
     ((times[STEPS / 2 - 1] + times[STEPS / 2]) / 2.0, times[0])
 }
 
-fn step_times(rng: &mut Rng, dev: &Device) -> dlhist::Result<()> {
+fn step_times(rng: &mut Rng, dev: &Device, wanted: impl Fn(&str) -> bool) -> dlhist::Result<()> {
     let x = rng.normal_tensor((BATCH, 1, 28, 28), 0.0, 1.0, dev)?;
     let ids: Vec<u32> = (0..BATCH).map(|_| rng.below(10) as u32).collect();
     let y = Tensor::from_vec(ids, BATCH, dev)?;
@@ -55,7 +56,7 @@ fn step_times(rng: &mut Rng, dev: &Device) -> dlhist::Result<()> {
         ("non-overlapping 2x2 pool", AlexNetConfig { overlapping_pool: false, ..full }),
         ("no LRN, 2x2 pool, no dropout", AlexNetConfig { lrn: false, overlapping_pool: false, dropout: 0.0, ..full }),
     ];
-    for (name, cfg) in variants {
+    for (name, cfg) in variants.into_iter().filter(|(name, _)| wanted(name)) {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, dev);
         let net = AlexNet::new(cfg, vb)?;
         let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-3))?;
@@ -152,7 +153,9 @@ fn main() -> dlhist::Result<()> {
     println!("batch {BATCH}, {threads} threads, median of {STEPS} after {WARMUP} warm-up");
     let dev = Device::Cpu;
     let mut rng = Rng::new(0);
-    step_times(&mut rng, &dev)?;
+    // Other arguments pick the variants whose names contain one of them (all by default).
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    step_times(&mut rng, &dev, |name| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))?;
     if std::env::args().any(|a| a == "--breakdown") {
         breakdown(&mut rng, &dev)?;
     }
