@@ -23,6 +23,8 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
+use super::cnn::{conv_act, conv_act_pool};
+use super::mlp::linear_act;
 use super::{Activation, MaxPool2d};
 use crate::optimization::Dropout;
 
@@ -58,19 +60,13 @@ impl LocalResponseNorm {
 }
 
 impl Module for LocalResponseNorm {
+    /// The fused kernel [`crate::fast::local_response_norm`] for f32 on the CPU, the candle composition of the
+    /// formula otherwise.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4().map_err(|_| {
-            candle_core::Error::Msg(format!("LocalResponseNorm expects [N, C, H, W]; got {:?}", x.dims()))
-        })?;
-        let half = self.size / 2;
-        // Zero-pad the channel axis so that every channel has a full window; the padding adds nothing to the sum.
-        let sq = x.sqr()?.pad_with_zeros(1, half, half)?;
-        let mut sum = sq.narrow(1, 0, c)?;
-        for offset in 1..(2 * half + 1) {
-            sum = (sum + sq.narrow(1, offset, c)?)?;
+        if x.rank() != 4 {
+            candle_core::bail!("LocalResponseNorm expects [N, C, H, W]; got {:?}", x.dims())
         }
-        let denom = ((sum * self.alpha)? + self.k)?.powf(self.beta)?;
-        x / denom
+        crate::fast::local_response_norm(x, self.size, self.alpha, self.beta, self.k)
     }
 }
 
@@ -190,6 +186,9 @@ impl AlexNet {
 }
 
 impl ModuleT for AlexNet {
+    /// Each convolution runs with its bias and activation fused ([`crate::fast::conv2d`]), and with the
+    /// following 2×2 pool too where no LRN sits in between ([`crate::fast::conv2d_pool`]); the fully connected
+    /// layers run with theirs ([`crate::fast::linear`]). Other activations and devices run the plain layers.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1..] != [1, 28, 28] {
             candle_core::bail!("AlexNet expects images [N, 1, 28, 28]; got {:?}", x.dims())
@@ -197,18 +196,31 @@ impl ModuleT for AlexNet {
         let f = self.cfg.activation;
         let mut h = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
-            h = f.forward(&conv.forward(&h)?)?;
-            if i < 2 {
-                if let Some(lrn) = &self.lrn {
-                    h = lrn.forward(&h)?;
+            let pool = match i {
+                0 | 1 => Some(self.pool),
+                4 => Some(self.last_pool),
+                _ => None,
+            };
+            let lrn = if i < 2 { self.lrn } else { None };
+            h = match (pool, lrn) {
+                // Non-overlapping windows straight after the activation: one op for all three.
+                (Some(p), None) if p.stride == p.kernel && p.padding == 0 => conv_act_pool(conv, &h, f, p.kernel)?,
+                (pool, lrn) => {
+                    let mut a = conv_act(conv, &h, f)?;
+                    if let Some(lrn) = lrn {
+                        a = lrn.forward(&a)?;
+                    }
+                    match pool {
+                        Some(p) => p.forward(&a)?,
+                        None => a,
+                    }
                 }
-                h = self.pool.forward(&h)?;
-            }
+            };
         }
-        h = self.last_pool.forward(&h)?.flatten_from(1)?;
-        h = f.forward(&self.fcs[0].forward(&self.drop(&h, train)?)?)?;
-        h = f.forward(&self.fcs[1].forward(&self.drop(&h, train)?)?)?;
-        self.fcs[2].forward(&h)
+        h = h.flatten_from(1)?;
+        h = linear_act(&self.fcs[0], &self.drop(&h, train)?, Some(f))?;
+        h = linear_act(&self.fcs[1], &self.drop(&h, train)?, Some(f))?;
+        linear_act(&self.fcs[2], &h, None)
     }
 }
 
@@ -263,6 +275,60 @@ mod tests {
             };
             let fd = (f(1e-6)? - f(-1e-6)?) / 2e-6;
             assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);
+        }
+        Ok(())
+    }
+
+    /// The forward pass as it was before the fused kernels: candle-nn's layers, the activation, the LRN formula
+    /// as tensor ops and the pools, one after the other.
+    fn plain_forward(net: &AlexNet, x: &Tensor) -> candle_core::Result<Tensor> {
+        let f = net.cfg.activation;
+        let mut h = x.clone();
+        for (i, conv) in net.convs.iter().enumerate() {
+            h = f.forward(&conv.forward(&h)?)?;
+            if i < 2 {
+                if let Some(l) = &net.lrn {
+                    h = crate::fast::lrn::composed(&h, l.size, l.alpha, l.beta, l.k)?;
+                }
+                h = net.pool.forward(&h)?;
+            }
+        }
+        h = net.last_pool.forward(&h)?.flatten_from(1)?;
+        h = f.forward(&net.fcs[0].forward(&h)?)?;
+        h = f.forward(&net.fcs[1].forward(&h)?)?;
+        net.fcs[2].forward(&h)
+    }
+
+    #[test]
+    fn fused_forward_matches_the_plain_composition_in_values_and_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = crate::rng::Rng::new(2).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
+        for activation in [Activation::Relu, Activation::Tanh] {
+            for lrn in [true, false] {
+                for overlapping_pool in [true, false] {
+                    // Large α, so the LRN is far from a constant scale; training mode with dropout off.
+                    let cfg = AlexNetConfig {
+                        activation,
+                        lrn,
+                        overlapping_pool,
+                        dropout: 0.0,
+                        channels: [4, 6, 8, 8, 5],
+                        hidden: 12,
+                        ..AlexNetConfig::full(10)
+                    };
+                    let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
+                    let mut net = AlexNet::new(cfg, vb)?;
+                    if let Some(l) = &mut net.lrn {
+                        l.alpha = 0.1;
+                    }
+                    let (fast, plain) = (net.forward_t(&x, true)?, plain_forward(&net, &x)?);
+                    let vars = vars.all_vars();
+                    let names: Vec<String> = vars.iter().map(|v| format!("parameter {:?}", v.dims())).collect();
+                    let named: Vec<_> = vars.iter().zip(&names).map(|(v, n)| (v, n.as_str())).collect();
+                    let what = format!("{activation:?} lrn {lrn} overlapping {overlapping_pool}");
+                    crate::fast::testing::assert_same_values_and_grads(&fast, &plain, &named, &what)?;
+                }
+            }
         }
         Ok(())
     }

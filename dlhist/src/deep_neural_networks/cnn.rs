@@ -35,7 +35,7 @@ fn padded(padding: usize) -> Conv2dConfig {
 /// `max_pool(f(conv(x)), pool)` (`pool = 1`: no pooling) with the bias, activation and pooling fused into
 /// [`crate::fast::conv2d_pool`] where it applies (plain convolutions with a bias), else candle-nn's `Conv2d`,
 /// `f` and [`max_pool2d`].
-fn conv_act_pool(conv: &Conv2d, x: &Tensor, f: Activation, pool: usize) -> Result<Tensor> {
+pub(crate) fn conv_act_pool(conv: &Conv2d, x: &Tensor, f: Activation, pool: usize) -> Result<Tensor> {
     let cfg = conv.config();
     let y = match (conv.bias(), cfg.dilation == 1 && cfg.groups == 1 && cfg.cudnn_fwd_algo.is_none()) {
         (Some(b), true) => match f.fused() {
@@ -58,7 +58,8 @@ fn conv_act_pool(conv: &Conv2d, x: &Tensor, f: Activation, pool: usize) -> Resul
     }
 }
 
-fn conv_act(conv: &Conv2d, x: &Tensor, f: Activation) -> Result<Tensor> {
+/// [`conv_act_pool`] without pooling.
+pub(crate) fn conv_act(conv: &Conv2d, x: &Tensor, f: Activation) -> Result<Tensor> {
     conv_act_pool(conv, x, f, 1)
 }
 

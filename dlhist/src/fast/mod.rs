@@ -14,6 +14,7 @@
 //! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products |
 //! | [`lstm_sequence`] | an LSTM's whole recurrence, with back-propagation through time in one backward pass |
 //! | [`layer_norm`] | layer normalization's mean, variance, scale and shift |
+//! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division |
 //! | [`causal_softmax`] | attention's scale, causal mask and softmax |
 //! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections |
 //!
@@ -32,6 +33,7 @@ mod conv;
 mod gemm;
 mod linear;
 mod loss;
+pub(crate) mod lrn;
 mod lstm_cell;
 mod lstm_seq;
 mod norm;
@@ -40,6 +42,7 @@ pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
 pub use linear::linear;
 pub use loss::softmax_cross_entropy;
+pub use lrn::local_response_norm;
 pub use lstm_cell::lstm_cell;
 pub use lstm_seq::lstm_sequence;
 pub use norm::{causal_softmax, layer_norm};
