@@ -37,6 +37,7 @@ pub(crate) mod lrn;
 mod lstm_cell;
 mod lstm_seq;
 mod norm;
+mod vmath;
 
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
