@@ -209,7 +209,16 @@ impl CustomOp2 for LstmSeq {
         let mut h_in = vec![0f32; b * t * h];
         let mut out = vec![0f32; b * (t + 1) * h];
         let ptrs = [acts.as_mut_ptr(), cells.as_mut_ptr(), h_in.as_mut_ptr(), out.as_mut_ptr()].map(SharedMut);
-        let wp = w.as_ptr() as usize;
+        // W_hhᵀ stored row-major [H, 4H]: gemm (which computes our row-major products as their transposes) then
+        // reads it as a column-major left operand in place, where W_hh itself would be packed again at every
+        // step (about 7% of a one-thread training step).
+        let mut w_t = vec![0f32; h * h4];
+        for (j, wr) in w.chunks_exact(h.max(1)).enumerate().take(h4) {
+            for (k, &v) in wr.iter().enumerate() {
+                w_t[k * h4 + j] = v;
+            }
+        }
+        let wp = w_t.as_ptr() as usize;
         // The recurrence couples the steps, not the examples: each thread runs the whole sequence for its own
         // block of examples (one dispatch per sequence rather than one per step).
         par_chunks(b, b.div_ceil(super::threads()), |rows| {
@@ -222,7 +231,7 @@ impl CustomOp2 for LstmSeq {
                 if s > 0 && h > 0 {
                     // a_t += h_{t−1} W_hhᵀ for this block's examples: rows T·4H (a) and T·H (h) apart.
                     // SAFETY: rows (n, s) of acts and h_in for n in the block, within the vectors (b·t rows);
-                    // w is [4H, H], read as its transpose.
+                    // w_t is [H, 4H].
                     unsafe {
                         gemm_raw(
                             (nb, h4, h),
@@ -231,7 +240,7 @@ impl CustomOp2 for LstmSeq {
                             ptrs[2].get().add((r0 * t + s) * h),
                             ((t * h) as isize, 1),
                             wp as *const f32,
-                            (1, h as isize),
+                            (h4 as isize, 1),
                             true,
                         )
                     }
