@@ -337,6 +337,27 @@ mod tests {
     use candle_core::{DType, Device, Var};
 
     #[test]
+    fn cell_kernels_agree_on_every_instruction_set() {
+        // The op test runs the level this CPU picks; the others (the portable one included) must agree with it.
+        let h = 37;
+        let v = |seed: u64, n: usize| -> Vec<f32> { crate::rng::Rng::new(seed).normal_vec(n, 0.0, 3.0) };
+        let (a0, cp, dho, dhn, dc0) = (v(1, 4 * h), v(2, h), v(3, h), v(4, h), v(5, h));
+        let run = |simd: Simd| {
+            let (mut a, mut c, mut hs) = (a0.clone(), vec![0f32; h], vec![0f32; h]);
+            cell_fwd_on(simd, &mut a, &cp, &mut c, &mut hs);
+            let (mut dc, mut da) = (dc0.clone(), vec![0f32; 4 * h]);
+            cell_bwd_on(simd, &a, &cp, &c, &dho, &dhn, &mut dc, &mut da);
+            [a, c, hs, dc, da].concat()
+        };
+        let want = run(Simd::Generic);
+        for simd in Simd::available() {
+            for (x, y) in run(simd).iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{simd:?}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
     fn matches_the_step_by_step_composition_values_and_gradients() -> Result<()> {
         let mut rng = crate::rng::Rng::new(21);
         for (b, t, h, non_contiguous) in [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true)] {
