@@ -16,7 +16,8 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::gemm::{matmul, par_matmul, Stored};
+use super::gemm::{gemm_raw, par_matmul, Stored};
+use super::vmath::{sigmoid, tanh, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Runs the LSTM recurrence over precomputed input projections `xp [B, T, 4H]` (`x W_ihᵀ + b_ih + b_hh`, gates
@@ -61,14 +62,14 @@ pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// What the forward pass keeps for the backward pass, time-major.
+/// What the forward pass keeps for the backward pass, batch-major like the op's input and output.
 #[derive(Debug)]
 struct Cache {
-    /// The gates after their non-linearities, `[T, B, 4H]`.
+    /// The gates after their non-linearities, `[B, T, 4H]`.
     acts: Vec<f32>,
-    /// `c_0 … c_T`, `[T + 1, B, H]` (`c_0 = 0`).
+    /// `c_0 … c_T`, `[B, T + 1, H]` (`c_0 = 0`).
     cells: Vec<f32>,
-    /// `h_0 … h_{T−1}`, `[T, B, H]` (`h_0 = 0`): each step's recurrent input.
+    /// `h_0 … h_{T−1}`, `[B, T, H]` (`h_0 = 0`): each step's recurrent input.
     h_in: Vec<f32>,
 }
 
@@ -77,9 +78,118 @@ struct LstmSeq {
     cache: Mutex<Option<Cache>>,
 }
 
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// One example's cell at one step: `a` holds the pre-activations `[a_i, a_f, a_g, a_o]` and receives the gates
+/// `[i, f, g, o]`; writes `c_t` and `h_t`. Straight-line code over `j`, so it vectorizes where inlined.
+#[inline(always)]
+fn cell_fwd<const FMA: bool>(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+    let h = c_prev.len();
+    // Slices of exactly h elements, so the loop below has no bounds checks.
+    let (ai, rest) = a[..4 * h].split_at_mut(h);
+    let (af, rest) = rest.split_at_mut(h);
+    let (ag, ao) = rest.split_at_mut(h);
+    let (c_next, h_out) = (&mut c_next[..h], &mut h_out[..h]);
+    for j in 0..h {
+        let (i, f, g, o) = (sigmoid::<FMA>(ai[j]), sigmoid::<FMA>(af[j]), tanh::<FMA>(ag[j]), sigmoid::<FMA>(ao[j]));
+        (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
+        let c = f * c_prev[j] + i * g;
+        c_next[j] = c;
+        h_out[j] = o * tanh::<FMA>(c);
+    }
+}
+
+/// One example's cell backward at one step (module docs): from the gates `a`, the cells, the gradient reaching
+/// `h_t` in two parts (from the output, `dh_out`, and from the next step, `dh_next`) and the one reaching `c_t`
+/// (`dc`, replaced by the one for `c_{t−1}`), writes the pre-activations' gradient `da`.
+#[inline(always)]
+fn cell_bwd<const FMA: bool>(
+    a: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh_out: &[f32],
+    dh_next: &[f32],
+    dc: &mut [f32],
+    da: &mut [f32],
+) {
+    let h = c.len();
+    let (ai, rest) = a[..4 * h].split_at(h);
+    let (af, rest) = rest.split_at(h);
+    let (ag, ao) = rest.split_at(h);
+    let (dai, rest) = da[..4 * h].split_at_mut(h);
+    let (daf, rest) = rest.split_at_mut(h);
+    let (dag, dao) = rest.split_at_mut(h);
+    let (c_prev, dh_out, dh_next, dc) = (&c_prev[..h], &dh_out[..h], &dh_next[..h], &mut dc[..h]);
+    for j in 0..h {
+        let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
+        let dh = dh_out[j] + dh_next[j];
+        let tc = tanh::<FMA>(c[j]);
+        let dcj = dc[j] + dh * o * (1.0 - tc * tc);
+        dai[j] = dcj * g * i * (1.0 - i);
+        daf[j] = dcj * c_prev[j] * f * (1.0 - f);
+        dag[j] = dcj * i * (1.0 - g * g);
+        dao[j] = dh * tc * o * (1.0 - o);
+        dc[j] = dcj * f;
+    }
+}
+
+/// [`cell_fwd`] compiled for `simd`.
+fn cell_fwd_on(simd: Simd, a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn avx512(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+        cell_fwd::<true>(a, c_prev, c_next, h_out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+        cell_fwd::<true>(a, c_prev, c_next, h_out)
+    }
+    match simd {
+        // SAFETY: Simd::detect found these features on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512(a, c_prev, c_next, h_out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2(a, c_prev, c_next, h_out) },
+        _ => cell_fwd::<false>(a, c_prev, c_next, h_out),
+    }
+}
+
+/// [`cell_bwd`] compiled for `simd`.
+#[allow(clippy::too_many_arguments)]
+fn cell_bwd_on(
+    simd: Simd,
+    a: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh_out: &[f32],
+    dh_next: &[f32],
+    dc: &mut [f32],
+    da: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn avx512(a: &[f32], cp: &[f32], c: &[f32], dho: &[f32], dhn: &[f32], dc: &mut [f32], da: &mut [f32]) {
+        cell_bwd::<true>(a, cp, c, dho, dhn, dc, da)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2(a: &[f32], cp: &[f32], c: &[f32], dho: &[f32], dhn: &[f32], dc: &mut [f32], da: &mut [f32]) {
+        cell_bwd::<true>(a, cp, c, dho, dhn, dc, da)
+    }
+    match simd {
+        // SAFETY: Simd::detect found these features on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512(a, c_prev, c, dh_out, dh_next, dc, da) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2(a, c_prev, c, dh_out, dh_next, dc, da) },
+        _ => cell_bwd::<false>(a, c_prev, c, dh_out, dh_next, dc, da),
+    }
+}
+
+/// The poisoned-lock error.
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("lstm_sequence: poisoned lock".into())
 }
 
 impl CustomOp2 for LstmSeq {
@@ -91,56 +201,66 @@ impl CustomOp2 for LstmSeq {
         let (xp, w) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?);
         let (b, t, h4) = (xl.dims()[0], xl.dims()[1], xl.dims()[2]);
         let h = h4 / 4;
-        let mut acts = vec![0f32; t * b * h4];
-        let mut cells = vec![0f32; (t + 1) * b * h];
-        let mut h_in = vec![0f32; t * b * h];
+        let simd = Simd::detect();
+        // The gates are computed in place over a copy of the projections: batch-major like them, so the copy is
+        // one memcpy and each step's rows are every T-th row (a strided operand for gemm).
+        let mut acts = xp.to_vec();
+        let mut cells = vec![0f32; b * (t + 1) * h];
+        let mut h_in = vec![0f32; b * t * h];
         let mut out = vec![0f32; b * (t + 1) * h];
         let ptrs = [acts.as_mut_ptr(), cells.as_mut_ptr(), h_in.as_mut_ptr(), out.as_mut_ptr()].map(SharedMut);
+        // W_hhᵀ stored row-major [H, 4H]: gemm (which computes our row-major products as their transposes) then
+        // reads it as a column-major left operand in place, where W_hh itself would be packed again at every
+        // step (about 7% of a one-thread training step).
+        let mut w_t = vec![0f32; h * h4];
+        for (j, wr) in w.chunks_exact(h.max(1)).enumerate().take(h4) {
+            for (k, &v) in wr.iter().enumerate() {
+                w_t[k * h4 + j] = v;
+            }
+        }
+        let wp = w_t.as_ptr() as usize;
         // The recurrence couples the steps, not the examples: each thread runs the whole sequence for its own
         // block of examples (one dispatch per sequence rather than one per step).
         par_chunks(b, b.div_ceil(super::threads()), |rows| {
+            // SAFETY: this block reads and writes rows r0..r0+nb (examples) of acts, cells, h_in and out only;
+            // no other block touches them. Every index below stays inside those examples' rows.
+            let row =
+                |p: SharedMut, at: usize, len: usize| unsafe { std::slice::from_raw_parts_mut(p.get().add(at), len) };
             let (r0, nb) = (rows.start, rows.len());
-            // SAFETY: this block writes rows r0..r0+nb of every step's acts, cells and h_in, and those examples'
-            // rows of out; no other block touches them.
-            let rows_of = |p: SharedMut, step_rows: usize, width: usize, step: usize| unsafe {
-                std::slice::from_raw_parts_mut(p.get().add((step * step_rows + r0) * width), nb * width)
-            };
             for s in 0..t {
-                let a = rows_of(ptrs[0], b, h4, s);
-                for (k, n) in rows.clone().enumerate() {
-                    a[k * h4..(k + 1) * h4].copy_from_slice(&xp[(n * t + s) * h4..(n * t + s + 1) * h4]);
-                }
-                if s > 0 {
-                    // a_t += h_{t−1} W_hhᵀ
-                    matmul(a, rows_of(ptrs[2], b, h, s), Stored::AsIs, w, Stored::Transposed, (nb, h4, h), true);
-                }
-                let (c_prev, c_next) = (rows_of(ptrs[1], b, h, s), rows_of(ptrs[1], b, h, s + 1));
-                let mut h_next = if s + 1 < t { Some(rows_of(ptrs[2], b, h, s + 1)) } else { None };
-                for k in 0..nb {
-                    let ar = &mut a[k * h4..(k + 1) * h4];
-                    // SAFETY: example r0 + k's row of out, written by this block only.
-                    let o_row =
-                        unsafe { std::slice::from_raw_parts_mut(ptrs[3].get().add(((r0 + k) * (t + 1) + s) * h), h) };
-                    for j in 0..h {
-                        let (i, f, g, o) =
-                            (sigmoid(ar[j]), sigmoid(ar[h + j]), ar[2 * h + j].tanh(), sigmoid(ar[3 * h + j]));
-                        (ar[j], ar[h + j], ar[2 * h + j], ar[3 * h + j]) = (i, f, g, o);
-                        let c = f * c_prev[k * h + j] + i * g;
-                        c_next[k * h + j] = c;
-                        o_row[j] = o * c.tanh();
+                if s > 0 && h > 0 {
+                    // a_t += h_{t−1} W_hhᵀ for this block's examples: rows T·4H (a) and T·H (h) apart.
+                    // SAFETY: rows (n, s) of acts and h_in for n in the block, within the vectors (b·t rows);
+                    // w_t is [H, 4H].
+                    unsafe {
+                        gemm_raw(
+                            (nb, h4, h),
+                            ptrs[0].get().add((r0 * t + s) * h4),
+                            (t * h4) as isize,
+                            ptrs[2].get().add((r0 * t + s) * h),
+                            ((t * h) as isize, 1),
+                            wp as *const f32,
+                            (h4 as isize, 1),
+                            true,
+                        )
                     }
-                    if let Some(hn) = h_next.as_deref_mut() {
-                        hn[k * h..(k + 1) * h].copy_from_slice(o_row);
+                }
+                for n in rows.clone() {
+                    let a = row(ptrs[0], (n * t + s) * h4, h4);
+                    let c_prev = row(ptrs[1], (n * (t + 1) + s) * h, h);
+                    let c_next = row(ptrs[1], (n * (t + 1) + s + 1) * h, h);
+                    let h_out = row(ptrs[3], (n * (t + 1) + s) * h, h);
+                    cell_fwd_on(simd, a, c_prev, c_next, h_out);
+                    if s + 1 < t {
+                        row(ptrs[2], (n * t + s + 1) * h, h).copy_from_slice(h_out);
+                    } else {
+                        // Row T of the output: the final cell.
+                        row(ptrs[3], (n * (t + 1) + t) * h, h).copy_from_slice(c_next);
                     }
                 }
             }
         });
-        for n in 0..b {
-            out[(n * (t + 1) + t) * h..(n * (t + 1) + t + 1) * h]
-                .copy_from_slice(&cells[(t * b + n) * h..(t * b + n + 1) * h]);
-        }
-        *self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm_sequence: poisoned lock".into()))? =
-            Some(Cache { acts, cells, h_in });
+        *self.cache.lock().map_err(poisoned)? = Some(Cache { acts, cells, h_in });
         Ok((CpuStorage::F32(out), Shape::from((b, t + 1, h))))
     }
 
@@ -148,12 +268,13 @@ impl CustomOp2 for LstmSeq {
         let (b, t, h4) = xp.dims3()?;
         let h = h4 / 4;
         let grad = grad.contiguous()?;
-        let cache = self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm_sequence: poisoned lock".into()))?;
+        let cache = self.cache.lock().map_err(poisoned)?;
         let Some(Cache { acts, cells, h_in }) = cache.as_ref() else {
             candle_core::bail!("lstm_sequence: backward before forward")
         };
-        // ∂a for every step, time-major [T, B, 4H].
-        let mut da = vec![0f32; t * b * h4];
+        let simd = Simd::detect();
+        // ∂a for every step, batch-major [B, T, 4H]: the projections' gradient as it is.
+        let mut da = vec![0f32; b * t * h4];
         let dap = SharedMut(da.as_mut_ptr());
         let mut gw = vec![0f32; h4 * h];
         with_f32(w, |w| {
@@ -163,54 +284,48 @@ impl CustomOp2 for LstmSeq {
                     let (r0, nb) = (rows.start, rows.len());
                     let mut dh_next = vec![0f32; nb * h];
                     // The final cell's gradient enters at step T.
-                    let mut dc_next: Vec<f32> =
-                        rows.clone().flat_map(|n| g[(n * (t + 1) + t) * h..][..h].to_vec()).collect();
+                    let mut dc: Vec<f32> =
+                        rows.clone().flat_map(|n| &g[(n * (t + 1) + t) * h..][..h]).copied().collect();
                     for s in (0..t).rev() {
-                        let a = &acts[(s * b + r0) * h4..(s * b + r0 + nb) * h4];
-                        let c_prev = &cells[(s * b + r0) * h..(s * b + r0 + nb) * h];
-                        let c = &cells[((s + 1) * b + r0) * h..((s + 1) * b + r0 + nb) * h];
-                        // SAFETY: this block's rows of step s in da; no other block writes them.
-                        let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((s * b + r0) * h4), nb * h4) };
-                        for k in 0..nb {
-                            let n = r0 + k;
-                            for j in 0..h {
-                                let q = k * h + j;
-                                let (i, f, gg, o) =
-                                    (a[k * h4 + j], a[k * h4 + h + j], a[k * h4 + 2 * h + j], a[k * h4 + 3 * h + j]);
-                                let dh = g[(n * (t + 1) + s) * h + j] + dh_next[q];
-                                let tc = c[q].tanh();
-                                let dc = dc_next[q] + dh * o * (1.0 - tc * tc);
-                                das[k * h4 + j] = dc * gg * i * (1.0 - i);
-                                das[k * h4 + h + j] = dc * c_prev[q] * f * (1.0 - f);
-                                das[k * h4 + 2 * h + j] = dc * i * (1.0 - gg * gg);
-                                das[k * h4 + 3 * h + j] = dh * tc * o * (1.0 - o);
-                                dc_next[q] = dc * f;
-                            }
+                        for (k, n) in rows.clone().enumerate() {
+                            // SAFETY: example n's row of step s in da; only this block writes it.
+                            let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((n * t + s) * h4), h4) };
+                            cell_bwd_on(
+                                simd,
+                                &acts[(n * t + s) * h4..][..h4],
+                                &cells[(n * (t + 1) + s) * h..][..h],
+                                &cells[(n * (t + 1) + s + 1) * h..][..h],
+                                &g[(n * (t + 1) + s) * h..][..h],
+                                &dh_next[k * h..][..h],
+                                &mut dc[k * h..][..h],
+                                das,
+                            );
                         }
                         // ∂h_{t−1} = ∂a_t W_hh (h_0 is the zero initial state: nothing to send further).
-                        if s > 0 {
-                            matmul(&mut dh_next, das, Stored::AsIs, w, Stored::AsIs, (nb, h, h4), false);
+                        if s > 0 && h > 0 {
+                            // SAFETY: reads rows (n, s) of da for this block's n (written above by this block),
+                            // T·4H apart; w is [4H, H]; writes this block's own dh_next.
+                            unsafe {
+                                gemm_raw(
+                                    (nb, h, h4),
+                                    dh_next.as_mut_ptr(),
+                                    h as isize,
+                                    dap.get().add((r0 * t + s) * h4),
+                                    ((t * h4) as isize, 1),
+                                    w.as_ptr(),
+                                    (h as isize, 1),
+                                    false,
+                                )
+                            }
                         }
                     }
                 });
-                // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: one product with k = T·B.
-                par_matmul(&mut gw, &da, Stored::Transposed, h_in, Stored::AsIs, (h4, h, t * b), false);
+                // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: one product with k = B·T (the rows of step 0 meet h_0 = 0).
+                par_matmul(&mut gw, &da, Stored::Transposed, h_in, Stored::AsIs, (h4, h, b * t), false);
             })
         })??;
         let dev = xp.device();
-        let gxp = if xp.track_op() {
-            // Back to batch-major [B, T, 4H].
-            let mut gx = vec![0f32; b * t * h4];
-            for s in 0..t {
-                for n in 0..b {
-                    gx[(n * t + s) * h4..(n * t + s + 1) * h4]
-                        .copy_from_slice(&da[(s * b + n) * h4..(s * b + n + 1) * h4]);
-                }
-            }
-            Some(Tensor::from_vec(gx, (b, t, h4), dev)?)
-        } else {
-            None
-        };
+        let gxp = if xp.track_op() { Some(Tensor::from_vec(da, (b, t, h4), dev)?) } else { None };
         Ok((gxp, Some(Tensor::from_vec(gw, (h4, h), dev)?)))
     }
 }
@@ -220,6 +335,27 @@ mod tests {
     use super::*;
     use crate::fast::testing::{assert_close, strided};
     use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn cell_kernels_agree_on_every_instruction_set() {
+        // The op test runs the level this CPU picks; the others (the portable one included) must agree with it.
+        let h = 37;
+        let v = |seed: u64, n: usize| -> Vec<f32> { crate::rng::Rng::new(seed).normal_vec(n, 0.0, 3.0) };
+        let (a0, cp, dho, dhn, dc0) = (v(1, 4 * h), v(2, h), v(3, h), v(4, h), v(5, h));
+        let run = |simd: Simd| {
+            let (mut a, mut c, mut hs) = (a0.clone(), vec![0f32; h], vec![0f32; h]);
+            cell_fwd_on(simd, &mut a, &cp, &mut c, &mut hs);
+            let (mut dc, mut da) = (dc0.clone(), vec![0f32; 4 * h]);
+            cell_bwd_on(simd, &a, &cp, &c, &dho, &dhn, &mut dc, &mut da);
+            [a, c, hs, dc, da].concat()
+        };
+        let want = run(Simd::Generic);
+        for simd in Simd::available() {
+            for (x, y) in run(simd).iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{simd:?}: {x} vs {y}");
+            }
+        }
+    }
 
     #[test]
     fn matches_the_step_by_step_composition_values_and_gradients() -> Result<()> {

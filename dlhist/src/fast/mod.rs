@@ -26,7 +26,8 @@
 //! summation order: the tests compare values and gradients of both paths to a relative 1e-5. Matrix products
 //! go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run time; work is
 //! split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never a pool of
-//! our own.
+//! our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's) compiled for
+//! AVX-512 or AVX2 as the CPU allows, picked at run time; [`Act`] keeps std's functions.
 
 mod attention;
 mod conv;
@@ -37,6 +38,7 @@ pub(crate) mod lrn;
 mod lstm_cell;
 mod lstm_seq;
 mod norm;
+mod vmath;
 
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
