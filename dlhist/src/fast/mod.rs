@@ -27,7 +27,8 @@
 //! go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run time; work is
 //! split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never a pool of
 //! our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's) compiled for
-//! AVX-512 or AVX2 as the CPU allows, picked at run time; [`Act`] keeps std's functions.
+//! AVX-512 or AVX2 as the CPU allows, picked at run time, and [`linear`]'s GELU a rational `erf` from the same
+//! module (within 3e-7 of libm's); [`Act`]'s ReLU and tanh keep std's functions.
 
 mod attention;
 mod conv;
@@ -73,21 +74,9 @@ impl Act {
             Act::Identity => x,
             Act::Relu => x.max(0.0),
             Act::Tanh => x.tanh(),
-            Act::Gelu => 0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)),
+            // The same erf as the vectorized kernels of `linear` (module `vmath`), in its portable build.
+            Act::Gelu => vmath::gelu::<false>(x),
         }
-    }
-
-    /// GELU's derivative `Φ(x) + x φ(x)` times the incoming gradient, from the input `x` and the output
-    /// `y = x Φ(x)`: `Φ(x) = y / x` saves a second `erf` except near 0, where the quotient loses digits.
-    #[inline]
-    fn gelu_grad(x: f32, y: f32, g: f32) -> f32 {
-        let cdf = if x.abs() > 1e-2 {
-            y / x
-        } else {
-            0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
-        };
-        let pdf = (-0.5 * x * x).exp() * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
-        g * (cdf + x * pdf)
     }
 
     /// The derivative times the incoming gradient, written in terms of the output `y` (identity, ReLU and tanh
@@ -104,7 +93,7 @@ impl Act {
                 }
             }
             Act::Tanh => g * (1.0 - y * y),
-            Act::Gelu => unreachable!("GELU's derivative is taken from the input (Act::gelu_grad)"),
+            Act::Gelu => unreachable!("GELU's derivative is taken from the input (vmath::gelu_bwd)"),
         }
     }
 
