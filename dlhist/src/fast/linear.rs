@@ -11,6 +11,7 @@
 //!
 //! skipping `∂L/∂x` when `x` is data (the first layer's input), a third of the first layer's backward work.
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -81,14 +82,20 @@ impl CustomOp3 for LinearAct {
         let act = self.act;
         let simd = Simd::detect();
         // GELU's backward needs the pre-activation x Wᵀ + b: kept only for it.
-        let mut pre = if act == Act::Gelu { vec![0f32; m * n] } else { vec![] };
-        let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(pre.as_mut_ptr()));
+        // Not zeroed: gelu_bias_fwd writes every element, and zeroing is a serial memset on the calling thread.
+        let mut pre: Vec<f32> = Vec::with_capacity(if act == Act::Gelu { m * n } else { 0 });
+        let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(pre.spare_capacity_mut().as_mut_ptr().cast()));
         par_chunks(m, (16384 / n.max(1)).max(1), |rows| {
             // SAFETY: this range of rows is written by this call only.
             let ys = unsafe { std::slice::from_raw_parts_mut(yp.get().add(rows.start * n), rows.len() * n) };
             if act == Act::Gelu {
-                // SAFETY: as above, for `pre`.
-                let ps = unsafe { std::slice::from_raw_parts_mut(pp.get().add(rows.start * n), rows.len() * n) };
+                // SAFETY: as above, for `pre`'s spare capacity (m·n elements, uninitialized until written here).
+                let ps = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        pp.get().add(rows.start * n).cast::<MaybeUninit<f32>>(),
+                        rows.len() * n,
+                    )
+                };
                 for (row, prow) in ys.chunks_mut(n).zip(ps.chunks_mut(n)) {
                     vmath::gelu_bias_fwd(simd, row, prow, b);
                 }
@@ -99,6 +106,8 @@ impl CustomOp3 for LinearAct {
             }
         });
         if act == Act::Gelu {
+            // SAFETY: the loop above wrote all m·n elements (par_chunks covers 0..m).
+            unsafe { pre.set_len(m * n) };
             *self.pre.lock().map_err(|_| candle_core::Error::Msg("linear: poisoned lock".into()))? = pre;
         }
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
@@ -120,21 +129,26 @@ impl CustomOp3 for LinearAct {
         let simd = Simd::detect();
         let gpre: Vec<f32> = with_f32(y, |y| {
             with_f32(&grad, |g| {
-                let mut gp = vec![0f32; m * n];
-                let gpp = SharedMut(gp.as_mut_ptr());
+                // Not zeroed: every element is written below.
+                let mut gp: Vec<f32> = Vec::with_capacity(m * n);
+                let gpp = SharedMut(gp.spare_capacity_mut().as_mut_ptr().cast());
                 par_chunks(m * n, 16384, |r| {
-                    // SAFETY: this range is written by this call only.
-                    let out = unsafe { std::slice::from_raw_parts_mut(gpp.get().add(r.start), r.len()) };
+                    // SAFETY: this range of the spare capacity is written by this call only.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(gpp.get().add(r.start).cast::<MaybeUninit<f32>>(), r.len())
+                    };
                     if act == Act::Gelu {
                         // From the saved pre-activation alone: with a vectorized erf, recomputing Φ(x) costs less
                         // than the division y / x did and needs no special case near 0.
                         vmath::gelu_bwd(simd, &saved[r.clone()], &g[r], out);
                     } else {
                         for ((p, yv), gv) in out.iter_mut().zip(&y[r.clone()]).zip(&g[r]) {
-                            *p = act.grad(*yv, *gv);
+                            p.write(act.grad(*yv, *gv));
                         }
                     }
                 });
+                // SAFETY: par_chunks covered 0..m·n and each branch wrote every element of its range.
+                unsafe { gp.set_len(m * n) };
                 gp
             })
         })??;

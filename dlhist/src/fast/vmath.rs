@@ -10,6 +10,8 @@
 //! The `FMA` parameter says whether `a * b + c` may be one fused instruction: `mul_add` without hardware FMA is
 //! a slow library call, so the portable fallback instantiates them with `FMA = false`.
 
+use std::mem::MaybeUninit;
+
 /// The instruction set the fast paths' element-wise kernels are compiled for, detected once per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {
@@ -176,23 +178,25 @@ pub(crate) fn gelu_grad<const FMA: bool>(x: f32, g: f32) -> f32 {
 }
 
 /// `pre = y + b` and `y = gelu(pre)` along one row of a linear layer's output (`b` the bias, as long as the row),
-/// in a function compiled for `simd` so the loop runs on vectors.
-pub(crate) fn gelu_bias_fwd(simd: Simd, y: &mut [f32], pre: &mut [f32], b: &[f32]) {
+/// in a function compiled for `simd` so the loop runs on vectors. `pre` may be uninitialized: every element is
+/// written, so its buffer needs no zeroing first.
+pub(crate) fn gelu_bias_fwd(simd: Simd, y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
     #[inline(always)]
-    fn body<const FMA: bool>(y: &mut [f32], pre: &mut [f32], b: &[f32]) {
+    fn body<const FMA: bool>(y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
         for ((v, p), bias) in y.iter_mut().zip(pre.iter_mut()).zip(b) {
-            *p = *v + bias;
-            *v = gelu::<FMA>(*p);
+            let x = *v + bias;
+            p.write(x);
+            *v = gelu::<FMA>(x);
         }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(y: &mut [f32], pre: &mut [f32], b: &[f32]) {
+    fn avx512(y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
         body::<true>(y, pre, b)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn avx2(y: &mut [f32], pre: &mut [f32], b: &[f32]) {
+    fn avx2(y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
         body::<true>(y, pre, b)
     }
     match simd {
@@ -206,22 +210,23 @@ pub(crate) fn gelu_bias_fwd(simd: Simd, y: &mut [f32], pre: &mut [f32], b: &[f32
     }
 }
 
-/// `out = g ⊙ gelu'(pre)` element by element, in a function compiled for `simd`.
-pub(crate) fn gelu_bwd(simd: Simd, pre: &[f32], g: &[f32], out: &mut [f32]) {
+/// `out = g ⊙ gelu'(pre)` element by element, in a function compiled for `simd`. Every element of `out` is
+/// written, so it may start uninitialized.
+pub(crate) fn gelu_bwd(simd: Simd, pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
     #[inline(always)]
-    fn body<const FMA: bool>(pre: &[f32], g: &[f32], out: &mut [f32]) {
+    fn body<const FMA: bool>(pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
         for ((o, x), gv) in out.iter_mut().zip(pre).zip(g) {
-            *o = gelu_grad::<FMA>(*x, *gv);
+            o.write(gelu_grad::<FMA>(*x, *gv));
         }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(pre: &[f32], g: &[f32], out: &mut [f32]) {
+    fn avx512(pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
         body::<true>(pre, g, out)
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn avx2(pre: &[f32], g: &[f32], out: &mut [f32]) {
+    fn avx2(pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
         body::<true>(pre, g, out)
     }
     match simd {
@@ -400,10 +405,14 @@ mod tests {
         let b: Vec<f32> = (0..xs.len()).map(|i| (i % 7) as f32 * 0.25 - 0.75).collect();
         let g: Vec<f32> = (0..xs.len()).map(|i| 1.0 + (i % 5) as f32).collect();
         for simd in Simd::available() {
-            let (mut y, mut pre) = (xs.clone(), vec![0f32; xs.len()]);
+            let (mut y, mut pre) = (xs.clone(), vec![MaybeUninit::uninit(); xs.len()]);
             gelu_bias_fwd(simd, &mut y, &mut pre, &b);
-            let mut dx = vec![0f32; xs.len()];
+            // SAFETY: gelu_bias_fwd wrote every element.
+            let pre: Vec<f32> = pre.into_iter().map(|p| unsafe { p.assume_init() }).collect();
+            let mut dx = vec![MaybeUninit::uninit(); xs.len()];
             gelu_bwd(simd, &pre, &g, &mut dx);
+            // SAFETY: gelu_bwd wrote every element.
+            let dx: Vec<f32> = dx.into_iter().map(|d| unsafe { d.assume_init() }).collect();
             for i in 0..xs.len() {
                 let p = xs[i] + b[i];
                 assert_eq!(pre[i], p);
@@ -419,11 +428,13 @@ mod tests {
                 );
             }
             let mut y = [f32::INFINITY, f32::NAN];
-            let mut pre = [0f32; 2];
+            let mut pre = [MaybeUninit::uninit(); 2];
             gelu_bias_fwd(simd, &mut y, &mut pre, &[0.0, 0.0]);
             assert!(y[0] == f32::INFINITY && y[1].is_nan());
-            let mut dx = [0f32; 3];
+            let mut dx = [MaybeUninit::uninit(); 3];
             gelu_bwd(simd, &[f32::INFINITY, f32::NEG_INFINITY, f32::NAN], &[1.0; 3], &mut dx);
+            // SAFETY: gelu_bwd wrote every element.
+            let dx = dx.map(|d| unsafe { d.assume_init() });
             assert!(dx[0] == 1.0 && dx[1] == 0.0 && dx[2].is_nan(), "{dx:?}");
         }
     }
