@@ -14,6 +14,8 @@
 //! per image on one thread (each image's `cols_n` stays in cache), and `cols_n` is rebuilt in the backward pass
 //! instead of being kept (it is `C·kh·kw` times the input's size).
 
+use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -98,6 +100,26 @@ pub fn conv2d_pool(
             crate::deep_neural_networks::max_pool2d(&y, pool, pool)
         }
     }
+}
+
+thread_local! {
+    /// Each thread's scratch for [`with_scratch`], kept between calls.
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with two scratch buffers of `a` and `b` elements from this thread's reusable scratch, so the
+/// per-range `cols` and output buffers are neither allocated nor zeroed on every call. They hold whatever an
+/// earlier call left (always initialized f32s): callers overwrite every element before reading it.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    // Taken out while in use, so a nested call would just get (and later drop) a fresh buffer.
+    let mut buf = SCRATCH.take();
+    if buf.len() < a + b {
+        buf.resize(a + b, 0.0);
+    }
+    let (first, rest) = buf.split_at_mut(a);
+    let r = f(first, &mut rest[..b]);
+    SCRATCH.set(buf);
+    r
 }
 
 #[derive(Debug)]
@@ -205,9 +227,12 @@ impl Geom {
     }
 
     /// The adjoint of [`Geom::im2col`]: adds every column entry back to the input position it was read from.
-    fn col2im(&self, cols: &[f32], gx: &mut [f32]) {
+    /// `gx` may start uninitialized: it is zeroed first.
+    fn col2im(&self, cols: &[f32], gx: &mut [MaybeUninit<f32>]) {
         let (l, s) = (self.l(), self.stride);
-        gx.fill(0.0);
+        gx.fill(MaybeUninit::new(0.0));
+        // SAFETY: every element was just initialized, and MaybeUninit<f32> has f32's layout.
+        let gx = unsafe { &mut *(gx as *mut [MaybeUninit<f32>] as *mut [f32]) };
         for ch in 0..self.c {
             for u in 0..self.kh {
                 for v in 0..self.kw {
@@ -253,7 +278,7 @@ impl CustomOp3 for Conv2dAct {
         let g = Geom::new(xl.dims(), wl.dims(), self.padding, self.stride);
         let (l, ckk, chw) = (g.l(), g.ckk(), g.c * g.h * g.w);
         let act = self.act;
-        let conv = |cols: &mut Vec<f32>, yn: &mut [f32], n: usize| {
+        let conv = |cols: &mut [f32], yn: &mut [f32], n: usize| {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
             matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
             // Bias and activation while the image's output is still in cache.
@@ -265,48 +290,64 @@ impl CustomOp3 for Conv2dAct {
             let mut y = vec![0f32; g.n * g.o * l];
             let yp = SharedMut(y.as_mut_ptr());
             par_chunks(g.n, 1, |images| {
-                let mut cols = vec![0f32; ckk * l];
-                for n in images {
-                    // SAFETY: image n owns y[n·O·L .. (n+1)·O·L]; no other range writes it.
-                    let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * g.o * l), g.o * l) };
-                    conv(&mut cols, yn, n);
-                }
+                with_scratch(ckk * l, 0, |cols, _| {
+                    for n in images {
+                        // SAFETY: image n owns y[n·O·L .. (n+1)·O·L]; no other range writes it.
+                        let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * g.o * l), g.o * l) };
+                        conv(cols, yn, n);
+                    }
+                })
             });
             return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
         }
         let (k, ph, pw) = (self.pool, g.oh / self.pool, g.ow / self.pool);
         let per_image = g.o * ph * pw;
-        let mut y = vec![0f32; g.n * per_image];
-        let mut argmax = vec![0u32; g.n * per_image];
+        // Every element of y and argmax is written below (each image's windows, in full), so both start
+        // uninitialized.
+        let mut y = Vec::<f32>::with_capacity(g.n * per_image);
+        let mut argmax = Vec::<u32>::with_capacity(g.n * per_image);
         let (yp, ap) = (SharedMut(y.as_mut_ptr()), argmax.as_mut_ptr() as usize);
         par_chunks(g.n, 1, |images| {
-            let (mut cols, mut full) = (vec![0f32; ckk * l], vec![0f32; g.o * l]);
-            for n in images {
-                conv(&mut cols, &mut full, n);
-                // SAFETY: image n owns its slices of y and argmax; no other range writes them.
-                let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * per_image), per_image) };
-                let an = unsafe { std::slice::from_raw_parts_mut((ap as *mut u32).add(n * per_image), per_image) };
-                for ch in 0..g.o {
-                    let plane = &full[ch * l..(ch + 1) * l];
-                    for i in 0..ph {
-                        for j in 0..pw {
-                            // First maximum of the window in row-major order, as max_pool2d picks it.
-                            let mut best = i * k * g.ow + j * k;
-                            for r in i * k..i * k + k {
-                                for q in j * k..j * k + k {
-                                    if plane[r * g.ow + q] > plane[best] {
-                                        best = r * g.ow + q;
+            with_scratch(ckk * l, g.o * l, |cols, full| {
+                for n in images {
+                    conv(cols, full, n);
+                    // SAFETY: image n owns its slices of y's and argmax's spare capacity; no other range writes them.
+                    let yn = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            yp.get().add(n * per_image).cast::<MaybeUninit<f32>>(),
+                            per_image,
+                        )
+                    };
+                    let an = unsafe {
+                        std::slice::from_raw_parts_mut((ap as *mut MaybeUninit<u32>).add(n * per_image), per_image)
+                    };
+                    for ch in 0..g.o {
+                        let plane = &full[ch * l..(ch + 1) * l];
+                        for i in 0..ph {
+                            for j in 0..pw {
+                                // First maximum of the window in row-major order, as max_pool2d picks it.
+                                let mut best = i * k * g.ow + j * k;
+                                for r in i * k..i * k + k {
+                                    for q in j * k..j * k + k {
+                                        if plane[r * g.ow + q] > plane[best] {
+                                            best = r * g.ow + q;
+                                        }
                                     }
                                 }
+                                let at = (ch * ph + i) * pw + j;
+                                yn[at].write(plane[best]);
+                                an[at].write((ch * l + best) as u32);
                             }
-                            let at = (ch * ph + i) * pw + j;
-                            yn[at] = plane[best];
-                            an[at] = (ch * l + best) as u32;
                         }
                     }
                 }
-            }
+            })
         });
+        // SAFETY: the loop above wrote all g.n · per_image elements of both.
+        unsafe {
+            y.set_len(g.n * per_image);
+            argmax.set_len(g.n * per_image);
+        }
         *self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))? = argmax;
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, ph, pw))))
     }
@@ -324,7 +365,8 @@ impl CustomOp3 for Conv2dAct {
         let grad = grad.contiguous()?;
         // The input of the first layer is data: its gradient would be thrown away, so skip that product.
         let need_gx = x.track_op();
-        let mut gx = if need_gx { vec![0f32; g.n * chw] } else { vec![] };
+        // Each image's slice is zeroed and filled by col2im, so gx starts uninitialized.
+        let mut gx = Vec::<f32>::with_capacity(if need_gx { g.n * chw } else { 0 });
         let gx_ptr = SharedMut(gx.as_mut_ptr());
         let act = self.act;
         let argmax = self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?;
@@ -338,42 +380,50 @@ impl CustomOp3 for Conv2dAct {
                         let totals = Mutex::new((vec![0f32; g.o * ckk], vec![0f32; g.o]));
                         par_chunks(g.n, 1, |images| {
                             let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
-                            let (mut cols, mut gpre) = (vec![0f32; ckk * l], vec![0f32; g.o * l]);
-                            for n in images {
-                                let (yn, gn) = (&y[n * per_image..][..per_image], &gy[n * per_image..][..per_image]);
-                                if pooled {
-                                    // Each window's gradient goes to its argmax; every other position gets 0.
-                                    gpre.fill(0.0);
-                                    let an = &argmax[n * per_image..][..per_image];
-                                    for ((&at, yv), gv) in an.iter().zip(yn).zip(gn) {
-                                        let gp = act.grad(*yv, *gv);
-                                        gpre[at as usize] = gp;
-                                        gb[at as usize / l] += gp;
-                                    }
-                                } else {
-                                    for (ch, (gp, (yv, gv))) in
-                                        gpre.chunks_mut(l).zip(yn.chunks(l).zip(gn.chunks(l))).enumerate()
-                                    {
-                                        let mut sum = 0.0;
-                                        for ((p, yv), gv) in gp.iter_mut().zip(yv).zip(gv) {
-                                            *p = act.grad(*yv, *gv);
-                                            sum += *p;
+                            with_scratch(ckk * l, g.o * l, |cols, gpre| {
+                                for n in images {
+                                    let (yn, gn) =
+                                        (&y[n * per_image..][..per_image], &gy[n * per_image..][..per_image]);
+                                    if pooled {
+                                        // Each window's gradient goes to its argmax; every other position gets 0.
+                                        gpre.fill(0.0);
+                                        let an = &argmax[n * per_image..][..per_image];
+                                        for ((&at, yv), gv) in an.iter().zip(yn).zip(gn) {
+                                            let gp = act.grad(*yv, *gv);
+                                            gpre[at as usize] = gp;
+                                            gb[at as usize / l] += gp;
                                         }
-                                        gb[ch] += sum;
+                                    } else {
+                                        for (ch, (gp, (yv, gv))) in
+                                            gpre.chunks_mut(l).zip(yn.chunks(l).zip(gn.chunks(l))).enumerate()
+                                        {
+                                            let mut sum = 0.0;
+                                            for ((p, yv), gv) in gp.iter_mut().zip(yv).zip(gv) {
+                                                *p = act.grad(*yv, *gv);
+                                                sum += *p;
+                                            }
+                                            gb[ch] += sum;
+                                        }
+                                    }
+                                    g.im2col(&x[n * chw..(n + 1) * chw], cols);
+                                    // ∂W += G_n cols_nᵀ
+                                    matmul(&mut gw, gpre, Stored::AsIs, cols, Stored::Transposed, (g.o, ckk, l), true);
+                                    if need_gx {
+                                        // ∂cols_n = Wᵀ G_n, reusing the cols buffer, then col2im into this image's
+                                        // slice of gx.
+                                        matmul(cols, w, Stored::Transposed, gpre, Stored::AsIs, (ckk, l, g.o), false);
+                                        // SAFETY: image n owns gx[n·chw .. (n+1)·chw] (spare capacity); no other range
+                                        // writes it.
+                                        let gxn = unsafe {
+                                            std::slice::from_raw_parts_mut(
+                                                gx_ptr.get().add(n * chw).cast::<MaybeUninit<f32>>(),
+                                                chw,
+                                            )
+                                        };
+                                        g.col2im(cols, gxn);
                                     }
                                 }
-                                g.im2col(&x[n * chw..(n + 1) * chw], &mut cols);
-                                // ∂W += G_n cols_nᵀ
-                                matmul(&mut gw, &gpre, Stored::AsIs, &cols, Stored::Transposed, (g.o, ckk, l), true);
-                                if need_gx {
-                                    // ∂cols_n = Wᵀ G_n, reusing the cols buffer, then col2im into this image's
-                                    // slice of gx.
-                                    matmul(&mut cols, w, Stored::Transposed, &gpre, Stored::AsIs, (ckk, l, g.o), false);
-                                    // SAFETY: image n owns gx[n·chw .. (n+1)·chw]; no other range writes it.
-                                    let gxn = unsafe { std::slice::from_raw_parts_mut(gx_ptr.get().add(n * chw), chw) };
-                                    g.col2im(&cols, gxn);
-                                }
-                            }
+                            });
                             let mut t = totals.lock().expect("no panics while holding the lock");
                             t.0.iter_mut().zip(&gw).for_each(|(p, q)| *p += q);
                             t.1.iter_mut().zip(&gb).for_each(|(p, q)| *p += q);
@@ -384,6 +434,10 @@ impl CustomOp3 for Conv2dAct {
                 })
             })
         })????;
+        if need_gx {
+            // SAFETY: col2im zeroed and filled every image's slice, all g.n · chw elements.
+            unsafe { gx.set_len(g.n * chw) };
+        }
         let dev = x.device();
         let gx = if need_gx { Some(Tensor::from_vec(gx, x.shape(), dev)?) } else { None };
         Ok((gx, Some(Tensor::from_vec(gw, w.shape(), dev)?), Some(Tensor::from_vec(gb, g.o, dev)?)))
