@@ -21,7 +21,11 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::{matmul, Stored};
-use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
+use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut};
+
+/// Images per block of the weight-gradient sum: fixed, so that ∂W and ∂b have the same bits at any thread
+/// count (see `par_block_sums`); small enough that a batch of 32 still splits over several threads.
+const CONV_GRAD_BLOCK: usize = 4;
 
 /// `act(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero `padding` and `stride`
 /// (both sides), as candle's `x.conv2d(w, padding, stride, 1, 1)` followed by the bias and `act`.
@@ -376,10 +380,9 @@ impl CustomOp3 for Conv2dAct {
             with_f32(w, |w| {
                 with_f32(y, |y| {
                     with_f32(&grad, |gy| {
-                        // Each range of images accumulates ∂W and ∂b privately, then adds them to the totals.
-                        let totals = Mutex::new((vec![0f32; g.o * ckk], vec![0f32; g.o]));
-                        par_chunks(g.n, 1, |images| {
-                            let (mut gw, mut gb) = (vec![0f32; g.o * ckk], vec![0f32; g.o]);
+                        // ∂W and ∂b are summed per fixed block of images, then over blocks in order (par_block_sums).
+                        let sums = par_block_sums(g.n, CONV_GRAD_BLOCK, g.o * ckk + g.o, |images, slot| {
+                            let (gw, gb) = slot.split_at_mut(g.o * ckk);
                             with_scratch(ckk * l, g.o * l, |cols, gpre| {
                                 for n in images {
                                     let (yn, gn) =
@@ -407,7 +410,7 @@ impl CustomOp3 for Conv2dAct {
                                     }
                                     g.im2col(&x[n * chw..(n + 1) * chw], cols);
                                     // ∂W += G_n cols_nᵀ
-                                    matmul(&mut gw, gpre, Stored::AsIs, cols, Stored::Transposed, (g.o, ckk, l), true);
+                                    matmul(gw, gpre, Stored::AsIs, cols, Stored::Transposed, (g.o, ckk, l), true);
                                     if need_gx {
                                         // ∂cols_n = Wᵀ G_n, reusing the cols buffer, then col2im into this image's
                                         // slice of gx.
@@ -424,12 +427,10 @@ impl CustomOp3 for Conv2dAct {
                                     }
                                 }
                             });
-                            let mut t = totals.lock().expect("no panics while holding the lock");
-                            t.0.iter_mut().zip(&gw).for_each(|(p, q)| *p += q);
-                            t.1.iter_mut().zip(&gb).for_each(|(p, q)| *p += q);
                         });
-                        let acc = totals.into_inner().expect("no panics while holding the lock");
-                        (acc.0, acc.1)
+                        let mut gw = sums;
+                        let gb = gw.split_off(g.o * ckk);
+                        (gw, gb)
                     })
                 })
             })
@@ -496,6 +497,28 @@ mod tests {
         check(&[1, 1, 4, 7], &[2, 1, 3, 3], 1, 3, Act::Relu, false)?;
         check(&[2, 3, 5, 8], &[2, 3, 2, 4], 1, 1, Act::Tanh, true)?;
         check(&[5, 2, 5, 5], &[1, 2, 5, 5], 0, 1, Act::Identity, true)?;
+        Ok(())
+    }
+
+    /// ∂W and ∂b of a batch split over the worker threads have the same bits on every run (the weight
+    /// gradient used to be summed in the order the threads finished).
+    #[test]
+    fn weight_gradients_are_the_same_bits_on_every_run() -> Result<()> {
+        let x = randn(&[40, 3, 12, 12], 21);
+        let (w, b) = (Var::from_tensor(&randn(&[8, 3, 3, 3], 22))?, Var::from_tensor(&randn(&[8], 23))?);
+        let weights = randn(&[40, 8, 6, 6], 24);
+        let run = || -> Result<(Vec<u32>, Vec<u32>)> {
+            let y = conv2d_pool(&x, &w, &b, 1, 1, Act::Relu, 2)?;
+            let grads = (y * &weights)?.sum_all()?.backward()?;
+            let bits = |t: &Tensor| -> Result<Vec<u32>> {
+                Ok(t.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect())
+            };
+            Ok((bits(grads.get(&w).unwrap())?, bits(grads.get(&b).unwrap())?))
+        };
+        let first = run()?;
+        for _ in 0..8 {
+            assert!(run()? == first, "the weight or bias gradient changed between identical runs");
+        }
         Ok(())
     }
 

@@ -187,6 +187,37 @@ fn threads() -> usize {
     candle_core::utils::barrier_pool().n_workers() + 1
 }
 
+/// Sums per-item contributions to a vector of `width` values (a weight gradient summed over a batch) in
+/// parallel, with the same bits whatever the number of threads or their timing.
+///
+/// `0..n` is cut into fixed blocks of `block` items; `f(items, slot)` adds the contributions of one block's
+/// items into that block's own zeroed `slot`, and the slots are then added up in block order. (Letting each
+/// thread add its partial sum into a shared total as it finishes would make the order of those additions, and
+/// so the rounding, depend on scheduling: run to run, the same seed would give different gradients.)
+pub(crate) fn par_block_sums(
+    n: usize,
+    block: usize,
+    width: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let block = block.max(1);
+    let blocks = n.div_ceil(block);
+    let mut partials = vec![0f32; blocks * width];
+    let slots = SharedMut(partials.as_mut_ptr());
+    par_chunks(blocks, 1, |bs| {
+        for b in bs {
+            // SAFETY: block b alone owns partials[b·width .. (b+1)·width].
+            let slot = unsafe { std::slice::from_raw_parts_mut(slots.get().add(b * width), width) };
+            f(b * block..((b + 1) * block).min(n), slot);
+        }
+    });
+    let mut total = vec![0f32; width];
+    for slot in partials.chunks(width.max(1)) {
+        total.iter_mut().zip(slot).for_each(|(t, p)| *t += p);
+    }
+    total
+}
+
 /// Runs `f` over `0..n` split into ranges of at least `min_chunk` items, on candle's CPU worker pool: the
 /// threads candle's own element-wise kernels use, the calling thread among them. Sharing that pool (rather than
 /// starting rayon's as well) keeps two sets of busy-waiting workers from competing for the same cores. The
@@ -201,6 +232,41 @@ pub(crate) fn par_chunks(n: usize, min_chunk: usize, f: impl Fn(std::ops::Range<
     }
     candle_core::utils::barrier_pool()
         .execute_chunked(n.div_ceil(min_chunk), |r| f(r.start * min_chunk..(r.end * min_chunk).min(n)));
+}
+
+#[cfg(test)]
+mod block_sum_tests {
+    use super::par_block_sums;
+
+    /// The parallel sum equals the sequential one taken block by block, bit for bit, with values whose sum
+    /// depends on the order of the additions.
+    #[test]
+    fn block_sums_are_the_sequential_block_order_sum() {
+        let value = |i: usize, k: usize| -> f32 {
+            ((i * 7 + k * 3) % 11) as f32 * 1e-3 + if i.is_multiple_of(5) { 1e7 } else { -0.7 }
+        };
+        for (n, block, width) in [(37, 4, 3), (1, 4, 2), (8, 8, 1), (100, 4, 5), (0, 3, 2)] {
+            let got = par_block_sums(n, block, width, |items, slot| {
+                for i in items {
+                    for (k, s) in slot.iter_mut().enumerate() {
+                        *s += value(i, k);
+                    }
+                }
+            });
+            let mut want = vec![0f32; width];
+            for start in (0..n).step_by(block) {
+                let mut slot = vec![0f32; width];
+                for i in start..(start + block).min(n) {
+                    for (k, s) in slot.iter_mut().enumerate() {
+                        *s += value(i, k);
+                    }
+                }
+                want.iter_mut().zip(&slot).for_each(|(t, p)| *t += p);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "n {n}, block {block}, width {width}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
+use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Layer normalization of `x [.., H]` with gain `w [H]` and bias `b [H]`, `ε` added to the variance: what
 /// [`crate::optimization::LayerNorm`] computes (it calls this).
@@ -123,13 +123,13 @@ impl CustomOp3 for LayerNormOp {
         let grad = grad.contiguous()?;
         let stats = self.stats.lock().map_err(|_| candle_core::Error::Msg("layer_norm: poisoned lock".into()))?;
         let mut gx = vec![0f32; x.elem_count()];
-        let totals = Mutex::new((vec![0f32; h], vec![0f32; h]));
         let gxp = SharedMut(gx.as_mut_ptr());
-        with_f32(x, |x| {
+        let mut sums = with_f32(x, |x| {
             with_f32(w, |w| {
                 with_f32(&grad, |g| {
-                    par_chunks(rows, (4096 / h).max(1), |r| {
-                        let (mut gw, mut gb) = (vec![0f32; h], vec![0f32; h]);
+                    // ∂gain and ∂bias are summed per fixed block of rows, then over blocks in order.
+                    par_block_sums(rows, (4096 / h).max(1), 2 * h, |r, slot| {
+                        let (gw, gb) = slot.split_at_mut(h);
                         for row in r {
                             let (mean, rstd) = stats[row];
                             let (xr, gr) = (&x[row * h..(row + 1) * h], &g[row * h..(row + 1) * h]);
@@ -150,14 +150,12 @@ impl CustomOp3 for LayerNormOp {
                                 out[k] = rstd * (gr[k] * w[k] - m1 - xh * m2);
                             }
                         }
-                        let mut t = totals.lock().expect("no panics while holding the lock");
-                        t.0.iter_mut().zip(&gw).for_each(|(p, q)| *p += q);
-                        t.1.iter_mut().zip(&gb).for_each(|(p, q)| *p += q);
                     })
                 })
             })
         })???;
-        let (gw, gb) = totals.into_inner().expect("no panics while holding the lock");
+        let gb = sums.split_off(h);
+        let gw = sums;
         let dev = x.device();
         let gx = if x.track_op() { Some(Tensor::from_vec(gx, x.shape(), dev)?) } else { None };
         Ok((gx, Some(Tensor::from_vec(gw, h, dev)?), Some(Tensor::from_vec(gb, h, dev)?)))
@@ -296,6 +294,27 @@ mod tests {
                 let want = gp.get(v64).unwrap().to_dtype(DType::F32)?;
                 assert_close(gf.get(v).unwrap(), &want, &format!("{shape:?} {name}"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// ∂gain and ∂bias over many rows (several blocks, several threads) have the same bits on every run.
+    #[test]
+    fn gain_and_bias_gradients_are_the_same_bits_on_every_run() -> Result<()> {
+        let x = randn(&[600, 48], 31, 1.0);
+        let (w, b) = (Var::from_tensor(&randn(&[48], 32, 1.0))?, Var::from_tensor(&randn(&[48], 33, 1.0))?);
+        let weights = randn(&[600, 48], 34, 1.0);
+        let run = || -> Result<Vec<u32>> {
+            let grads = (layer_norm(&x, &w, &b, 1e-5)? * &weights)?.sum_all()?.backward()?;
+            let mut bits = vec![];
+            for v in [&w, &b] {
+                bits.extend(grads.get(v).unwrap().to_vec1::<f32>()?.iter().map(|f| f.to_bits()));
+            }
+            Ok(bits)
+        };
+        let first = run()?;
+        for _ in 0..8 {
+            assert!(run()? == first, "the gain or bias gradient changed between identical runs");
         }
         Ok(())
     }
