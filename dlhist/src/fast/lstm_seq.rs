@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::gemm::{gemm_raw, par_matmul, Stored};
-use super::vmath::{sigmoid, tanh, Simd};
+use super::vmath::{on_simd, sigmoid, tanh, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Runs the LSTM recurrence over precomputed input projections `xp [B, T, 4H]` (`x W_ihᵀ + b_ih + b_hh`, gates
@@ -133,25 +133,7 @@ fn cell_bwd<const FMA: bool>(
 
 /// [`cell_fwd`] compiled for `simd`.
 fn cell_fwd_on(simd: Simd, a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
-        cell_fwd::<true>(a, c_prev, c_next, h_out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
-        cell_fwd::<true>(a, c_prev, c_next, h_out)
-    }
-    match simd {
-        // SAFETY: Simd::detect found these features on this CPU.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { avx512(a, c_prev, c_next, h_out) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2(a, c_prev, c_next, h_out) },
-        _ => cell_fwd::<false>(a, c_prev, c_next, h_out),
-    }
+    on_simd!(simd, cell_fwd, (a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]))
 }
 
 /// [`cell_bwd`] compiled for `simd`.
@@ -166,25 +148,7 @@ fn cell_bwd_on(
     dc: &mut [f32],
     da: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(a: &[f32], cp: &[f32], c: &[f32], dho: &[f32], dhn: &[f32], dc: &mut [f32], da: &mut [f32]) {
-        cell_bwd::<true>(a, cp, c, dho, dhn, dc, da)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(a: &[f32], cp: &[f32], c: &[f32], dho: &[f32], dhn: &[f32], dc: &mut [f32], da: &mut [f32]) {
-        cell_bwd::<true>(a, cp, c, dho, dhn, dc, da)
-    }
-    match simd {
-        // SAFETY: Simd::detect found these features on this CPU.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { avx512(a, c_prev, c, dh_out, dh_next, dc, da) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2(a, c_prev, c, dh_out, dh_next, dc, da) },
-        _ => cell_bwd::<false>(a, c_prev, c, dh_out, dh_next, dc, da),
-    }
+    on_simd!(simd, cell_bwd, (a: &[f32], c_prev: &[f32], c: &[f32], dh_out: &[f32], dh_next: &[f32], dc: &mut [f32], da: &mut [f32]))
 }
 
 /// The poisoned-lock error.

@@ -12,6 +12,35 @@
 
 use std::mem::MaybeUninit;
 
+/// Calls `body::<FMA>(args)` from a copy of it compiled for `simd`: with AVX-512 or AVX2 and FMA enabled, the
+/// loops in `body` are vectorized for that instruction set; otherwise the portable `body::<false>` runs. The
+/// arguments are named with their types (the local variables passed on), and an optional `-> Type` is the
+/// result's. `Simd` must be in scope.
+macro_rules! on_simd {
+    ($simd:expr, $body:ident, ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512($($arg: $ty),*) $(-> $ret)? {
+            $body::<true>($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2($($arg: $ty),*) $(-> $ret)? {
+            $body::<true>($($arg),*)
+        }
+        match $simd {
+            // SAFETY: a `Simd` names only features this CPU has (Simd::detect, or Simd::available in tests).
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { avx512($($arg),*) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { avx2($($arg),*) },
+            _ => $body::<false>($($arg),*),
+        }
+    }};
+}
+pub(crate) use on_simd;
+
 /// The instruction set the fast paths' element-wise kernels are compiled for, detected once per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {
@@ -189,25 +218,7 @@ pub(crate) fn gelu_bias_fwd(simd: Simd, y: &mut [f32], pre: &mut [MaybeUninit<f3
             *v = gelu::<FMA>(x);
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
-        body::<true>(y, pre, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]) {
-        body::<true>(y, pre, b)
-    }
-    match simd {
-        // SAFETY: `simd` came from Simd::detect (or Simd::available in tests), so the CPU has these features.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { avx512(y, pre, b) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2(y, pre, b) },
-        _ => body::<false>(y, pre, b),
-    }
+    on_simd!(simd, body, (y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]))
 }
 
 /// `out = g ⊙ gelu'(pre)` element by element, in a function compiled for `simd`. Every element of `out` is
@@ -219,25 +230,7 @@ pub(crate) fn gelu_bwd(simd: Simd, pre: &[f32], g: &[f32], out: &mut [MaybeUnini
             o.write(gelu_grad::<FMA>(*x, *gv));
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
-        body::<true>(pre, g, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
-        body::<true>(pre, g, out)
-    }
-    match simd {
-        // SAFETY: `simd` came from Simd::detect (or Simd::available in tests), so the CPU has these features.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { avx512(pre, g, out) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2(pre, g, out) },
-        _ => body::<false>(pre, g, out),
-    }
+    on_simd!(simd, body, (pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]))
 }
 
 /// Applies `f` to every element of `xs` in a function compiled for `simd` (the test helpers' dispatch; the
@@ -252,25 +245,7 @@ pub(crate) fn map(simd: Simd, xs: &mut [f32], sigmoid_not_tanh: bool) {
             xs.iter_mut().for_each(|x| *x = tanh::<FMA>(*x));
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn avx512(xs: &mut [f32], sig: bool) {
-        body::<true>(xs, sig)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(xs: &mut [f32], sig: bool) {
-        body::<true>(xs, sig)
-    }
-    match simd {
-        // SAFETY: `simd` is one of Simd::available(), so the CPU has these features.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { avx512(xs, sigmoid_not_tanh) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2(xs, sigmoid_not_tanh) },
-        _ => body::<false>(xs, sigmoid_not_tanh),
-    }
+    on_simd!(simd, body, (xs: &mut [f32], sigmoid_not_tanh: bool))
 }
 
 #[cfg(test)]
@@ -342,25 +317,7 @@ mod tests {
         fn body<const FMA: bool>(xs: &[f32]) -> Vec<f32> {
             xs.iter().map(|&x| erf::<FMA>(x)).collect()
         }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn avx512(xs: &[f32]) -> Vec<f32> {
-            body::<true>(xs)
-        }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(xs: &[f32]) -> Vec<f32> {
-            body::<true>(xs)
-        }
-        match simd {
-            // SAFETY: `simd` is one of Simd::available().
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { avx512(xs) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { avx2(xs) },
-            _ => body::<false>(xs),
-        }
+        on_simd!(simd, body, (xs: &[f32]) -> Vec<f32>)
     }
 
     #[test]
