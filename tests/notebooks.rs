@@ -425,6 +425,10 @@ impl Kernel {
         std::fs::write(config.join("evcxr.toml"), "[evcxr]\npreserve_vars_on_panic = false\n")?;
         std::env::set_var("EVCXR_CONFIG_DIR", &config);
         std::env::set_var("EVCXR_TMPDIR", tmpdir);
+        // evcxr's cell crate asks Cargo for incremental builds and depends on them: under CARGO_INCREMENTAL=0
+        // (common in CI, and our own .ci/run sets it) the fourth cell that compiles code fails to load, with
+        // "dlsym failed". Cargo would pass our environment's setting on to that build, so drop it.
+        std::env::remove_var("CARGO_INCREMENTAL");
         // Quick runs must not overwrite the committed figures in assets/ (dlhist::notebook::assets_dir).
         std::env::set_var("DLHIST_ASSETS_DIR", scratch("assets"));
         // Before evcxr reads its cache: entries another kernel stored would otherwise rebuild dlhist at every cell.

@@ -29,6 +29,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         std::env::var_os("DLHIST_KERNEL_BUILD_DIR").and_then(|dir| claim_build_dir(std::path::Path::new(&dir)))
     };
+    // evcxr's cell crate needs the incremental builds it asks Cargo for: with CARGO_INCREMENTAL=0 inherited
+    // from the environment, loading a cell fails with "dlsym failed" (the notebook harness does the same).
+    std::env::remove_var("CARGO_INCREMENTAL");
     // evcxr_jupyter::main also serves as evcxr's runtime when evcxr re-executes this binary.
     evcxr_jupyter::main()
 }
