@@ -264,6 +264,65 @@ impl Geom {
     }
 }
 
+/// Max pooling of one `[oh, ow]` output plane over `k×k` windows `k` apart (floor mode) into `y` (`[ph, pw]`,
+/// row-major), and the argmax of each window, as an index into the image's `[O, L]` output (`base` is the
+/// plane's offset there) into `argmax`. The window is compared on `pre(v)`; `post` turns its maximum into the
+/// output. Ties go to the first maximum in row-major order, the one `max_pool2d` picks.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pool_plane(
+    plane: &[f32],
+    ow: usize,
+    k: usize,
+    y: &mut [MaybeUninit<f32>],
+    argmax: &mut [MaybeUninit<u32>],
+    base: u32,
+    pre: impl Fn(f32) -> f32,
+    post: impl Fn(f32) -> f32,
+) {
+    let pw = ow / k;
+    if pw == 0 {
+        return;
+    }
+    for (i, (yr, ar)) in y.chunks_exact_mut(pw).zip(argmax.chunks_exact_mut(pw)).enumerate() {
+        let top = i * k * ow;
+        if k == 2 {
+            // LeNet's 2×2 windows, unrolled: four comparisons, no inner loops.
+            let (r0, r1) = (&plane[top..][..2 * pw], &plane[top + ow..][..2 * pw]);
+            for (j, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                let (mut best, mut at) = (pre(r0[2 * j]), top + 2 * j);
+                for (v, p) in [
+                    (r0[2 * j + 1], top + 2 * j + 1),
+                    (r1[2 * j], top + ow + 2 * j),
+                    (r1[2 * j + 1], top + ow + 2 * j + 1),
+                ] {
+                    let v = pre(v);
+                    if v > best {
+                        (best, at) = (v, p);
+                    }
+                }
+                yv.write(post(best));
+                av.write(base + at as u32);
+            }
+        } else {
+            for (j, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                let (mut best, mut at) = (pre(plane[top + j * k]), top + j * k);
+                for r in 0..k {
+                    for q in 0..k {
+                        let p = top + r * ow + j * k + q;
+                        let v = pre(plane[p]);
+                        if v > best {
+                            (best, at) = (v, p);
+                        }
+                    }
+                }
+                yv.write(post(best));
+                av.write(base + at as u32);
+            }
+        }
+    }
+}
+
 impl CustomOp3 for Conv2dAct {
     fn name(&self) -> &'static str {
         "dlhist-conv2d-act"
@@ -282,12 +341,20 @@ impl CustomOp3 for Conv2dAct {
         let g = Geom::new(xl.dims(), wl.dims(), self.padding, self.stride);
         let (l, ckk, chw) = (g.l(), g.ckk(), g.c * g.h * g.w);
         let act = self.act;
+        // ReLU and the identity are non-decreasing, so the maximum of act(v + b) over a window is act of the
+        // maximum of v + b: with pooling, the activation runs on the pooled values only (a quarter of them
+        // for 2×2 windows). Where the argmax could differ (a ReLU window with nothing above 0) the gradient
+        // sent to it is 0 either way. tanh keeps the activation before the pooling: rounding can make two
+        // different inputs equal after it, and the first of equal maxima is the one that gets the gradient.
+        let act_after_pool = self.pool > 1 && matches!(act, Act::Identity | Act::Relu);
         let conv = |cols: &mut [f32], yn: &mut [f32], n: usize| {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
             matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
-            // Bias and activation while the image's output is still in cache.
-            for (row, bias) in yn.chunks_mut(l).zip(b) {
-                row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+            if !act_after_pool {
+                // Bias and activation while the image's output is still in cache.
+                for (row, bias) in yn.chunks_mut(l).zip(b) {
+                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                }
             }
         };
         if self.pool == 1 {
@@ -327,21 +394,13 @@ impl CustomOp3 for Conv2dAct {
                     };
                     for ch in 0..g.o {
                         let plane = &full[ch * l..(ch + 1) * l];
-                        for i in 0..ph {
-                            for j in 0..pw {
-                                // First maximum of the window in row-major order, as max_pool2d picks it.
-                                let mut best = i * k * g.ow + j * k;
-                                for r in i * k..i * k + k {
-                                    for q in j * k..j * k + k {
-                                        if plane[r * g.ow + q] > plane[best] {
-                                            best = r * g.ow + q;
-                                        }
-                                    }
-                                }
-                                let at = (ch * ph + i) * pw + j;
-                                yn[at].write(plane[best]);
-                                an[at].write((ch * l + best) as u32);
-                            }
+                        let (yc, ac) = (&mut yn[ch * ph * pw..][..ph * pw], &mut an[ch * ph * pw..][..ph * pw]);
+                        let base = (ch * l) as u32;
+                        if act_after_pool {
+                            let bias = b[ch];
+                            pool_plane(plane, g.ow, k, yc, ac, base, |v| v + bias, |t| act.apply(t));
+                        } else {
+                            pool_plane(plane, g.ow, k, yc, ac, base, |v| v, |t| t);
                         }
                     }
                 }
