@@ -97,19 +97,27 @@ fn cell_fwd<const FMA: bool>(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], 
     }
 }
 
-/// One example's cell backward at one step (module docs): from the gates `a`, the cells, the gradient reaching
-/// `h_t` in two parts (from the output, `dh_out`, and from the next step, `dh_next`) and the one reaching `c_t`
-/// (`dc`, replaced by the one for `c_{t−1}`), writes the pre-activations' gradient `da`.
+/// One example's slices for the cell backward at one step.
+struct CellBwd<'a> {
+    /// The gates after their activations, `[4H]`.
+    a: &'a [f32],
+    /// `c_{t−1}` and `c_t`.
+    c_prev: &'a [f32],
+    c: &'a [f32],
+    /// The gradient reaching `h_t` from the output and from the next step.
+    dh_out: &'a [f32],
+    dh_next: &'a [f32],
+    /// The gradient reaching `c_t`, replaced by the one for `c_{t−1}`.
+    dc: &'a mut [f32],
+    /// Written: the pre-activations' gradient, `[4H]`.
+    da: &'a mut [f32],
+}
+
+/// One example's cell backward at one step (module docs): from the gates, the cells and the gradients reaching
+/// `h_t` and `c_t`, writes the pre-activations' gradient and the one reaching `c_{t−1}` (see [`CellBwd`]).
 #[inline(always)]
-fn cell_bwd<const FMA: bool>(
-    a: &[f32],
-    c_prev: &[f32],
-    c: &[f32],
-    dh_out: &[f32],
-    dh_next: &[f32],
-    dc: &mut [f32],
-    da: &mut [f32],
-) {
+fn cell_bwd<const FMA: bool>(s: CellBwd<'_>) {
+    let CellBwd { a, c_prev, c, dh_out, dh_next, dc, da } = s;
     let h = c.len();
     let (ai, rest) = a[..4 * h].split_at(h);
     let (af, rest) = rest.split_at(h);
@@ -137,18 +145,8 @@ fn cell_fwd_on(simd: Simd, a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_
 }
 
 /// [`cell_bwd`] compiled for `simd`.
-#[allow(clippy::too_many_arguments)]
-fn cell_bwd_on(
-    simd: Simd,
-    a: &[f32],
-    c_prev: &[f32],
-    c: &[f32],
-    dh_out: &[f32],
-    dh_next: &[f32],
-    dc: &mut [f32],
-    da: &mut [f32],
-) {
-    on_simd!(simd, cell_bwd, (a: &[f32], c_prev: &[f32], c: &[f32], dh_out: &[f32], dh_next: &[f32], dc: &mut [f32], da: &mut [f32]))
+fn cell_bwd_on(simd: Simd, s: CellBwd<'_>) {
+    on_simd!(simd, cell_bwd, (s: CellBwd<'_>))
 }
 
 /// The poisoned-lock error.
@@ -254,16 +252,16 @@ impl CustomOp2 for LstmSeq {
                         for (k, n) in rows.clone().enumerate() {
                             // SAFETY: example n's row of step s in da; only this block writes it.
                             let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((n * t + s) * h4), h4) };
-                            cell_bwd_on(
-                                simd,
-                                &acts[(n * t + s) * h4..][..h4],
-                                &cells[(n * (t + 1) + s) * h..][..h],
-                                &cells[(n * (t + 1) + s + 1) * h..][..h],
-                                &g[(n * (t + 1) + s) * h..][..h],
-                                &dh_next[k * h..][..h],
-                                &mut dc[k * h..][..h],
-                                das,
-                            );
+                            let step = CellBwd {
+                                a: &acts[(n * t + s) * h4..][..h4],
+                                c_prev: &cells[(n * (t + 1) + s) * h..][..h],
+                                c: &cells[(n * (t + 1) + s + 1) * h..][..h],
+                                dh_out: &g[(n * (t + 1) + s) * h..][..h],
+                                dh_next: &dh_next[k * h..][..h],
+                                dc: &mut dc[k * h..][..h],
+                                da: das,
+                            };
+                            cell_bwd_on(simd, step);
                         }
                         // ∂h_{t−1} = ∂a_t W_hh (h_0 is the zero initial state: nothing to send further).
                         if s > 0 && h > 0 {
@@ -310,7 +308,8 @@ mod tests {
             let (mut a, mut c, mut hs) = (a0.clone(), vec![0f32; h], vec![0f32; h]);
             cell_fwd_on(simd, &mut a, &cp, &mut c, &mut hs);
             let (mut dc, mut da) = (dc0.clone(), vec![0f32; 4 * h]);
-            cell_bwd_on(simd, &a, &cp, &c, &dho, &dhn, &mut dc, &mut da);
+            let step = CellBwd { a: &a, c_prev: &cp, c: &c, dh_out: &dho, dh_next: &dhn, dc: &mut dc, da: &mut da };
+            cell_bwd_on(simd, step);
             [a, c, hs, dc, da].concat()
         };
         let want = run(Simd::Generic);
