@@ -20,11 +20,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::Optimizer;
-use dlhist::deep_neural_networks::{Activation, AlexNet, AlexNetConfig, LocalResponseNorm, MaxPool2d};
-use dlhist::fast::{self, Act};
+use dlhist::deep_neural_networks::{AlexNet, AlexNetConfig};
+use dlhist::fast;
+use dlhist::layers::{Activation, LocalResponseNorm, MaxPool2d};
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
-use dlhist::train::{train_step, Loss};
+use dlhist::train::{train_step, CrossEntropy};
 
 const BATCH: usize = 64;
 const WARMUP: usize = 3;
@@ -61,7 +62,7 @@ fn step_times(rng: &mut Rng, dev: &Device, wanted: impl Fn(&str) -> bool) -> dlh
         let net = AlexNet::new(cfg, vb)?;
         let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-3))?;
         let (median, min) = time(|| {
-            let (l, _) = train_step(&net, &mut opt, &x, &y, Loss::CrossEntropy).expect("train step");
+            let (l, _) = train_step(&net, &mut opt, &x, &y, &CrossEntropy).expect("train step");
             assert!(l.is_finite(), "{name}: loss {l}");
         });
         println!("step  {name:<50} median {median:7.1} ms   min {min:7.1} ms");
@@ -119,7 +120,7 @@ fn breakdown(rng: &mut Rng, dev: &Device) -> dlhist::Result<()> {
             x.conv2d(w, 1, 1, 1, 1)?.broadcast_add(&b.reshape((c, 1, 1))?)?.relu()
         })?;
         piece(&format!("conv{} {fan_in}->{c} @{side} + ReLU, fused", i + 1), &x, |x| {
-            fast::conv2d(x, w, b, 1, 1, Act::Relu)
+            fast::conv2d(x, w, b, 1, 1, Some(Activation::Relu))
         })?;
         let a = Var::from_tensor(&rng.normal_tensor((BATCH, c, side, side), 0.0, 1.0, dev)?)?.as_tensor().clone();
         if i < 2 {
@@ -140,7 +141,7 @@ fn breakdown(rng: &mut Rng, dev: &Device) -> dlhist::Result<()> {
         let b = Var::from_tensor(&rng.normal_tensor(out, 0.0, 0.1, dev)?)?;
         let (w, b) = (w.as_tensor(), b.as_tensor());
         piece(&format!("fc{} {width}->{out}, candle", i + 1), &x, |x| x.matmul(&w.t()?)?.broadcast_add(b)?.relu())?;
-        piece(&format!("fc{} {width}->{out}, fused", i + 1), &x, |x| fast::linear(x, w, b, Act::Relu))?;
+        piece(&format!("fc{} {width}->{out}, fused", i + 1), &x, |x| fast::linear(x, w, b, Some(Activation::Relu)))?;
         width = out;
     }
     Ok(())

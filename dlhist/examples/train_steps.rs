@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::Optimizer;
-use dlhist::deep_neural_networks::{Activation, Mlp, SmallCnn};
+use dlhist::deep_neural_networks::{Mlp, SmallCnn};
+use dlhist::layers::Activation;
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
 use dlhist::sequence_modeling::Lstm;
-use dlhist::train::{train_step, Loss};
+use dlhist::train::{train_step, CrossEntropy, Loss, Mse};
 use dlhist::transformers::{Gpt, GptConfig};
 
 const WARMUP: usize = 3;
@@ -29,7 +30,7 @@ fn bench<M: ModuleT>(
     vars: &candle_nn::VarMap,
     x: &Tensor,
     y: &Tensor,
-    loss: Loss,
+    loss: &dyn Loss,
 ) {
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-3)).expect("Adam");
     let mut times = Vec::with_capacity(STEPS);
@@ -69,14 +70,14 @@ fn main() -> dlhist::Result<()> {
         let mlp = Mlp::new(&[784, 256, 256, 10], Activation::Relu, vb)?;
         let x = rng.normal_tensor((100, 784), 0.0, 1.0, &dev)?;
         let y = class_ids(&mut rng, 100, 10, &dev)?;
-        bench("mlp_784_256_256_10_b100", threads, &mlp, &vars, &x, &y, Loss::CrossEntropy);
+        bench("mlp_784_256_256_10_b100", threads, &mlp, &vars, &x, &y, &CrossEntropy);
     }
     if wanted("cnn_orig_b100") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
         let cnn = SmallCnn::new(10, vb)?;
         let x = rng.normal_tensor((100, 1, 28, 28), 0.0, 1.0, &dev)?;
         let y = class_ids(&mut rng, 100, 10, &dev)?;
-        bench("cnn_orig_b100", threads, &cnn, &vars, &x, &y, Loss::CrossEntropy);
+        bench("cnn_orig_b100", threads, &cnn, &vars, &x, &y, &CrossEntropy);
     }
     if wanted("gpt_char_L4_C128_T64_b12") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
@@ -85,7 +86,7 @@ fn main() -> dlhist::Result<()> {
         let model = |idx: &Tensor| -> Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
         let x = class_ids(&mut rng, 12 * 64, 65, &dev)?.reshape((12, 64))?;
         let y = class_ids(&mut rng, 12 * 64, 65, &dev)?;
-        bench("gpt_char_L4_C128_T64_b12", threads, &model, &vars, &x, &y, Loss::CrossEntropy);
+        bench("gpt_char_L4_C128_T64_b12", threads, &model, &vars, &x, &y, &CrossEntropy);
     }
     if wanted("lstm_h128_T50_b32") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
@@ -95,7 +96,7 @@ fn main() -> dlhist::Result<()> {
         let model = |x: &Tensor| -> Result<Tensor> { out.forward(&lstm.forward_with_state(x)?.1 .0) };
         let x = rng.normal_tensor((32, 50, 1), 0.0, 1.0, &dev)?;
         let y = rng.normal_tensor((32, 1), 0.0, 1.0, &dev)?;
-        bench("lstm_h128_T50_b32", threads, &model, &vars, &x, &y, Loss::Mse);
+        bench("lstm_h128_T50_b32", threads, &model, &vars, &x, &y, &Mse);
     }
     Ok(())
 }

@@ -63,6 +63,17 @@ pub enum Error {
         hint: String,
     },
 
+    /// Training diverged: the loss stopped being a finite number.
+    #[error(
+        "the loss became {loss} at step {step}; lower the learning rate (or clip the gradients), or check the data"
+    )]
+    Diverged {
+        /// The optimizer step (from 0) whose loss was not finite.
+        step: usize,
+        /// The loss at that step (NaN or infinite).
+        loss: f64,
+    },
+
     /// An argument is out of range or inconsistent.
     #[error("{0}")]
     Invalid(String),

@@ -8,16 +8,23 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`deep_neural_networks`] | section 01: the MLP of backpropagation, LeNet, AlexNet's ingredients, U-Net |
-//! | [`optimization`] | section 02: optimizers, schedules, clipping, weight decay, dropout, batch and layer norm, GELU, residual networks |
+//! | [`deep_neural_networks`] | section 01: the MLP of backpropagation, LeNet, AlexNet, U-Net |
+//! | [`optimization`] | section 02: weight decay, ReLU's experiments, residual blocks, dropout, batch and layer norm, GELU, Adam |
 //! | [`sequence_modeling`] | section 03: the LSTM |
 //! | [`transformers`] | section 04: causal self-attention, a small GPT |
+//! | [`layers`] | the shared vocabulary the milestones build from: activations, dense and convolutional layers, pooling, cross-entropy |
+//! | [`optim`] | the optimizer toolbox: SGD, RMSProp, learning-rate schedules, gradient clipping |
+//! | [`train`] | the one training loop (with a schedule and step hooks), losses, batching, metrics, history, experiments |
 //! | [`data`] | datasets: Fashion-MNIST/MNIST, Tiny Shakespeare, synthetic generators, verified downloads |
-//! | [`train`] | the one training loop, batching, metrics, history, progress lines, experiments comparing variants |
 //! | [`plot`] | figures that render inline in Jupyter (SVG) and save to files |
-//! | [`fast`] | fused CPU kernels behind the layers above (convolution, linear, losses, LSTM cell) |
+//! | [`fast`] | the fused CPU kernels, and the switch that turns them off (`DLHIST_FUSED=0`) |
 //! | [`rng`], [`init`] | the seeded generator and parameter initializers (candle cannot seed its CPU RNG) |
 //! | [`device()`], [`checkpoint`] | CPU/CUDA selection; safetensors save and load |
+//!
+//! The layering is one-way: a milestone module builds on [`layers`] (and on the few milestone ops later
+//! milestones reuse: layer norm, the LSTM, attention), never on another section's files; [`layers`] and those
+//! ops call [`fast`]; [`fast`] imports nothing above it. Every fused kernel has its plain candle composition
+//! written beside its call, and `DLHIST_FUSED=0` runs everything on that plain path.
 //!
 //! A notebook starts with `use dlhist::prelude::*;`.
 //!
@@ -30,6 +37,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod activation;
 pub mod checkpoint;
 pub mod data;
 pub mod deep_neural_networks;
@@ -37,7 +45,9 @@ pub mod device;
 mod error;
 pub mod fast;
 pub mod init;
+pub mod layers;
 pub mod notebook;
+pub mod optim;
 pub mod optimization;
 pub mod plot;
 pub mod prelude;

@@ -7,11 +7,12 @@ pub use candle_nn::{Optimizer, VarBuilder, VarMap};
 pub use candle_nn::var_builder::{SimpleBackend, VarBuilderArgs};
 
 pub use crate::data::Dataset;
-pub use crate::deep_neural_networks::{Activation, Mlp};
+pub use crate::deep_neural_networks::Mlp;
+pub use crate::layers::{Activation, Dense, Dropout};
+pub use crate::optim::{LrSchedule, RmsProp, RmsPropConfig, Sgd, SgdConfig};
 pub use crate::optimization::{
-    Adam, AdamConfig, AdamW, AdamWConfig, BatchNorm, DeepMlp, DeepMlpConfig, Dropout, LayerNorm, LrSchedule, Norm,
-    RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    Adam, AdamConfig, AdamW, AdamWConfig, BatchNorm, DeepMlp, DeepMlpConfig, LayerNorm, Norm,
 };
 pub use crate::rng::Rng;
-pub use crate::train::{fit, Experiment, FitConfig, History, Loss, Trial};
+pub use crate::train::{fit, CrossEntropy, Experiment, FitConfig, History, Loss, Mse, Trial};
 pub use crate::{device, Error, Result};

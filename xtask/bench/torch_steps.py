@@ -1,5 +1,5 @@
-# Copied unchanged (apart from this header) from /work/shared/bench/torch_steps.py, the PyTorch side of
-# the training-step benchmark; `cargo xtask bench` runs it against dlhist/examples/train_steps.rs.
+# The PyTorch side of the training-step benchmark (the same models and batch sizes as dlhist's side, kept
+# unchanged between benchmark runs so tables stay comparable); `cargo xtask bench` runs it against dlhist/examples/train_steps.rs.
 """PyTorch CPU reference: median training-step time for the models of the original notebooks.
 Run: python torch_steps.py  (prints one JSON line per model)."""
 import json, time, statistics, torch, torch.nn as nn, torch.nn.functional as F

@@ -20,6 +20,7 @@ mod papers;
 #[cfg(test)]
 mod pins;
 mod project;
+mod runner;
 mod setup;
 
 use anyhow::Result;

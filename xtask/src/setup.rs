@@ -6,8 +6,8 @@
 //! dependencies. Each step checks whether its work is already done and says so.
 
 use crate::cli::SetupOptions;
-use crate::notebooks;
 use crate::project::{self, file_has, format_secs, output_of, run_checked, sha256_hex, Progress, Project};
+use crate::runner;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ pub const SETUP_CELL: &str = r#":opt 3
 use dlhist::prelude::*;"#;
 
 /// `evcxr.toml` in the kernel's config folder. `preserve_vars_on_panic = false` makes a panicking cell an error
-/// that Jupyter sees; evcxr's default reports it as a success (see ../shared/GUIDE.md).
+/// that Jupyter sees; evcxr's default reports a panic, a failed `assert!` or a top-level `?` error as a success.
 const EVCXR_TOML: &str = "\
 # Written by `cargo xtask setup`; the `rust` kernel of this project reads it (EVCXR_CONFIG_DIR).
 [evcxr]
@@ -293,9 +293,9 @@ fn warm(project: &Project) -> Result<Option<String>> {
     println!("      compiling dlhist and its dependencies in a kernel (3-5 minutes on 2 cores when cold)");
     let notebook = write_warmup_notebook(project)?;
     let out = project.target_dir().join("xtask-warmup").join("out");
-    let outcome = notebooks::run_runner(
+    let outcome = runner::run_runner(
         project,
-        &notebooks::RunnerArgs {
+        &runner::RunnerArgs {
             mode: "as-is",
             device: "cpu",
             timeout_s: 1800,

@@ -54,7 +54,7 @@ pub struct Cells {
 
 impl Cells {
     /// As a [`Dataset`]: `x` the images, `y` `[N, 2, S, S]` f32 holding the mask (channel 0) and the weight
-    /// map (channel 1), the layout [`crate::train::Loss::WeightedPixelCrossEntropy`] expects.
+    /// map (channel 1), the layout [`crate::deep_neural_networks::WeightedPixelCrossEntropy`] expects.
     pub fn dataset(&self) -> Result<Dataset> {
         let y = Tensor::stack(&[&self.masks.to_dtype(candle_core::DType::F32)?, &self.weights], 1)?;
         Dataset::new(self.images.clone(), y)

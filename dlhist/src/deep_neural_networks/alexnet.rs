@@ -9,66 +9,26 @@
 //!
 //! - **ReLU** `f(x) = max(0, x)` instead of tanh (section 3.1: 25% training error on CIFAR-10 six times
 //!   sooner);
-//! - **local response normalization** (section 3.3), across `n` adjacent channels at each position:
+//! - **local response normalization** (section 3.3), across `n` adjacent channels at each position
+//!   ([`crate::layers::LocalResponseNorm`], where the equation is written out):
 //!
 //!   ```text
 //!   b[i] = a[i] / (k + α Σ_{j = max(0, i − n/2)}^{min(N − 1, i + n/2)} a[j]²)^β,     k = 2, n = 5, α = 1e-4, β = 0.75
 //!   ```
 //!
-//! - **overlapping max pooling** (section 3.4): 3×3 windows 2 apart ([`super::max_pool2d_padded`]);
+//! - **overlapping max pooling** (section 3.4): 3×3 windows 2 apart ([`crate::layers::MaxPool2d`]);
 //! - **dropout** with p = 0.5 in the first two fully connected layers (section 4.2);
 //! - **data augmentation** by random crops and horizontal flips (section 4.1), which is applied to the data,
 //!   not the network: see [`crate::data::Augmentation`].
+//!
+//! The network is written with the shared layers ([`crate::layers`]): every convolution is a
+//! [`ConvBlock`], the classifier three [`Dense`] layers. Each runs a fused CPU kernel by default and its
+//! plain candle composition under `DLHIST_FUSED=0`; the tests hold the whole network's two paths together.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::cnn::{conv_act, conv_act_pool};
-use super::mlp::linear_act;
-use super::{Activation, MaxPool2d};
-use crate::optimization::Dropout;
-
-/// Local response normalization across channels of `[N, C, H, W]` (the paper's equation, section 3.3).
-///
-/// ```
-/// use dlhist::prelude::*;
-/// use dlhist::deep_neural_networks::LocalResponseNorm;
-/// let lrn = LocalResponseNorm::alexnet();
-/// let x = Tensor::ones((1, 3, 1, 1), DType::F64, &Device::Cpu)?;
-/// // Channel 0 sees channels 0..=2 (n = 5 is clipped at the edge): 1 / (2 + 1e-4·3)^0.75.
-/// let y = lrn.forward(&x)?.flatten_all()?.to_vec1::<f64>()?;
-/// assert!((y[0] - (2.0f64 + 3e-4).powf(-0.75)).abs() < 1e-12);
-/// # Ok::<(), dlhist::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LocalResponseNorm {
-    /// `n`, the number of adjacent channels summed over (centred on the channel).
-    pub size: usize,
-    /// `α`, the weight of the sum of squares.
-    pub alpha: f64,
-    /// `β`, the exponent.
-    pub beta: f64,
-    /// `k`, the constant that keeps the denominator away from zero.
-    pub k: f64,
-}
-
-impl LocalResponseNorm {
-    /// The paper's hyper-parameters: `n = 5, α = 1e-4, β = 0.75, k = 2`.
-    pub fn alexnet() -> Self {
-        LocalResponseNorm { size: 5, alpha: 1e-4, beta: 0.75, k: 2.0 }
-    }
-}
-
-impl Module for LocalResponseNorm {
-    /// The fused kernel [`crate::fast::local_response_norm`] for f32 on the CPU, the candle composition of the
-    /// formula otherwise.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.rank() != 4 {
-            candle_core::bail!("LocalResponseNorm expects [N, C, H, W]; got {:?}", x.dims())
-        }
-        crate::fast::local_response_norm(x, self.size, self.alpha, self.beta, self.k)
-    }
-}
+use crate::layers::{Activation, ConvBlock, Dense, Dropout, LocalResponseNorm, MaxPool2d};
 
 /// The switches of [`AlexNet`]: each of the paper's ingredients, on or off, and the widths.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,8 +87,8 @@ impl AlexNetConfig {
 #[derive(Debug)]
 pub struct AlexNet {
     cfg: AlexNetConfig,
-    convs: Vec<Conv2d>,
-    fcs: Vec<Linear>,
+    convs: Vec<ConvBlock>,
+    fcs: Vec<Dense>,
     pool: MaxPool2d,
     last_pool: MaxPool2d,
     lrn: Option<LocalResponseNorm>,
@@ -138,11 +98,12 @@ pub struct AlexNet {
 impl AlexNet {
     /// Builds the network under `vb`.
     pub fn new(cfg: AlexNetConfig, vb: VarBuilder) -> Result<Self> {
-        let same = Conv2dConfig { padding: 1, ..Default::default() };
+        let f = Some(cfg.activation);
         let mut convs = vec![];
         let mut fan_in = 1;
         for (i, &c) in cfg.channels.iter().enumerate() {
-            convs.push(candle_nn::conv2d(fan_in, c, 3, same, vb.pp(format!("conv{}", i + 1)))?);
+            // 3×3 kernels padded by one: "same" convolutions, so only the pools change the map size.
+            convs.push(ConvBlock::new(fan_in, c, 3, 1, f, vb.pp(format!("conv{}", i + 1)))?);
             fan_in = c;
         }
         // Overlapping 3×3/2 windows, padded by one on even sides so both variants give 14, 7, then 3.
@@ -154,9 +115,9 @@ impl AlexNet {
         let side = last_pool.out_size(pool.out_size(pool.out_size(28)));
         let flat = cfg.channels[4] * side * side;
         let fcs = vec![
-            candle_nn::linear(flat, cfg.hidden, vb.pp("fc1"))?,
-            candle_nn::linear(cfg.hidden, cfg.hidden, vb.pp("fc2"))?,
-            candle_nn::linear(cfg.hidden, cfg.classes, vb.pp("fc3"))?,
+            Dense::new(flat, cfg.hidden, f, vb.pp("fc1"))?,
+            Dense::new(cfg.hidden, cfg.hidden, f, vb.pp("fc2"))?,
+            Dense::new(cfg.hidden, cfg.classes, None, vb.pp("fc3"))?,
         ];
         let dropout = if cfg.dropout > 0.0 {
             Some(Dropout::new(cfg.dropout, cfg.dropout_seed).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
@@ -174,7 +135,7 @@ impl AlexNet {
 
     /// The first convolution's kernels, `[C1, 1, 3, 3]`.
     pub fn first_filters(&self) -> &Tensor {
-        self.convs[0].weight()
+        self.convs[0].conv().weight()
     }
 
     fn drop(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -186,16 +147,13 @@ impl AlexNet {
 }
 
 impl ModuleT for AlexNet {
-    /// Each convolution runs with its bias and activation fused ([`crate::fast::conv2d`]), and with the
-    /// following 2×2 pool too where no LRN sits in between ([`crate::fast::conv2d_pool`]); the fully connected
-    /// layers run with theirs ([`crate::fast::linear`]). Other activations and devices run the plain layers.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1..] != [1, 28, 28] {
             candle_core::bail!("AlexNet expects images [N, 1, 28, 28]; got {:?}", x.dims())
         }
-        let f = self.cfg.activation;
         let mut h = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
+            // The paper pools after conv1, conv2 and conv5, and normalizes (LRN) after conv1 and conv2 only.
             let pool = match i {
                 0 | 1 => Some(self.pool),
                 4 => Some(self.last_pool),
@@ -203,10 +161,10 @@ impl ModuleT for AlexNet {
             };
             let lrn = if i < 2 { self.lrn } else { None };
             h = match (pool, lrn) {
-                // Non-overlapping windows straight after the activation: one op for all three.
-                (Some(p), None) if p.stride == p.kernel && p.padding == 0 => conv_act_pool(conv, &h, f, p.kernel)?,
+                // Pool straight after the activation: ConvBlock runs the three as one op where it can.
+                (Some(p), None) => conv.forward_pool(&h, p)?,
                 (pool, lrn) => {
-                    let mut a = conv_act(conv, &h, f)?;
+                    let mut a = conv.forward(&h)?;
                     if let Some(lrn) = lrn {
                         a = lrn.forward(&a)?;
                     }
@@ -218,9 +176,10 @@ impl ModuleT for AlexNet {
             };
         }
         h = h.flatten_from(1)?;
-        h = linear_act(&self.fcs[0], &self.drop(&h, train)?, Some(f))?;
-        h = linear_act(&self.fcs[1], &self.drop(&h, train)?, Some(f))?;
-        linear_act(&self.fcs[2], &h, None)
+        // Dropout before the first two fully connected layers (section 4.2).
+        h = self.fcs[0].forward(&self.drop(&h, train)?)?;
+        h = self.fcs[1].forward(&self.drop(&h, train)?)?;
+        self.fcs[2].forward(&h)
     }
 }
 
@@ -228,79 +187,10 @@ impl ModuleT for AlexNet {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{DType, Device, Var};
-
-    /// The paper's formula, loop by loop, in f64.
-    fn naive_lrn(x: &Tensor, l: &LocalResponseNorm) -> Result<Vec<f64>> {
-        let (n, c, h, w) = x.dims4()?;
-        let v: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let at = |b: usize, ch: usize, p: usize| v[(b * c + ch) * h * w + p];
-        let mut out = vec![];
-        for b in 0..n {
-            for i in 0..c {
-                for p in 0..h * w {
-                    let lo = i.saturating_sub(l.size / 2);
-                    let hi = (i + l.size / 2).min(c - 1);
-                    let s: f64 = (lo..=hi).map(|j| at(b, j, p).powi(2)).sum();
-                    out.push(at(b, i, p) / (l.k + l.alpha * s).powf(l.beta));
-                }
-            }
-        }
-        Ok(out)
-    }
+    use candle_core::{DType, Device};
 
     #[test]
-    fn lrn_matches_the_formula_and_has_gradients() -> Result<()> {
-        // Large activations and a large α, so the normalization is far from the identity.
-        let l = LocalResponseNorm { size: 5, alpha: 0.1, beta: 0.75, k: 2.0 };
-        for shape in [(2, 7, 3, 2), (1, 1, 2, 2), (1, 3, 1, 1)] {
-            let x = crate::rng::Rng::new(3).normal_tensor(shape, 0.0, 5.0, &Device::Cpu)?.to_dtype(DType::F64)?;
-            let got: Vec<f64> = l.forward(&x)?.flatten_all()?.to_vec1()?;
-            let want = naive_lrn(&x, &l)?;
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-12, "{shape:?}: {g} vs {w}");
-            }
-        }
-        // Gradient against central differences.
-        let x = crate::rng::Rng::new(4).normal_tensor((1, 6, 2, 2), 0.0, 3.0, &Device::Cpu)?.to_dtype(DType::F64)?;
-        let var = Var::from_tensor(&x)?;
-        let g: Vec<f64> =
-            l.forward(var.as_tensor())?.sum_all()?.backward()?.get(&var).unwrap().flatten_all()?.to_vec1()?;
-        let base: Vec<f64> = x.flatten_all()?.to_vec1()?;
-        for i in 0..base.len() {
-            let f = |d: f64| -> Result<f64> {
-                let mut b = base.clone();
-                b[i] += d;
-                Ok(l.forward(&Tensor::from_vec(b, (1, 6, 2, 2), &Device::Cpu)?)?.sum_all()?.to_scalar()?)
-            };
-            let fd = (f(1e-6)? - f(-1e-6)?) / 2e-6;
-            assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);
-        }
-        Ok(())
-    }
-
-    /// The forward pass as it was before the fused kernels: candle-nn's layers, the activation, the LRN formula
-    /// as tensor ops and the pools, one after the other.
-    fn plain_forward(net: &AlexNet, x: &Tensor) -> candle_core::Result<Tensor> {
-        let f = net.cfg.activation;
-        let mut h = x.clone();
-        for (i, conv) in net.convs.iter().enumerate() {
-            h = f.forward(&conv.forward(&h)?)?;
-            if i < 2 {
-                if let Some(l) = &net.lrn {
-                    h = crate::fast::lrn::composed(&h, l.size, l.alpha, l.beta, l.k)?;
-                }
-                h = net.pool.forward(&h)?;
-            }
-        }
-        h = net.last_pool.forward(&h)?.flatten_from(1)?;
-        h = f.forward(&net.fcs[0].forward(&h)?)?;
-        h = f.forward(&net.fcs[1].forward(&h)?)?;
-        net.fcs[2].forward(&h)
-    }
-
-    #[test]
-    fn fused_forward_matches_the_plain_composition_in_values_and_gradients() -> Result<()> {
+    fn fused_and_plain_paths_agree_in_values_and_gradients() -> Result<()> {
         let dev = Device::Cpu;
         let x = crate::rng::Rng::new(2).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
         for activation in [Activation::Relu, Activation::Tanh] {
@@ -321,7 +211,7 @@ mod tests {
                     if let Some(l) = &mut net.lrn {
                         l.alpha = 0.1;
                     }
-                    let (fast, plain) = (net.forward_t(&x, true)?, plain_forward(&net, &x)?);
+                    let (fast, plain) = (net.forward_t(&x, true)?, crate::fast::plain(|| net.forward_t(&x, true))?);
                     let vars = vars.all_vars();
                     let names: Vec<String> = vars.iter().map(|v| format!("parameter {:?}", v.dims())).collect();
                     let named: Vec<_> = vars.iter().zip(&names).map(|(v, n)| (v, n.as_str())).collect();
@@ -351,7 +241,7 @@ mod tests {
             let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
             let net = AlexNet::new(cfg, vb)?;
             // fc1 sees 5 channels of 3×3 whichever pooling is used.
-            assert_eq!(net.fcs[0].weight().dims(), &[12, 45]);
+            assert_eq!(net.fcs[0].linear().weight().dims(), &[12, 45]);
             let grads = candle_nn::loss::cross_entropy(&net.forward_t(&x, true)?, &y)?.backward()?;
             for v in vars.all_vars() {
                 assert!(grads.get(&v).is_some(), "no gradient for a parameter of shape {:?}", v.dims());

@@ -23,45 +23,9 @@
 //! two-convolution network of the classic MNIST tutorials (and of the speed benchmarks).
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::mlp::linear_act;
-use super::{max_pool2d, Activation};
-
-fn padded(padding: usize) -> Conv2dConfig {
-    Conv2dConfig { padding, ..Default::default() }
-}
-
-/// `max_pool(f(conv(x)), pool)` (`pool = 1`: no pooling) with the bias, activation and pooling fused into
-/// [`crate::fast::conv2d_pool`] where it applies (plain convolutions with a bias), else candle-nn's `Conv2d`,
-/// `f` and [`max_pool2d`].
-pub(crate) fn conv_act_pool(conv: &Conv2d, x: &Tensor, f: Activation, pool: usize) -> Result<Tensor> {
-    let cfg = conv.config();
-    let y = match (conv.bias(), cfg.dilation == 1 && cfg.groups == 1 && cfg.cudnn_fwd_algo.is_none()) {
-        (Some(b), true) => match f.fused() {
-            Some(act) => return crate::fast::conv2d_pool(x, conv.weight(), b, cfg.padding, cfg.stride, act, pool),
-            None => f.forward(&crate::fast::conv2d(
-                x,
-                conv.weight(),
-                b,
-                cfg.padding,
-                cfg.stride,
-                crate::fast::Act::Identity,
-            )?)?,
-        },
-        _ => f.forward(&conv.forward(x)?)?,
-    };
-    if pool == 1 {
-        Ok(y)
-    } else {
-        max_pool2d(&y, pool, pool)
-    }
-}
-
-/// [`conv_act_pool`] without pooling.
-pub(crate) fn conv_act(conv: &Conv2d, x: &Tensor, f: Activation) -> Result<Tensor> {
-    conv_act_pool(conv, x, f, 1)
-}
+use crate::layers::{Activation, ConvBlock, Dense, MaxPool2d};
 
 fn expect_images(x: &Tensor, who: &str, channels: usize, side: usize) -> Result<()> {
     if x.rank() != 4 || x.dims()[1] != channels || x.dims()[2] != side || x.dims()[3] != side {
@@ -88,12 +52,11 @@ fn expect_images(x: &Tensor, who: &str, channels: usize, side: usize) -> Result<
 /// ```
 #[derive(Debug, Clone)]
 pub struct LeNet5 {
-    c1: Conv2d,
-    c3: Conv2d,
-    c5: Conv2d,
-    f6: Linear,
-    output: Linear,
-    activation: Activation,
+    c1: ConvBlock,
+    c3: ConvBlock,
+    c5: ConvBlock,
+    f6: Dense,
+    output: Dense,
 }
 
 impl LeNet5 {
@@ -104,27 +67,27 @@ impl LeNet5 {
 
     /// LeNet-5 with another non-linearity.
     pub fn with_activation(classes: usize, activation: Activation, vb: VarBuilder) -> Result<Self> {
+        let f = Some(activation);
         Ok(LeNet5 {
-            c1: candle_nn::conv2d(1, 6, 5, padded(2), vb.pp("c1"))?,
-            c3: candle_nn::conv2d(6, 16, 5, padded(0), vb.pp("c3"))?,
-            c5: candle_nn::conv2d(16, 120, 5, padded(0), vb.pp("c5"))?,
-            f6: candle_nn::linear(120, 84, vb.pp("f6"))?,
-            output: candle_nn::linear(84, classes, vb.pp("output"))?,
-            activation,
+            c1: ConvBlock::new(1, 6, 5, 2, f, vb.pp("c1"))?, // padding 2: the paper's 32×32 input
+            c3: ConvBlock::new(6, 16, 5, 0, f, vb.pp("c3"))?,
+            c5: ConvBlock::new(16, 120, 5, 0, f, vb.pp("c5"))?,
+            f6: Dense::new(120, 84, f, vb.pp("f6"))?,
+            output: Dense::new(84, classes, None, vb.pp("output"))?,
         })
     }
 
     /// The first layer's six 5×5 kernels, `[6, 1, 5, 5]`.
     pub fn first_filters(&self) -> &Tensor {
-        self.c1.weight()
+        self.c1.conv().weight()
     }
 
     /// The feature maps after C1 (`[N, 6, 28, 28]`) and C3 (`[N, 16, 10, 10]`), after the activation.
     pub fn feature_maps(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         expect_images(x, "LeNet5", 1, 28)?;
-        let f = self.activation;
-        let c1 = conv_act(&self.c1, x, f)?;
-        let c3 = conv_act(&self.c3, &c1.avg_pool2d(2)?, f)?;
+        let c1 = self.c1.forward(x)?;
+        // S2: 2×2 averaging, the paper's (trainable) subsampling without its coefficient and bias.
+        let c3 = self.c3.forward(&c1.avg_pool2d(2)?)?;
         Ok((c1, c3))
     }
 }
@@ -132,9 +95,8 @@ impl LeNet5 {
 impl ModuleT for LeNet5 {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         let (_, c3) = self.feature_maps(x)?;
-        let f = self.activation;
-        let c5 = conv_act(&self.c5, &c3.avg_pool2d(2)?, f)?.flatten_from(1)?; // [N, 120]
-        linear_act(&self.output, &linear_act(&self.f6, &c5, Some(f))?, None)
+        let c5 = self.c5.forward(&c3.avg_pool2d(2)?)?.flatten_from(1)?; // S4, then C5: [N, 120]
+        self.output.forward(&self.f6.forward(&c5)?)
     }
 }
 
@@ -155,32 +117,32 @@ impl ModuleT for LeNet5 {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SmallCnn {
-    conv1: Conv2d,
-    conv2: Conv2d,
-    output: Linear,
+    conv1: ConvBlock,
+    conv2: ConvBlock,
+    output: Dense,
 }
 
 impl SmallCnn {
     /// The network with `classes` outputs.
     pub fn new(classes: usize, vb: VarBuilder) -> Result<Self> {
+        let relu = Some(Activation::Relu);
         Ok(SmallCnn {
-            conv1: candle_nn::conv2d(1, 16, 5, padded(2), vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d(16, 32, 5, padded(2), vb.pp("conv2"))?,
-            output: candle_nn::linear(32 * 7 * 7, classes, vb.pp("output"))?,
+            conv1: ConvBlock::new(1, 16, 5, 2, relu, vb.pp("conv1"))?,
+            conv2: ConvBlock::new(16, 32, 5, 2, relu, vb.pp("conv2"))?,
+            output: Dense::new(32 * 7 * 7, classes, None, vb.pp("output"))?,
         })
     }
 
     /// The first layer's sixteen 5×5 kernels, `[16, 1, 5, 5]`.
     pub fn first_filters(&self) -> &Tensor {
-        self.conv1.weight()
+        self.conv1.conv().weight()
     }
 
     /// The feature maps after each convolution and its ReLU: `[N, 16, 28, 28]` and `[N, 32, 14, 14]`.
     pub fn feature_maps(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         expect_images(x, "SmallCnn", 1, 28)?;
-        // Convolution, bias and ReLU in one fused op each (crate::fast::conv2d).
-        let a1 = conv_act(&self.conv1, x, Activation::Relu)?;
-        let a2 = conv_act(&self.conv2, &max_pool2d(&a1, 2, 2)?, Activation::Relu)?;
+        let a1 = self.conv1.forward(x)?;
+        let a2 = self.conv2.forward(&MaxPool2d::new(2).forward(&a1)?)?;
         Ok((a1, a2))
     }
 }
@@ -188,11 +150,10 @@ impl SmallCnn {
 impl ModuleT for SmallCnn {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         expect_images(x, "SmallCnn", 1, 28)?;
-        // Each convolution, its bias, ReLU and the 2×2 max-pool are one fused op (crate::fast::conv2d_pool): the
-        // full-size activations never become tensors of the autograd graph.
-        let p1 = conv_act_pool(&self.conv1, x, Activation::Relu, 2)?;
-        let p2 = conv_act_pool(&self.conv2, &p1, Activation::Relu, 2)?;
-        linear_act(&self.output, &p2.flatten_from(1)?, None)
+        // conv → ReLU → 2×2 max-pool, twice (each one fused op on the CPU), then the linear classifier.
+        let p1 = self.conv1.forward_pool(x, MaxPool2d::new(2))?;
+        let p2 = self.conv2.forward_pool(&p1, MaxPool2d::new(2))?;
+        self.output.forward(&p2.flatten_from(1)?)
     }
 }
 
@@ -201,6 +162,11 @@ mod tests {
     use super::*;
     use crate::Result;
     use candle_core::{DType, Device};
+    use candle_nn::Conv2dConfig;
+
+    fn padded(padding: usize) -> Conv2dConfig {
+        Conv2dConfig { padding, ..Default::default() }
+    }
 
     /// The convolution of the module docs, loop by loop in f64: the reference candle's conv2d is checked against.
     fn naive_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize) -> Result<Tensor> {
@@ -243,7 +209,7 @@ mod tests {
             let x = rng.normal_tensor((n, c, side, side), 0.0, 1.0, &Device::Cpu)?;
             let w = rng.normal_tensor((o, c, k, k), 0.0, 1.0, &Device::Cpu)?;
             let b = rng.normal_tensor(o, 0.0, 1.0, &Device::Cpu)?;
-            let layer = Conv2d::new(w.clone(), Some(b.clone()), padded(pad));
+            let layer = candle_nn::Conv2d::new(w.clone(), Some(b.clone()), padded(pad));
             let got = layer.forward(&x)?.to_dtype(DType::F64)?;
             let want = naive_conv(&x, &w, &b, pad)?;
             let err = (got - want)?.abs()?.max_all()?.to_scalar::<f64>()?;
@@ -252,27 +218,17 @@ mod tests {
         Ok(())
     }
 
-    /// Both networks' fused forward and gradients against candle-nn's layers composed as before.
+    /// Both networks: the fused and plain paths give the same values and gradients.
     #[test]
-    fn fused_networks_match_the_plain_composition() -> Result<()> {
+    fn fused_and_plain_paths_agree() -> Result<()> {
         let dev = Device::Cpu;
         let x = crate::rng::Rng::new(4).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
         let y = Tensor::new(&[0u32, 3, 9], &dev)?;
         for which in ["lenet", "small"] {
             let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
-            let (fused, plain) = if which == "lenet" {
-                let n = LeNet5::new(10, vb)?;
-                let f = n.activation;
-                let c1 = f.forward(&n.c1.forward(&x)?)?;
-                let c3 = f.forward(&n.c3.forward(&c1.avg_pool2d(2)?)?)?;
-                let c5 = f.forward(&n.c5.forward(&c3.avg_pool2d(2)?)?)?.flatten_from(1)?;
-                (n.forward_t(&x, true)?, n.output.forward(&f.forward(&n.f6.forward(&c5)?)?)?)
-            } else {
-                let n = SmallCnn::new(10, vb)?;
-                let a1 = n.conv1.forward(&x)?.relu()?;
-                let a2 = n.conv2.forward(&max_pool2d(&a1, 2, 2)?)?.relu()?;
-                (n.forward_t(&x, true)?, n.output.forward(&max_pool2d(&a2, 2, 2)?.flatten_from(1)?)?)
-            };
+            let net: Box<dyn ModuleT> =
+                if which == "lenet" { Box::new(LeNet5::new(10, vb)?) } else { Box::new(SmallCnn::new(10, vb)?) };
+            let (fused, plain) = (net.forward_t(&x, true)?, crate::fast::plain(|| net.forward_t(&x, true))?);
             crate::fast::testing::assert_close(&fused, &plain, which)?;
             let gf = candle_nn::loss::cross_entropy(&fused, &y)?.backward()?;
             let gp = candle_nn::loss::cross_entropy(&plain, &y)?.backward()?;

@@ -17,63 +17,9 @@
 //! builds them by hand on scalars first, then uses this module.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-/// The non-linearity between layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Activation {
-    /// The logistic function 1 / (1 + e^-x), the 1986 paper's choice.
-    Sigmoid,
-    /// tanh: a zero-centred sigmoid.
-    #[default]
-    Tanh,
-    /// max(0, x) (Glorot et al. 2011; section 02).
-    Relu,
-    /// x Φ(x) (Hendrycks & Gimpel 2016; section 02).
-    Gelu,
-    /// x for x > 0, e^x − 1 otherwise (Clevert et al. 2015; compared with GELU in section 02).
-    Elu,
-}
-
-impl Activation {
-    /// The fused kernel's version of this activation, if it has one (see [`crate::fast`]).
-    pub(crate) fn fused(self) -> Option<crate::fast::Act> {
-        match self {
-            Activation::Relu => Some(crate::fast::Act::Relu),
-            Activation::Tanh => Some(crate::fast::Act::Tanh),
-            Activation::Gelu => Some(crate::fast::Act::Gelu),
-            _ => None,
-        }
-    }
-}
-
-/// `f(layer(x))`, with the bias and activation fused into the matrix product where [`crate::fast::linear`] can
-/// (`f = None` means no activation).
-pub(crate) fn linear_act(layer: &Linear, x: &Tensor, f: Option<Activation>) -> Result<Tensor> {
-    let Some(bias) = layer.bias() else {
-        let y = layer.forward(x)?;
-        return f.map_or(Ok(y.clone()), |f| f.forward(&y));
-    };
-    match f {
-        None => crate::fast::linear(x, layer.weight(), bias, crate::fast::Act::Identity),
-        Some(f) => match f.fused() {
-            Some(act) => crate::fast::linear(x, layer.weight(), bias, act),
-            None => f.forward(&crate::fast::linear(x, layer.weight(), bias, crate::fast::Act::Identity)?),
-        },
-    }
-}
-
-impl Module for Activation {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
-            Activation::Tanh => x.tanh(),
-            Activation::Relu => x.relu(),
-            Activation::Gelu => x.gelu_erf(),
-            Activation::Elu => x.elu(1.0),
-        }
-    }
-}
+use crate::layers::{Activation, Dense};
 
 /// A fully connected network: `Linear -> f -> Linear -> f -> ... -> Linear` (no activation on the
 /// output, so it returns logits or raw regression values).
@@ -82,7 +28,7 @@ impl Module for Activation {
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::deep_neural_networks::{Activation, Mlp};
+/// use dlhist::deep_neural_networks::Mlp;
 /// let dev = Device::Cpu;
 /// let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
 /// let mlp = Mlp::new(&[2, 16, 16, 2], Activation::Tanh, vb.pp("mlp"))?;
@@ -93,7 +39,7 @@ impl Module for Activation {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    layers: Vec<Linear>,
+    layers: Vec<Dense>,
     activation: Activation,
 }
 
@@ -103,16 +49,18 @@ impl Mlp {
         if sizes.len() < 2 {
             candle_core::bail!("Mlp::new needs at least an input and an output size, got {sizes:?}")
         }
+        let last = sizes.len() - 2;
         let layers = sizes
             .windows(2)
             .enumerate()
-            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(i.to_string())))
+            // No non-linearity after the last layer: the loss (softmax cross-entropy, MSE) supplies its own.
+            .map(|(i, w)| Dense::new(w[0], w[1], (i < last).then_some(activation), vb.pp(i.to_string())))
             .collect::<Result<Vec<_>>>()?;
         Ok(Mlp { layers, activation })
     }
 
-    /// The linear layers, input side first.
-    pub fn layers(&self) -> &[Linear] {
+    /// The layers, input side first (each one's affine part is [`Dense::linear`]).
+    pub fn layers(&self) -> &[Dense] {
         &self.layers
     }
 
@@ -125,8 +73,8 @@ impl Mlp {
     pub fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut outs = Vec::with_capacity(self.layers.len());
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = linear_act(layer, &h, (i + 1 < self.layers.len()).then_some(self.activation))?;
+        for layer in &self.layers {
+            h = layer.forward(&h)?;
             outs.push(h.clone());
         }
         Ok(outs)
@@ -135,15 +83,14 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let in_dim = self.layers[0].weight().dims()[1];
+        let in_dim = self.layers[0].linear().weight().dims()[1];
         if x.dims().last() != Some(&in_dim) {
             candle_core::bail!("Mlp expects inputs [.., {in_dim}]; got {:?}", x.dims())
         }
+        // h ← f(W h + b) layer by layer; the last layer has no f.
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            // No non-linearity after the last layer: the loss (softmax cross-entropy, MSE) supplies its own.
-            // Bias and activation are fused into the product on the CPU (crate::fast::linear).
-            h = linear_act(layer, &h, (i + 1 < self.layers.len()).then_some(self.activation))?;
+        for layer in &self.layers {
+            h = layer.forward(&h)?;
         }
         Ok(h)
     }
@@ -188,9 +135,9 @@ mod tests {
         Ok(())
     }
 
-    /// The fused forward (and its gradients) against the candle-nn composition it replaced, every activation.
+    /// The fused and plain paths: same values and gradients, every activation.
     #[test]
-    fn fused_layers_match_the_plain_composition() -> Result<()> {
+    fn fused_and_plain_paths_agree() -> Result<()> {
         let dev = Device::Cpu;
         for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Elu] {
             let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);
@@ -198,21 +145,10 @@ mod tests {
             let x = Var::from_tensor(
                 &crate::rng::Rng::new(3).normal_tensor((6, 5), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?,
             )?;
-            let fused = mlp.forward(&x)?;
-            let mut h = x.as_tensor().clone();
-            for (i, layer) in mlp.layers().iter().enumerate() {
-                h = layer.forward(&h)?;
-                if i + 1 < mlp.layers().len() {
-                    h = act.forward(&h)?;
-                }
-            }
-            crate::fast::testing::assert_close(&fused, &h, &format!("{act:?} values"))?;
-            let (gf, gp) = (fused.sqr()?.sum_all()?.backward()?, h.sqr()?.sum_all()?.backward()?);
-            let mut all = vars.all_vars();
-            all.push(x.clone());
-            for v in all {
-                crate::fast::testing::assert_close(gf.get(&v).unwrap(), gp.get(&v).unwrap(), &format!("{act:?}"))?;
-            }
+            let (fused, plain) = (mlp.forward(&x)?, crate::fast::plain(|| mlp.forward(&x))?);
+            let vs = vars.all_vars();
+            let named: Vec<_> = vs.iter().map(|v| (v, "parameter")).chain([(&x, "x")]).collect();
+            crate::fast::testing::assert_same_values_and_grads(&fused, &plain, &named, &format!("{act:?}"))?;
         }
         Ok(())
     }

@@ -26,7 +26,8 @@
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
-use super::max_pool2d;
+use crate::layers::MaxPool2d;
+use crate::train::Loss;
 
 /// The shape of a [`UNet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +153,7 @@ impl ModuleT for UNet {
         for block in &self.down {
             h = block.forward(&h)?;
             skips.push(h.clone());
-            h = max_pool2d(&h, 2, 2)?;
+            h = MaxPool2d::new(2).forward(&h)?;
         }
         h = self.bottom.forward(&h)?;
         // Expanding path, deepest level first.
@@ -201,6 +202,47 @@ pub fn weighted_pixel_cross_entropy(logits: &Tensor, targets: &Tensor, weights: 
     // Pick −log p of the true class at every pixel.
     let picked = log_p.gather(&targets.to_dtype(DType::U32)?.unsqueeze(1)?.contiguous()?, 1)?.squeeze(1)?;
     (picked.neg()? * weights.to_dtype(logits.dtype())?)?.mean_all()
+}
+
+/// [`weighted_pixel_cross_entropy`] as a training loss ([`crate::train::Loss`]): targets `[N, 2, H, W]` hold the
+/// class id (channel 0) and the weight (channel 1) of every pixel, as [`crate::data::Cells::dataset`] lays them
+/// out.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::deep_neural_networks::WeightedPixelCrossEntropy;
+/// let dev = Device::Cpu;
+/// let logits = Tensor::zeros((1, 2, 1, 2), DType::F32, &dev)?; // p = ½ everywhere
+/// let targets = Tensor::new(&[[[[1f32, 0.]], [[1., 3.]]]], &dev)?; // classes 1, 0; weights 1, 3
+/// let loss = WeightedPixelCrossEntropy.compute(&logits, &targets)?.to_scalar::<f32>()?;
+/// assert!((loss - 2.0 * std::f32::consts::LN_2).abs() < 1e-6); // (1 + 3)/2 · ln 2
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WeightedPixelCrossEntropy;
+
+crate::shared_loss_from!(WeightedPixelCrossEntropy);
+
+impl Loss for WeightedPixelCrossEntropy {
+    fn compute(&self, output: &Tensor, target: &Tensor) -> crate::Result<Tensor> {
+        let (n, _, h, w) = output.dims4().map_err(|_| {
+            crate::Error::Invalid(format!(
+                "weighted pixel cross-entropy expects logits [N, C, H, W]; got {:?}",
+                output.dims()
+            ))
+        })?;
+        if target.dims() != [n, 2, h, w] {
+            return Err(crate::Error::Invalid(format!(
+                "weighted pixel cross-entropy expects targets [N, 2, H, W] = [{n}, 2, {h}, {w}] (class ids, weights) \
+                 for logits {:?}; got {:?}",
+                output.dims(),
+                target.dims()
+            )));
+        }
+        let classes = target.narrow(1, 0, 1)?.squeeze(1)?.to_dtype(DType::U32)?;
+        let weights = target.narrow(1, 1, 1)?.squeeze(1)?;
+        Ok(weighted_pixel_cross_entropy(output, &classes, &weights)?)
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +299,12 @@ mod tests {
         }
         want /= 8.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // The same through the training-loss interface, targets packed as [N, 2, H, W].
+        let packed = Tensor::stack(&[targets.to_dtype(DType::F32)?, weights.clone()], 1)?;
+        let via_loss = WeightedPixelCrossEntropy.compute(&logits, &packed)?.to_scalar::<f32>()? as f64;
+        assert!((via_loss - want).abs() < 1e-5, "{via_loss} vs {want}");
+        let e = WeightedPixelCrossEntropy.compute(&logits, &targets.to_dtype(DType::F32)?).unwrap_err().to_string();
+        assert!(e.contains("[2, 2, 2, 2]") && e.contains("[2, 2, 2]"), "{e}");
         Ok(())
     }
 }

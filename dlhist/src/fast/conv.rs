@@ -18,10 +18,11 @@ use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
 use super::gemm::{matmul, Stored};
 use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut};
+use crate::activation::Activation;
 
 /// Images per block of the weight-gradient sum: fixed, so that ∂W and ∂b have the same bits at any thread
 /// count (see `par_block_sums`); small enough that a batch of 32 still splits over several threads.
@@ -30,27 +31,36 @@ const CONV_GRAD_BLOCK: usize = 4;
 /// `act(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero `padding` and `stride`
 /// (both sides), as candle's `x.conv2d(w, padding, stride, 1, 1)` followed by the bias and `act`.
 ///
-/// f32 on the CPU runs the im2col path of the module docs; anything else runs that candle composition.
+/// f32 tensors on the CPU only (see [`super::applies`]); [`crate::layers::ConvBlock`] runs the composition
+/// elsewhere.
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::fast::{conv2d, Act};
+/// use dlhist::fast::conv2d;
+/// use dlhist::layers::Activation;
 /// let dev = Device::Cpu;
 /// let x = Tensor::arange(0f32, 16., &dev)?.reshape((1, 1, 4, 4))?;
 /// let w = Tensor::ones((1, 1, 3, 3), DType::F32, &dev)?;
 /// let b = Tensor::new(&[-45f32], &dev)?;
 /// // 3×3 sums of the 4×4 ramp are 45, 54, 81, 90; minus 45, then ReLU.
-/// let y = conv2d(&x, &w, &b, 0, 1, Act::Relu)?;
+/// let y = conv2d(&x, &w, &b, 0, 1, Some(Activation::Relu))?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 9., 36., 45.]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
-pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, stride: usize, act: Act) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    stride: usize,
+    act: Option<Activation>,
+) -> Result<Tensor> {
     conv2d_pool(x, w, b, padding, stride, act, 1)
 }
 
 /// [`conv2d`] followed by max pooling over `pool×pool` windows `pool` apart (floor mode; `pool = 1` is no
-/// pooling), as [`crate::deep_neural_networks::max_pool2d`]`(act(conv2d(x, w) + b), pool, pool)`: the block
-/// of LeNet-style networks.
+/// pooling), as [`super::max_pool2d`]`(act(conv2d(x, w) + b), pool, pool, 0)`: the block of LeNet-style
+/// networks. ReLU and tanh are fused; GELU, sigmoid and ELU run as their own op between convolution and pool.
 ///
 /// On the CPU in f32 the three are one op: each image's convolution output is pooled while in cache and only
 /// the pooled map (and each window's argmax) is kept, so the full-size activation never becomes a tensor of
@@ -59,13 +69,14 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, stride: usize,
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::fast::{conv2d_pool, Act};
+/// use dlhist::fast::conv2d_pool;
+/// use dlhist::layers::Activation;
 /// let dev = Device::Cpu;
 /// let x = Tensor::arange(0f32, 16., &dev)?.reshape((1, 1, 4, 4))?;
 /// let w = Tensor::ones((1, 1, 1, 1), DType::F32, &dev)?;
 /// let b = Tensor::new(&[-10f32], &dev)?;
 /// // x − 10, ReLU, then the maximum of each 2×2 block.
-/// let y = conv2d_pool(&x, &w, &b, 0, 1, Act::Relu, 2)?;
+/// let y = conv2d_pool(&x, &w, &b, 0, 1, Some(Activation::Relu), 2)?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 0., 3., 5.]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
@@ -75,7 +86,7 @@ pub fn conv2d_pool(
     b: &Tensor,
     padding: usize,
     stride: usize,
-    act: Act,
+    act: Option<Activation>,
     pool: usize,
 ) -> Result<Tensor> {
     let (_, c, h, wd) = x.dims4()?;
@@ -92,16 +103,25 @@ pub fn conv2d_pool(
     if pool > g.oh || pool > g.ow {
         candle_core::bail!("conv2d: a {pool}×{pool} pool does not fit the {}×{} output", g.oh, g.ow)
     }
-    // GELU's backward needs the pre-activation, which this op does not keep: the composition handles it.
-    if cpu_f32(&[x, w, b]) && act != Act::Gelu {
-        let op = Conv2dAct { padding, stride, act, pool, argmax: Mutex::new(vec![]) };
-        x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
-    } else {
-        let y = act.forward(&x.conv2d(w, padding, stride, 1, 1)?.broadcast_add(&b.reshape((1, o, 1, 1))?)?)?;
-        if pool == 1 {
-            Ok(y)
-        } else {
-            crate::deep_neural_networks::max_pool2d(&y, pool, pool)
+    if !cpu_f32(&[x, w, b]) {
+        return Err(super::unsupported("conv2d", &[x, w, b]));
+    }
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
+    match Act::split(act, false) {
+        (act, None) => x.apply_op3(&w, &b, Conv2dAct { padding, stride, act, pool, argmax: Mutex::new(vec![]) }),
+        // GELU, sigmoid and ELU are not fused (GELU's backward needs the pre-activation, which this op does not
+        // keep): the convolution runs fused with its bias alone, then the activation and the pool as their own ops.
+        (act, Some(f)) => {
+            let y = f.forward(&x.apply_op3(
+                &w,
+                &b,
+                Conv2dAct { padding, stride, act, pool: 1, argmax: Mutex::new(vec![]) },
+            )?)?;
+            if pool == 1 {
+                Ok(y)
+            } else {
+                super::max_pool2d(&y, pool, pool, 0)
+            }
         }
     }
 }
@@ -511,7 +531,14 @@ mod tests {
     use candle_core::Var;
 
     /// Values and all three gradients of the fast path against candle's conv2d + bias + activation.
-    fn check(x: &[usize], w: &[usize], pad: usize, stride: usize, act: Act, non_contiguous: bool) -> Result<()> {
+    fn check(
+        x: &[usize],
+        w: &[usize],
+        pad: usize,
+        stride: usize,
+        act: Option<Activation>,
+        non_contiguous: bool,
+    ) -> Result<()> {
         check_pooled(x, w, pad, stride, act, non_contiguous, 1)
     }
 
@@ -521,7 +548,7 @@ mod tests {
         w: &[usize],
         pad: usize,
         stride: usize,
-        act: Act,
+        act: Option<Activation>,
         non_contiguous: bool,
         pool: usize,
     ) -> Result<()> {
@@ -533,10 +560,13 @@ mod tests {
             (xv.as_tensor().clone(), wv.as_tensor().clone())
         };
         let fast = conv2d_pool(&xi, &wi, &bv, pad, stride, act, pool)?;
-        let mut plain =
-            act.forward(&xi.conv2d(&wi, pad, stride, 1, 1)?.broadcast_add(&bv.as_tensor().reshape((w[0], 1, 1))?)?)?;
+        let z = xi.conv2d(&wi, pad, stride, 1, 1)?.broadcast_add(&bv.as_tensor().reshape((w[0], 1, 1))?)?;
+        let mut plain = match act {
+            Some(f) => f.forward(&z)?,
+            None => z,
+        };
         if pool > 1 {
-            plain = crate::deep_neural_networks::max_pool2d(&plain, pool, pool)?;
+            plain = crate::fast::max_pool2d(&plain, pool, pool, 0)?;
         }
         let what = format!("x {x:?} w {w:?} pad {pad} stride {stride} {act:?} strided {non_contiguous} pool {pool}");
         assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
@@ -544,18 +574,20 @@ mod tests {
 
     #[test]
     fn matches_candle_conv2d_values_and_gradients() -> Result<()> {
-        for act in [Act::Identity, Act::Relu, Act::Tanh] {
+        for act in
+            [None, Some(Activation::Relu), Some(Activation::Tanh), Some(Activation::Gelu), Some(Activation::Sigmoid)]
+        {
             check(&[2, 3, 7, 6], &[4, 3, 3, 3], 1, 1, act, false)?;
         }
-        check(&[3, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Act::Relu, false)?;
-        check(&[2, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Act::Relu, true)?;
+        check(&[3, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Some(Activation::Relu), false)?;
+        check(&[2, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Some(Activation::Relu), true)?;
         // Strides above 1 with sizes where candle's own backward works: it fails (a shape mismatch in its
         // transposed convolution) when H + 2p − k is not a multiple of the stride.
-        check(&[1, 2, 9, 7], &[3, 2, 3, 3], 0, 2, Act::Tanh, true)?;
-        check(&[1, 1, 1, 1], &[1, 1, 1, 1], 0, 1, Act::Identity, false)?;
-        check(&[1, 1, 4, 7], &[2, 1, 3, 3], 1, 3, Act::Relu, false)?;
-        check(&[2, 3, 5, 8], &[2, 3, 2, 4], 1, 1, Act::Tanh, true)?;
-        check(&[5, 2, 5, 5], &[1, 2, 5, 5], 0, 1, Act::Identity, true)?;
+        check(&[1, 2, 9, 7], &[3, 2, 3, 3], 0, 2, Some(Activation::Tanh), true)?;
+        check(&[1, 1, 1, 1], &[1, 1, 1, 1], 0, 1, None, false)?;
+        check(&[1, 1, 4, 7], &[2, 1, 3, 3], 1, 3, Some(Activation::Relu), false)?;
+        check(&[2, 3, 5, 8], &[2, 3, 2, 4], 1, 1, Some(Activation::Tanh), true)?;
+        check(&[5, 2, 5, 5], &[1, 2, 5, 5], 0, 1, None, true)?;
         Ok(())
     }
 
@@ -567,7 +599,7 @@ mod tests {
         let (w, b) = (Var::from_tensor(&randn(&[8, 3, 3, 3], 22))?, Var::from_tensor(&randn(&[8], 23))?);
         let weights = randn(&[40, 8, 6, 6], 24);
         let run = || -> Result<(Vec<u32>, Vec<u32>)> {
-            let y = conv2d_pool(&x, &w, &b, 1, 1, Act::Relu, 2)?;
+            let y = conv2d_pool(&x, &w, &b, 1, 1, Some(Activation::Relu), 2)?;
             let grads = (y * &weights)?.sum_all()?.backward()?;
             let bits = |t: &Tensor| -> Result<Vec<u32>> {
                 Ok(t.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect())
@@ -583,39 +615,43 @@ mod tests {
 
     #[test]
     fn fused_pooling_matches_conv_then_max_pool2d() -> Result<()> {
-        check_pooled(&[4, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Act::Relu, false, 2)?;
-        check_pooled(&[3, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Act::Relu, true, 2)?;
-        check_pooled(&[2, 3, 7, 9], &[4, 3, 3, 3], 1, 1, Act::Tanh, false, 2)?;
-        check_pooled(&[2, 2, 8, 8], &[3, 2, 3, 3], 1, 1, Act::Identity, true, 3)?;
-        check_pooled(&[1, 1, 2, 2], &[1, 1, 1, 1], 0, 1, Act::Relu, false, 2)?;
-        assert!(conv2d_pool(&randn(&[1, 1, 3, 3], 1), &randn(&[1, 1, 3, 3], 2), &randn(&[1], 3), 0, 1, Act::Relu, 2)
-            .is_err());
+        check_pooled(&[4, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Some(Activation::Relu), false, 2)?;
+        check_pooled(&[3, 16, 14, 14], &[32, 16, 5, 5], 2, 1, Some(Activation::Relu), true, 2)?;
+        check_pooled(&[2, 3, 7, 9], &[4, 3, 3, 3], 1, 1, Some(Activation::Tanh), false, 2)?;
+        check_pooled(&[2, 2, 8, 8], &[3, 2, 3, 3], 1, 1, None, true, 3)?;
+        check_pooled(&[1, 1, 2, 2], &[1, 1, 1, 1], 0, 1, Some(Activation::Relu), false, 2)?;
+        assert!(conv2d_pool(
+            &randn(&[1, 1, 3, 3], 1),
+            &randn(&[1, 1, 3, 3], 2),
+            &randn(&[1], 3),
+            0,
+            1,
+            Some(Activation::Relu),
+            2
+        )
+        .is_err());
         Ok(())
     }
 
     #[test]
-    fn data_inputs_get_no_gradient_and_other_dtypes_fall_back() -> Result<()> {
+    fn data_inputs_get_no_gradient_and_other_dtypes_are_refused() -> Result<()> {
         let w = Var::from_tensor(&randn(&[2, 1, 3, 3], 5))?;
         let b = Var::from_tensor(&randn(&[2], 6))?;
         let x = randn(&[2, 1, 5, 5], 7);
-        let grads = conv2d(&x, &w, &b, 1, 1, Act::Relu)?.sum_all()?.backward()?;
+        let grads = conv2d(&x, &w, &b, 1, 1, Some(Activation::Relu))?.sum_all()?.backward()?;
         assert!(grads.get(&x).is_none() && grads.get(&w).is_some());
-        let f64s = conv2d(
-            &x.to_dtype(candle_core::DType::F64)?,
-            &w.to_dtype(candle_core::DType::F64)?,
-            &b.to_dtype(candle_core::DType::F64)?,
-            1,
-            1,
-            Act::Relu,
-        )?;
-        assert_close(&f64s.to_dtype(candle_core::DType::F32)?, &conv2d(&x, &w, &b, 1, 1, Act::Relu)?, "f64")?;
-        assert!(conv2d(&x, &randn(&[2, 3, 3, 3], 1), &b, 1, 1, Act::Relu).is_err());
+        let d = candle_core::DType::F64;
+        let e = conv2d(&x.to_dtype(d)?, &w.to_dtype(d)?, &b.to_dtype(d)?, 1, 1, Some(Activation::Relu))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs f32 tensors on the CPU") && e.contains("F64"), "{e}");
+        assert!(conv2d(&x, &randn(&[2, 3, 3, 3], 1), &b, 1, 1, Some(Activation::Relu)).is_err());
         // Where candle's backward cannot run (stride 2, 9 − 3 = 6 rows but 8 − 3 = 5 columns), the forward still
         // matches and the gradient of a sum is what the definition gives: each weight's gradient is the sum of
         // the inputs it touched.
         let (x, w1) = (randn(&[1, 1, 9, 8], 8), Var::from_tensor(&randn(&[1, 1, 3, 3], 9))?);
         let b1 = Var::from_tensor(&randn(&[1], 10))?;
-        let y = conv2d(&x, &w1, &b1, 0, 2, Act::Identity)?;
+        let y = conv2d(&x, &w1, &b1, 0, 2, None)?;
         assert_close(&y, &x.conv2d(&w1, 0, 2, 1, 1)?.broadcast_add(&b1.reshape((1, 1, 1))?)?, "stride 2 values")?;
         let g = y.sum_all()?.backward()?;
         let xs = x.squeeze(0)?.squeeze(0)?;

@@ -14,42 +14,49 @@
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
 use super::gemm::{par_matmul, Stored};
 use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
+use crate::activation::Activation;
 
 /// `act(x Wᵀ + b)` for `x [.., in]`, `w [out, in]` (candle-nn's and PyTorch's layout), `b [out]`: what
 /// `candle_nn::Linear` followed by `act` computes.
 ///
-/// f32 on the CPU takes the fused path of the module docs; anything else runs that candle composition.
+/// f32 tensors on the CPU only (see [`super::applies`]); [`crate::layers::Dense`] runs the composition elsewhere.
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::fast::{linear, Act};
+/// use dlhist::fast::linear;
+/// use dlhist::layers::Activation;
 /// let dev = Device::Cpu;
 /// let x = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev)?;
 /// let w = Tensor::new(&[[1f32, -1.], [0.5, 0.5]], &dev)?;
 /// let b = Tensor::new(&[0f32, -2.], &dev)?;
 /// // x Wᵀ + b = [[-1, -0.5], [-1, 1.5]], then ReLU.
-/// assert_eq!(linear(&x, &w, &b, Act::Relu)?.to_vec2::<f32>()?, vec![vec![0., 0.], vec![0., 1.5]]);
+/// assert_eq!(linear(&x, &w, &b, Some(Activation::Relu))?.to_vec2::<f32>()?, vec![vec![0., 0.], vec![0., 1.5]]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Activation>) -> Result<Tensor> {
     let (out, inp) = w.dims2()?;
     if x.dims().last() != Some(&inp) || b.dims() != [out] {
         candle_core::bail!("linear: input {:?}, weight {:?}, bias {:?} do not fit", x.dims(), w.dims(), b.dims())
     }
-    if cpu_f32(&[x, w, b]) {
-        let mut dims = x.dims().to_vec();
-        let rows = dims[..dims.len() - 1].iter().product::<usize>();
-        let x2 = x.contiguous()?.reshape((rows, inp))?;
-        let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearAct { act, pre: Mutex::new(vec![]) })?;
-        *dims.last_mut().expect("rank >= 1") = out;
-        y.reshape(dims)
-    } else {
-        act.forward(&x.broadcast_matmul(&w.t()?)?.broadcast_add(b)?)
+    if !cpu_f32(&[x, w, b]) {
+        return Err(super::unsupported("linear", &[x, w, b]));
+    }
+    let mut dims = x.dims().to_vec();
+    let rows = dims[..dims.len() - 1].iter().product::<usize>();
+    let x2 = x.contiguous()?.reshape((rows, inp))?;
+    // ReLU, tanh and GELU run inside the op; sigmoid and ELU after it, as their own candle op.
+    let (epilogue, rest) = Act::split(act, true);
+    let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearAct { act: epilogue, pre: Mutex::new(vec![]) })?;
+    *dims.last_mut().expect("rank >= 1") = out;
+    let y = y.reshape(dims)?;
+    match rest {
+        Some(f) => f.forward(&y),
+        None => Ok(y),
     }
 }
 
@@ -174,10 +181,10 @@ impl CustomOp3 for LinearAct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_close, assert_same_values_and_grads, randn, strided};
+    use crate::fast::testing::{assert_same_values_and_grads, randn, strided};
     use candle_core::Var;
 
-    fn check(x: &[usize], out: usize, act: Act, non_contiguous: bool) -> Result<()> {
+    fn check(x: &[usize], out: usize, act: Option<Activation>, non_contiguous: bool) -> Result<()> {
         let inp = *x.last().unwrap();
         let xv = Var::from_tensor(&randn(x, 1))?;
         let wv = Var::from_tensor(&randn(&[out, inp], 2))?;
@@ -189,39 +196,42 @@ mod tests {
         };
         let fast = linear(&xi, &wi, &bv, act)?;
         // candle-nn's Linear, then the activation.
-        let plain = act.forward(&candle_nn::Module::forward(
-            &candle_nn::Linear::new(wi.clone(), Some(bv.as_tensor().clone())),
-            &xi,
-        )?)?;
+        let z = candle_nn::Linear::new(wi.clone(), Some(bv.as_tensor().clone())).forward(&xi)?;
+        let plain = match act {
+            Some(f) => f.forward(&z)?,
+            None => z,
+        };
         let what = format!("x {x:?} out {out} {act:?} strided {non_contiguous}");
         assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
     }
 
     #[test]
     fn matches_candle_linear_values_and_gradients() -> Result<()> {
-        for act in [Act::Identity, Act::Relu, Act::Tanh, Act::Gelu] {
+        for act in
+            [None, Some(Activation::Relu), Some(Activation::Tanh), Some(Activation::Gelu), Some(Activation::Sigmoid)]
+        {
             check(&[7, 5], 3, act, false)?;
             check(&[7, 5], 3, act, true)?;
         }
-        check(&[100, 784], 256, Act::Relu, false)?;
-        check(&[3, 4, 33], 17, Act::Identity, true)?;
-        check(&[12, 64, 128], 512, Act::Gelu, false)?;
-        check(&[1, 1], 1, Act::Tanh, false)?;
-        check(&[2, 300], 1, Act::Relu, true)?;
+        check(&[100, 784], 256, Some(Activation::Relu), false)?;
+        check(&[3, 4, 33], 17, None, true)?;
+        check(&[12, 64, 128], 512, Some(Activation::Gelu), false)?;
+        check(&[1, 1], 1, Some(Activation::Tanh), false)?;
+        check(&[2, 300], 1, Some(Activation::Relu), true)?;
         Ok(())
     }
 
     #[test]
-    fn data_inputs_get_no_gradient_and_f64_falls_back() -> Result<()> {
+    fn data_inputs_get_no_gradient_and_f64_is_refused() -> Result<()> {
         let x = randn(&[4, 3], 1);
         let w = Var::from_tensor(&randn(&[2, 3], 2))?;
         let b = Var::from_tensor(&randn(&[2], 3))?;
-        let g = linear(&x, &w, &b, Act::Relu)?.sum_all()?.backward()?;
+        let g = linear(&x, &w, &b, Some(Activation::Relu))?.sum_all()?.backward()?;
         assert!(g.get(&x).is_none() && g.get(&w).is_some());
         let d = candle_core::DType::F64;
-        let y64 = linear(&x.to_dtype(d)?, &w.to_dtype(d)?, &b.to_dtype(d)?, Act::Relu)?;
-        assert_close(&y64.to_dtype(candle_core::DType::F32)?, &linear(&x, &w, &b, Act::Relu)?, "f64")?;
-        assert!(linear(&x, &randn(&[2, 4], 0), &b, Act::Relu).is_err());
+        let e = linear(&x.to_dtype(d)?, &w.to_dtype(d)?, &b.to_dtype(d)?, Some(Activation::Relu)).unwrap_err();
+        assert!(e.to_string().contains("F64"), "{e}");
+        assert!(linear(&x, &randn(&[2, 4], 0), &b, Some(Activation::Relu)).is_err());
         Ok(())
     }
 }

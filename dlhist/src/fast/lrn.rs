@@ -20,9 +20,9 @@ use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Local response normalization of `x [N, C, H, W]` across `size` adjacent channels (centred, clipped at the
 /// edges): `y_i = x_i / (k + α Σ_j x_j²)^β`, the formula of
-/// [`crate::deep_neural_networks::LocalResponseNorm`] (which calls this).
+/// [`crate::layers::LocalResponseNorm`] (which calls this, and runs the formula as candle ops elsewhere).
 ///
-/// f32 on the CPU takes the one-pass path of the module docs; anything else runs the candle composition.
+/// f32 tensors on the CPU only (see [`super::applies`]).
 ///
 /// ```
 /// use dlhist::prelude::*;
@@ -36,25 +36,14 @@ pub fn local_response_norm(x: &Tensor, size: usize, alpha: f64, beta: f64, k: f6
     x.dims4().map_err(|_| {
         candle_core::Error::Msg(format!("local_response_norm expects [N, C, H, W]; got {:?}", x.dims()))
     })?;
-    if cpu_f32(&[x]) && x.elem_count() > 0 {
-        let op = Lrn { half: size / 2, alpha: alpha as f32, beta: beta as f32, k: k as f32 };
-        return x.contiguous()?.apply_op1(op);
+    if !cpu_f32(&[x]) {
+        return Err(super::unsupported("local_response_norm", &[x]));
     }
-    composed(x, size, alpha, beta, k)
-}
-
-/// The formula as candle tensor ops: the path of every tensor but f32 on the CPU, and the reference the fused
-/// kernel is tested against.
-pub(crate) fn composed(x: &Tensor, size: usize, alpha: f64, beta: f64, k: f64) -> Result<Tensor> {
-    let (c, half) = (x.dims()[1], size / 2);
-    // Zero-pad the channel axis so that every channel has a full window; the padding adds nothing to the sum.
-    let sq = x.sqr()?.pad_with_zeros(1, half, half)?;
-    let mut sum = sq.narrow(1, 0, c)?;
-    for offset in 1..(2 * half + 1) {
-        sum = (sum + sq.narrow(1, offset, c)?)?;
+    if x.elem_count() == 0 {
+        return Ok(x.clone());
     }
-    let denom = ((sum * alpha)? + k)?.powf(beta)?;
-    x / denom
+    let op = Lrn { half: size / 2, alpha: alpha as f32, beta: beta as f32, k: k as f32 };
+    x.contiguous()?.apply_op1(op)
 }
 
 #[derive(Debug)]
@@ -181,45 +170,15 @@ impl CustomOp1 for Lrn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_same_values_and_grads, randn, strided};
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Device};
 
     #[test]
-    fn values_and_gradients_match_the_composition() -> Result<()> {
-        // Large activations and large α (so the normalization is far from a constant scale), the paper's and
-        // other exponents, windows wider than the channel count, odd and tiny planes, strided inputs.
-        let cases: [(&[usize], usize, f64, f64, f64); 8] = [
-            (&[2, 7, 3, 5], 5, 0.1, 0.75, 2.0),
-            (&[1, 1, 1, 1], 5, 0.1, 0.75, 2.0),
-            (&[1, 3, 1, 1], 5, 0.3, 0.75, 1.0),
-            (&[3, 9, 5, 3], 3, 0.05, 0.5, 1.0),
-            (&[2, 6, 4, 4], 4, 0.2, 0.6, 2.0),
-            (&[1, 4, 2, 7], 1, 0.5, 1.3, 1.5),
-            (&[2, 32, 7, 7], 5, 1e-4, 0.75, 2.0),
-            (&[1, 2, 3, 3], 11, 0.2, 0.75, 0.5),
-        ];
-        for (seed, (shape, size, alpha, beta, k)) in cases.into_iter().enumerate() {
-            for non_contiguous in [false, true] {
-                let v = Var::from_tensor(&(randn(shape, seed as u64) * 3.0)?)?;
-                let x = if non_contiguous { strided(v.as_tensor())? } else { v.as_tensor().clone() };
-                let fast = local_response_norm(&x, size, alpha, beta, k)?;
-                let plain = composed(&x, size, alpha, beta, k)?;
-                let what = format!("{shape:?} n={size} α={alpha} β={beta} k={k} strided {non_contiguous}");
-                assert_same_values_and_grads(&fast, &plain, &[(&v, "dx")], &what)?;
-            }
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn other_dtypes_run_the_composition_and_bad_shapes_are_named() -> Result<()> {
-        let x = randn(&[2, 5, 3, 3], 1);
-        let f32_out = local_response_norm(&x, 5, 0.1, 0.75, 2.0)?;
-        let f64_out = local_response_norm(&x.to_dtype(DType::F64)?, 5, 0.1, 0.75, 2.0)?;
-        assert_eq!(f64_out.dtype(), DType::F64);
-        crate::fast::testing::assert_close(&f32_out, &f64_out.to_dtype(DType::F32)?, "f64")?;
-        let e = local_response_norm(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, 5, 0.1, 0.75, 2.0).unwrap_err();
+    fn other_dtypes_and_bad_shapes_are_named() {
+        let e = local_response_norm(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(), 5, 0.1, 0.75, 2.0)
+            .unwrap_err();
         assert!(e.to_string().contains("[2, 3]"), "{e}");
-        Ok(())
+        let e = local_response_norm(&Tensor::zeros((1, 2, 3, 3), DType::F64, &Device::Cpu).unwrap(), 5, 0.1, 0.75, 2.0)
+            .unwrap_err();
+        assert!(e.to_string().contains("f32") && e.to_string().contains("F64"), "{e}");
     }
 }

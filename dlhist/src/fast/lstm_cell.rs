@@ -19,7 +19,8 @@ use super::{cpu_f32, slice_f32, with_f32};
 /// One LSTM cell step: from gate pre-activations `[B, 4H]` (order i, f, g, o) and `c_{t−1} [B, H]`, returns
 /// `[B, 2H]` holding `h_t` (first `H` columns) and `c_t` (last `H`).
 ///
-/// f32 on the CPU takes the one-pass path of the module docs; anything else runs the candle composition.
+/// f32 tensors on the CPU only (see [`super::applies`]); the cell's composition in candle ops is written out in
+/// [`crate::sequence_modeling::lstm`].
 ///
 /// ```
 /// use dlhist::prelude::*;
@@ -36,18 +37,10 @@ pub fn lstm_cell(gates: &Tensor, c: &Tensor) -> Result<Tensor> {
     if gates.dims() != [b, 4 * h] {
         candle_core::bail!("lstm_cell: gates {:?} must be [B, 4H] for a cell {:?}", gates.dims(), c.dims())
     }
-    if cpu_f32(&[gates, c]) {
-        gates.contiguous()?.apply_op2(&c.contiguous()?, LstmCell)
-    } else {
-        let gate = |k: usize| gates.narrow(1, k * h, h);
-        let i = candle_nn::ops::sigmoid(&gate(0)?)?;
-        let f = candle_nn::ops::sigmoid(&gate(1)?)?;
-        let g = gate(2)?.tanh()?;
-        let o = candle_nn::ops::sigmoid(&gate(3)?)?;
-        let c = ((f * c)? + (i * g)?)?;
-        let h = (o * c.tanh()?)?;
-        Tensor::cat(&[h, c], 1)
+    if !cpu_f32(&[gates, c]) {
+        return Err(super::unsupported("lstm_cell", &[gates, c]));
     }
+    gates.contiguous()?.apply_op2(&c.contiguous()?, LstmCell)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +112,16 @@ mod tests {
     use crate::fast::testing::{assert_close, strided};
     use candle_core::{DType, Device, Var};
 
+    /// The cell as candle ops (the step the LSTM layer's plain path takes), `[h_t, c_t]` side by side.
+    fn composed(a: &Tensor, c: &Tensor) -> Result<Tensor> {
+        let h = c.dim(1)?;
+        let gate = |k: usize| a.narrow(1, k * h, h);
+        let (i, f) = (candle_nn::ops::sigmoid(&gate(0)?)?, candle_nn::ops::sigmoid(&gate(1)?)?);
+        let (g, o) = (gate(2)?.tanh()?, candle_nn::ops::sigmoid(&gate(3)?)?);
+        let cn = ((f * c)? + (i * g)?)?;
+        Tensor::cat(&[(o * cn.tanh()?)?, cn], 1)
+    }
+
     #[test]
     fn matches_the_candle_composition_values_and_gradients() -> Result<()> {
         let mut rng = crate::rng::Rng::new(11);
@@ -131,14 +134,14 @@ mod tests {
                 (a.as_tensor().clone(), c.as_tensor().clone())
             };
             let fast = lstm_cell(&ai, &ci)?;
-            // The composition: the same function on f64 tensors takes candle's path.
-            let plain = lstm_cell(&ai.to_dtype(DType::F64)?, &ci.to_dtype(DType::F64)?)?.to_dtype(DType::F32)?;
+            // The composition in f64 (candle's ops), rounded back.
+            let plain = composed(&ai.to_dtype(DType::F64)?, &ci.to_dtype(DType::F64)?)?.to_dtype(DType::F32)?;
             assert_close(&fast, &plain, &format!("b {b} h {h}: values"))?;
             let r = rng.normal_tensor(fast.dims(), 0.0, 1.0, &Device::Cpu).unwrap();
             let gf = (&fast * &r)?.sum_all()?.backward()?;
             let a64 = Var::from_tensor(&a.to_dtype(DType::F64)?)?;
             let c64 = Var::from_tensor(&c.to_dtype(DType::F64)?)?;
-            let plain64 = lstm_cell(a64.as_tensor(), c64.as_tensor())?;
+            let plain64 = composed(a64.as_tensor(), c64.as_tensor())?;
             let gp = (plain64 * r.to_dtype(DType::F64)?)?.sum_all()?.backward()?;
             for (v, v64, name) in [(&a, &a64, "da"), (&c, &c64, "dc")] {
                 let want = gp.get(v64).unwrap().to_dtype(DType::F32)?;
@@ -150,15 +153,11 @@ mod tests {
 
     #[test]
     fn f32_composition_agrees_too_and_bad_shapes_error() -> Result<()> {
-        // The same check against candle's f32 ops, the composition the module replaces.
+        // The same check against candle's f32 ops.
         let a = crate::rng::Rng::new(2).normal_tensor((4, 12), 0.0, 1.0, &Device::Cpu).unwrap();
         let c = crate::rng::Rng::new(3).normal_tensor((4, 3), 0.0, 1.0, &Device::Cpu).unwrap();
-        let gate = |k: usize| a.narrow(1, k * 3, 3);
-        let (i, f) = (candle_nn::ops::sigmoid(&gate(0)?)?, candle_nn::ops::sigmoid(&gate(1)?)?);
-        let (g, o) = (gate(2)?.tanh()?, candle_nn::ops::sigmoid(&gate(3)?)?);
-        let cn = ((f * &c)? + (i * g)?)?;
-        let want = Tensor::cat(&[(o * cn.tanh()?)?, cn], 1)?;
-        assert_close(&lstm_cell(&a, &c)?, &want, "f32")?;
+        assert_close(&lstm_cell(&a, &c)?, &composed(&a, &c)?, "f32")?;
+        assert!(lstm_cell(&a.to_dtype(DType::F64)?, &c.to_dtype(DType::F64)?).is_err());
         assert!(lstm_cell(&a, &Tensor::zeros((4, 4), DType::F32, &Device::Cpu)?).is_err());
         Ok(())
     }

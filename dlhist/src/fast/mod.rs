@@ -1,46 +1,56 @@
-//! CPU fast paths for the layers the notebooks train with.
+//! CPU kernels: every fused op in dlhist, and the switch that turns them off.
 //!
 //! candle's CPU backend computes a layer as a chain of generic element-wise and strided-copy kernels, each
 //! allocating its output, and its convolution backward runs through a slow transposed-convolution loop. A
 //! training step of the notebooks' small models spends most of its time there, not in matrix products. The
-//! functions here compute a whole layer (or a loss) in one pass with a custom backward:
+//! functions here compute a whole layer (or a loss, or an optimizer update) in one pass with a custom backward:
 //!
-//! | function | replaces |
-//! | --- | --- |
-//! | [`conv2d`] | `conv2d` + bias + activation: im2col and one matrix product per image, forward and backward |
-//! | [`conv2d_pool`] | the same followed by max pooling, in one op |
-//! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation |
-//! | [`softmax_cross_entropy`] | `log_softmax` + `nll` |
-//! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products |
-//! | [`lstm_sequence`] | an LSTM's whole recurrence, with back-propagation through time in one backward pass |
-//! | [`layer_norm`] | layer normalization's mean, variance, scale and shift |
-//! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division |
-//! | [`causal_softmax`] | attention's scale, causal mask and softmax |
-//! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections |
+//! | function | replaces | called by |
+//! | --- | --- | --- |
+//! | [`conv2d`] | `conv2d` + bias + activation: im2col and one matrix product per image, forward and backward | [`crate::layers::ConvBlock`] |
+//! | [`conv2d_pool`] | the same followed by max pooling, in one op | [`crate::layers::ConvBlock`] |
+//! | [`max_pool2d`] | max pooling with any window, stride and padding, with a correct backward (candle has none for overlapping windows) | [`crate::layers::MaxPool2d`] |
+//! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation | [`crate::layers::Dense`] |
+//! | [`softmax_cross_entropy`] | `log_softmax` + `nll` | [`crate::layers::cross_entropy`] |
+//! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division | [`crate::layers::LocalResponseNorm`] |
+//! | [`layer_norm`] | layer normalization's mean, variance, scale and shift | [`crate::optimization::LayerNorm`] |
+//! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products (one step) | step-by-step LSTM code |
+//! | [`lstm_sequence`] | an LSTM's whole recurrence, with back-propagation through time in one backward pass | [`crate::sequence_modeling::Lstm`] |
+//! | [`causal_softmax`] | attention's scale, causal mask and softmax | attention code that forms the scores itself |
+//! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections | [`crate::transformers::CausalSelfAttention`] |
+//! | [`adam_update`] | Adam's moment, bias-correction and parameter arithmetic, in place | [`crate::optimization::Adam`] |
 //!
-//! plus the in-place Adam update in [`crate::optimization::Adam`] and the max-pool kernel in
-//! [`crate::deep_neural_networks::max_pool2d`].
+//! **Each kernel is an optimization of a composition that is written out in plain candle beside its call**, in
+//! the file a reader opens for the idea (`if fast::applies(..) { fused } else { the math, line by line }`), and
+//! tests hold both to the same values and gradients (1e-5 relative). The kernels take f32 tensors on the CPU
+//! (contiguous or not) and return an error for anything else; [`applies`] says whether a call may take them.
 //!
-//! Each function takes the fast path for contiguous-or-not f32 tensors on the CPU and otherwise returns the plain
-//! candle composition it replaces (CUDA, f64, f16...), so results never depend on which path ran beyond float
-//! summation order: the tests compare values and gradients of both paths to a relative 1e-5. Matrix products
-//! go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run time; work is
-//! split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never a pool of
-//! our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's) compiled for
-//! AVX-512 or AVX2 as the CPU allows, picked at run time, and [`linear`]'s GELU a rational `erf` from the same
-//! module (within 3e-7 of libm's); [`Act`]'s ReLU and tanh keep std's functions.
+//! **The switch.** `DLHIST_FUSED=0` in the environment (or [`set_enabled`]`(false)` from a notebook) sends every
+//! layer down its plain path, so a reader can step through the math, or time the kernels' effect; [`plain`] does
+//! the same for one closure on one thread (what the tests use). The fused path is the default.
+//!
+//! Matrix products go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run
+//! time; work is split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never
+//! a pool of our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's)
+//! compiled for AVX-512 or AVX2 as the CPU allows, picked at run time, and [`linear`]'s GELU a rational `erf`
+//! from the same module (within 3e-7 of libm's); the fused ReLU and tanh keep std's functions. This module
+//! imports nothing from the rest of dlhist but [`Activation`] (a leaf type, re-exported as
+//! [`crate::layers::Activation`]) and the seeded generator its tests draw from.
 
+mod adam;
 mod attention;
 mod conv;
 mod gemm;
 mod linear;
 mod loss;
-pub(crate) mod lrn;
+mod lrn;
 mod lstm_cell;
 mod lstm_seq;
 mod norm;
+mod pool;
 mod vmath;
 
+pub use adam::{adam_update, AdamMoments, AdamStep};
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
 pub use linear::linear;
@@ -49,12 +59,16 @@ pub use lrn::local_response_norm;
 pub use lstm_cell::lstm_cell;
 pub use lstm_seq::lstm_sequence;
 pub use norm::{causal_softmax, layer_norm};
+pub use pool::max_pool2d;
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
-/// A pointwise non-linearity fused into [`linear`] and [`conv2d`].
+use crate::activation::Activation;
+
+/// What a kernel applies to its output while it is in cache: the activations it can fuse, named apart from
+/// [`Activation`] (whose sigmoid and ELU it does not fuse) so the kernels can match exhaustively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Act {
+enum Act {
     /// None: the layer's affine output.
     #[default]
     Identity,
@@ -68,6 +82,18 @@ pub enum Act {
 }
 
 impl Act {
+    /// The fusable part of `f`: `(epilogue, rest)` where `rest` is an activation to apply afterwards as its own
+    /// op (sigmoid, ELU, and GELU where `gelu` is false).
+    fn split(f: Option<Activation>, gelu: bool) -> (Act, Option<Activation>) {
+        match f {
+            None => (Act::Identity, None),
+            Some(Activation::Relu) => (Act::Relu, None),
+            Some(Activation::Tanh) => (Act::Tanh, None),
+            Some(Activation::Gelu) if gelu => (Act::Gelu, None),
+            Some(other) => (Act::Identity, Some(other)),
+        }
+    }
+
     #[inline]
     fn apply(self, x: f32) -> f32 {
         match self {
@@ -96,16 +122,108 @@ impl Act {
             Act::Gelu => unreachable!("GELU's derivative is taken from the input (vmath::gelu_bwd)"),
         }
     }
+}
 
-    /// The same on tensors: the composition the fast paths are checked against.
-    fn forward(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Act::Identity => Ok(x.clone()),
-            Act::Relu => x.relu(),
-            Act::Tanh => x.tanh(),
-            Act::Gelu => x.gelu_erf(),
+/// The environment variable that turns the fused kernels off: `DLHIST_FUSED=0` (or `false`, `off`).
+pub const ENV_SWITCH: &str = "DLHIST_FUSED";
+
+thread_local! {
+    /// [`plain`]'s override for the current thread: `Some(false)` while a `plain` closure runs.
+    static OVERRIDE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// `DLHIST_FUSED` as last read: 0 unread, 1 off, 2 on. Read once per process (and again after
+/// [`set_enabled`]): a layer checks the switch on every call, so it must cost nothing.
+static FROM_ENV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Whether the fused kernels are on for calls made on this thread now: off inside [`plain`], else off when
+/// `DLHIST_FUSED` is `0`, `false` or `off`, else on.
+///
+/// ```
+/// assert!(dlhist::fast::enabled() || std::env::var("DLHIST_FUSED").is_ok());
+/// assert!(!dlhist::fast::plain(dlhist::fast::enabled));
+/// ```
+pub fn enabled() -> bool {
+    use std::sync::atomic::Ordering;
+    if let Some(on) = OVERRIDE.with(|o| o.get()) {
+        return on;
+    }
+    match FROM_ENV.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let off = std::env::var(ENV_SWITCH)
+                .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no"))
+                .unwrap_or(false);
+            FROM_ENV.store(if off { 1 } else { 2 }, Ordering::Relaxed);
+            !off
         }
     }
+}
+
+/// Turns the fused kernels on or off for the whole process, from here on: sets `DLHIST_FUSED` (so a notebook's
+/// later cells see it too; evcxr links each cell's copy of dlhist separately, and the environment is what they
+/// share) and this copy's cached value.
+///
+/// ```
+/// dlhist::fast::set_enabled(false); // every layer now runs its plain candle composition
+/// assert!(!dlhist::fast::enabled());
+/// dlhist::fast::set_enabled(true);
+/// assert!(dlhist::fast::enabled());
+/// ```
+pub fn set_enabled(on: bool) {
+    // Edition 2021: `set_var` is safe to call; dlhist reads the variable only through this module.
+    std::env::set_var(ENV_SWITCH, if on { "1" } else { "0" });
+    FROM_ENV.store(if on { 2 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs `f` with the fused kernels off on the current thread (the plain candle path of every layer), whatever
+/// the switch says; restores the previous state afterwards, also if `f` panics.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let ln = dlhist::optimization::LayerNorm::new(8, vb)?;
+/// let x = dlhist::rng::Rng::new(1).normal_tensor((4, 8), 0.0, 1.0, &dev)?;
+/// let fused = ln.forward(&x)?;
+/// let plain = dlhist::fast::plain(|| ln.forward(&x))?;
+/// assert!((fused - plain)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn plain<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<bool>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(false))));
+    f()
+}
+
+/// Whether a fused kernel may run on these tensors: the switch is on ([`enabled`]) and every tensor is f32 on
+/// the CPU. The layers call it to choose their path.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::zeros(3, DType::F32, &Device::Cpu)?;
+/// assert_eq!(dlhist::fast::applies(&[&x]), dlhist::fast::enabled());
+/// assert!(!dlhist::fast::applies(&[&x.to_dtype(DType::F64)?]));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn applies(ts: &[&Tensor]) -> bool {
+    enabled() && cpu_f32(ts)
+}
+
+/// The error a kernel returns for tensors outside its domain (see [`applies`]).
+fn unsupported(kernel: &str, ts: &[&Tensor]) -> candle_core::Error {
+    let got: Vec<String> = ts.iter().map(|t| format!("{:?} on {:?}", t.dtype(), t.device().location())).collect();
+    candle_core::Error::Msg(format!(
+        "fast::{kernel} runs f32 tensors on the CPU; got {}. Call the layer instead (it runs the plain candle \
+         composition there), or check fast::applies first",
+        got.join(", ")
+    ))
 }
 
 /// Whether every tensor is an f32 tensor on the CPU: the fast paths' domain.
@@ -306,7 +424,10 @@ pub(crate) mod testing {
         let gf = (fast * &r)?.sum_all()?.backward()?;
         let gp = (plain * &r)?.sum_all()?.backward()?;
         for (v, name) in vars {
-            assert_close(gf.get(v).unwrap(), gp.get(v).unwrap(), &format!("{what}: {name}"))?;
+            let (f, p) = (gf.get(v), gp.get(v));
+            let (f, p) =
+                f.zip(p).unwrap_or_else(|| panic!("{what}: {name} has no gradient on the fused or plain path"));
+            assert_close(f, p, &format!("{what}: {name}"))?;
         }
         Ok(())
     }

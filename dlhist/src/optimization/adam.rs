@@ -26,10 +26,11 @@
 //! like PyTorch we scale it by `lr`, so a learning-rate schedule scales the decay too.
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::Optimizer;
 
-use super::{ensure, float_vars};
+use crate::fast::{AdamMoments, AdamStep};
+use crate::optim::{ensure, float_vars};
 
 /// How [`Adam`] regularizes the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -217,7 +218,9 @@ impl Optimizer for Adam {
             let s = match state {
                 Some(s) => s,
                 None => {
+                    // The fused update runs on f32 CPU storage that starts at offset 0 (a Var's own buffer).
                     let fused = self.fused
+                        && crate::fast::enabled()
                         && var.device().is_cpu()
                         && var.dtype() == DType::F32
                         && var.is_contiguous()
@@ -237,12 +240,21 @@ impl Optimizer for Adam {
             let bc2 = 1.0 - c.beta2.powi(s.t);
             match &mut s.moments {
                 Moments::Cpu { m, v, v_max } => {
-                    let grad = grad.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
-                    let op = FusedAdam {
-                        moments: std::cell::RefCell::new((m, v, v_max.as_deref_mut())),
-                        k: AdamScalars::new(&c, bc1, bc2),
+                    // Moments, bias correction and parameter in one in-place pass (the kernel is in crate::fast;
+                    // the tensor arithmetic below is the same update, term for term).
+                    let grad = grad.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+                    let (l2, shrink) = match c.weight_decay {
+                        WeightDecay::None => (0.0, 1.0),
+                        WeightDecay::L2(l) => (l, 1.0),
+                        WeightDecay::Decoupled(l) => (0.0, 1.0 - c.lr * l),
                     };
-                    var.as_tensor().inplace_op2(&grad, &op)?;
+                    let k = AdamStep { beta1: c.beta1, beta2: c.beta2, step: c.lr / bc1, bc2, eps: c.eps, l2, shrink };
+                    crate::fast::adam_update(
+                        var.as_tensor(),
+                        &grad,
+                        AdamMoments { m, v, v_max: v_max.as_deref_mut() },
+                        k,
+                    )?;
                 }
                 Moments::Tensors { m, v, v_max } => {
                     let mut theta = var.as_tensor().detach();
@@ -288,106 +300,6 @@ impl Adam {
     pub(crate) fn unfused(mut self) -> Self {
         self.fused = false;
         self
-    }
-}
-
-/// The whole Adam update of one f32 parameter, element by element in one pass: the equations of the module
-/// docs, in the order the tensor arithmetic above applies them. The op borrows the moment vectors mutably
-/// for the one call (`inplace_op2` takes the op by `&`, hence the `RefCell`).
-struct FusedAdam<'a> {
-    moments: std::cell::RefCell<MomentSlices<'a>>,
-    k: AdamScalars,
-}
-
-/// `m`, `v` and AMSGrad's `v_max` of one parameter.
-type MomentSlices<'a> = (&'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
-
-/// The step's constants in f32.
-#[derive(Clone, Copy)]
-struct AdamScalars {
-    b1: f32,
-    b2: f32,
-    one_b1: f32,
-    one_b2: f32,
-    step: f32,
-    inv_sqrt_bc2: f32,
-    eps: f32,
-    l2: f32,
-    shrink: f32,
-}
-
-impl AdamScalars {
-    fn new(c: &AdamConfig, bc1: f64, bc2: f64) -> Self {
-        let (l2, shrink) = match c.weight_decay {
-            WeightDecay::None => (0.0, 1.0),
-            WeightDecay::L2(l) => (l as f32, 1.0),
-            WeightDecay::Decoupled(l) => (0.0, (1.0 - c.lr * l) as f32),
-        };
-        AdamScalars {
-            b1: c.beta1 as f32,
-            b2: c.beta2 as f32,
-            one_b1: (1.0 - c.beta1) as f32,
-            one_b2: (1.0 - c.beta2) as f32,
-            step: (c.lr / bc1) as f32,
-            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
-            eps: c.eps as f32,
-            l2,
-            shrink,
-        }
-    }
-
-    /// Updates `theta` (and the moments at the same positions) from `g`.
-    #[allow(clippy::needless_range_loop)] // five arrays indexed together read best as one index
-    fn update(self, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], mut v_max: Option<&mut [f32]>) {
-        for k in 0..theta.len() {
-            let g = g[k] + self.l2 * theta[k];
-            let th = theta[k] * self.shrink;
-            m[k] = self.b1 * m[k] + self.one_b1 * g;
-            v[k] = self.b2 * v[k] + self.one_b2 * (g * g);
-            let v_used = match v_max.as_deref_mut() {
-                Some(vm) => {
-                    vm[k] = vm[k].max(v[k]);
-                    vm[k]
-                }
-                None => v[k],
-            };
-            theta[k] = th - (m[k] * self.step) / (v_used.sqrt() * self.inv_sqrt_bc2 + self.eps);
-        }
-    }
-}
-
-impl candle_core::InplaceOp2 for FusedAdam<'_> {
-    fn name(&self) -> &'static str {
-        "dlhist-fused-adam"
-    }
-
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("fused Adam expects contiguous parameter and gradient")
-        };
-        let (CpuStorage::F32(theta), CpuStorage::F32(g)) = (s1, s2) else {
-            candle_core::bail!("fused Adam expects f32 parameter and gradient")
-        };
-        let (theta, g) = (&mut theta[t0..t1], &g[g0..g1]);
-        let mut moments = self.moments.borrow_mut();
-        let (m, v, vm) = &mut *moments;
-        if g.len() != theta.len() || m.len() != theta.len() {
-            candle_core::bail!("fused Adam: parameter of {} values, gradient of {}", theta.len(), g.len())
-        }
-        let k = self.k;
-        // Large parameters are split over candle's worker pool; chunks are independent element ranges.
-        let (tp, gp) = (theta.as_mut_ptr() as usize, g.as_ptr() as usize);
-        let (mp, vp) = (m.as_mut_ptr() as usize, v.as_mut_ptr() as usize);
-        let vmp = vm.as_deref_mut().map(|vm| vm.as_mut_ptr() as usize);
-        crate::fast::par_chunks(theta.len(), 1 << 15, |r| {
-            let len = r.len();
-            // SAFETY: every range is visited once and all five slices have theta's length (checked above).
-            unsafe {
-                let part = |p: usize| std::slice::from_raw_parts_mut((p as *mut f32).add(r.start), len);
-                k.update(part(tp), &part(gp)[..], part(mp), part(vp), vmp.map(part));
-            }
-        });
-        Ok(())
     }
 }
 
@@ -489,7 +401,7 @@ impl Optimizer for AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optimization::test_util::{assert_close, run_two_steps};
+    use crate::optim::test_util::{assert_close, run_two_steps};
 
     // Every test starts from θ = [1, −2] with lr = 0.1, β1 = 0.9, β2 = 0.999, ε = 1e-8.
     // Bias corrections: step 1: 1 − 0.9 = 0.1 and 1 − 0.999 = 0.001;

@@ -12,8 +12,10 @@
 //! h_i = g_i (a_i − μ) / σ + b_i
 //! ```
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+
+use crate::fast;
 
 /// Layer normalization over the last axis of size `size`, with a learned gain (`{path}.weight`,
 /// init 1) and bias (`{path}.bias`, init 0). ε = 1e-5 by default.
@@ -66,8 +68,20 @@ impl Module for LayerNorm {
         if x.dims().last() != Some(&h) {
             candle_core::bail!("LayerNorm over {h} features expects input [.., {h}]; got {:?}", x.dims())
         }
-        // One pass per row on the CPU in f32, the composition of the module docs otherwise (crate::fast).
-        crate::fast::layer_norm(x, &self.weight, &self.bias, self.eps)
+        if h > 0 && fast::applies(&[x, &self.weight, &self.bias]) {
+            // Fused (crate::fast::layer_norm): μ and σ in one pass per row, the backward pass in closed form.
+            return fast::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
+        // Plain: the paper's equation 4 over the last axis, row by row. Statistics in f32 at least (half-precision
+        // sums over a wide layer lose the mean), f64 kept as f64.
+        let dtype = x.dtype();
+        let xw = x.to_dtype(if dtype == DType::F64 { dtype } else { DType::F32 })?;
+        let mu = xw.mean_keepdim(D::Minus1)?; // μ = 1/H Σ_i a_i
+        let centered = xw.broadcast_sub(&mu)?; // a_i − μ
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?; // 1/H Σ_i (a_i − μ)²
+        let sigma = (var + self.eps)?.sqrt()?; // σ, with ε inside the root as PyTorch does
+        let normed = centered.broadcast_div(&sigma)?.to_dtype(dtype)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias) // h_i = g_i (a_i − μ)/σ + b_i
     }
 }
 
@@ -75,7 +89,7 @@ impl Module for LayerNorm {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{DType, Device, Var, D};
+    use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
@@ -105,6 +119,32 @@ mod tests {
             let gb = (manual * w.to_dtype(DType::F64)?)?.sum_all()?.backward()?;
             let gb = gb.get(&x64).unwrap().to_dtype(DType::F32)?;
             assert!(max_diff(ga.get(&x).unwrap(), &gb) < 1e-4, "{shape:?}: {}", max_diff(ga.get(&x).unwrap(), &gb));
+        }
+        Ok(())
+    }
+
+    /// The fused and plain paths: same values and gradients of input, gain and bias, for wide, tiny, strided and
+    /// 3-D inputs.
+    #[test]
+    fn fused_and_plain_paths_agree() -> Result<()> {
+        use crate::fast::testing::{assert_same_values_and_grads, strided};
+        let dev = Device::Cpu;
+        for (shape, non_contiguous) in
+            [(vec![12, 64, 128], false), (vec![5, 7], true), (vec![1, 1], false), (vec![3, 2, 33], true)]
+        {
+            let h = *shape.last().unwrap();
+            let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
+            let ln = LayerNorm::new(h, vb)?;
+            // Gain and bias away from 1 and 0, so their gradients matter.
+            for (name, var) in vars.data().lock().unwrap().iter() {
+                var.set(&crate::rng::Rng::new(name.len() as u64).normal_tensor(h, 0.5, 1.0, &dev)?)?;
+            }
+            let x = Var::from_tensor(&(crate::rng::Rng::new(1).normal_tensor(shape.as_slice(), 0.5, 2.0, &dev)?))?;
+            let xi = if non_contiguous { strided(x.as_tensor())? } else { x.as_tensor().clone() };
+            let (fused, plain) = (ln.forward(&xi)?, fast::plain(|| ln.forward(&xi))?);
+            let vs = vars.all_vars();
+            let named: Vec<_> = vs.iter().map(|v| (v, "gain or bias")).chain([(&x, "x")]).collect();
+            assert_same_values_and_grads(&fused, &plain, &named, &format!("{shape:?}"))?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! # Residual connections, and the configurable deep MLP of the section-02 experiments
+//! # Residual connections
 //!
 //! K. He, X. Zhang, S. Ren and J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
 //! <https://arxiv.org/abs/1512.03385>
@@ -11,309 +11,53 @@
 //! ```
 //!
 //! If the identity is already close to optimal the block only has to push `W₂` towards zero, and the
-//! gradient reaches early layers through the `+ x` path undiminished: depth stops hurting.
-//!
-//! [`DeepMlp`] is that block stacked on fully connected layers, with the knobs the section-02 notebooks
-//! turn one at a time: the activation (ReLU, GELU notebooks), residual or plain (residuals), batch or
-//! layer norm after each linear layer (batch norm, layer norm), and dropout (dropout).
+//! gradient reaches early layers through the `+ x` path undiminished: `∂y/∂x = σ'·(I + ∂F/∂x)`, so even when
+//! `∂F/∂x` is small the error signal passes. Depth stops hurting. [`crate::optimization::DeepMlp`] stacks
+//! these blocks for the notebook's experiments.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{Result, Tensor};
 
-use super::{BatchNorm, Dropout, LayerNorm};
-use crate::deep_neural_networks::Activation;
-
-/// The normalization a [`DeepMlp`] applies after each hidden linear layer, before the activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Norm {
-    /// None.
-    #[default]
-    None,
-    /// [`BatchNorm`] (statistics over the batch).
-    Batch,
-    /// [`LayerNorm`] (statistics over the features of each example).
-    Layer,
-}
-
-/// The shape and ingredients of a [`DeepMlp`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DeepMlpConfig {
-    /// Input features.
-    pub input: usize,
-    /// Width of every hidden layer.
-    pub width: usize,
-    /// Number of two-layer blocks between the input layer and the output layer.
-    pub blocks: usize,
-    /// Outputs (classes, for a classifier).
-    pub output: usize,
-    /// The non-linearity.
-    pub activation: Activation,
-    /// Add each block's input to its output (He et al.) or not (a plain network).
-    pub residual: bool,
-    /// Normalization after each hidden linear layer.
-    pub norm: Norm,
-    /// Dropout probability after each hidden activation (0 = none).
-    pub dropout: f32,
-    /// Seeds the dropout masks.
-    pub dropout_seed: u64,
-}
-
-impl DeepMlpConfig {
-    /// A plain ReLU network without normalization or dropout.
-    pub fn new(input: usize, width: usize, blocks: usize, output: usize) -> Self {
-        DeepMlpConfig {
-            input,
-            width,
-            blocks,
-            output,
-            activation: Activation::Relu,
-            residual: false,
-            norm: Norm::None,
-            dropout: 0.0,
-            dropout_seed: 0,
-        }
-    }
-
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Residual (`true`) or plain blocks.
-    pub fn residual(mut self, residual: bool) -> Self {
-        self.residual = residual;
-        self
-    }
-
-    /// Sets the normalization.
-    pub fn norm(mut self, norm: Norm) -> Self {
-        self.norm = norm;
-        self
-    }
-
-    /// Dropout with probability `p`, masks seeded by `seed`.
-    pub fn dropout(mut self, p: f32, seed: u64) -> Self {
-        self.dropout = p;
-        self.dropout_seed = seed;
-        self
-    }
-
-    /// Number of weight layers: input layer, two per block, output layer.
-    pub fn depth(&self) -> usize {
-        2 * self.blocks + 2
-    }
-}
-
-#[derive(Debug)]
-enum NormLayer {
-    Batch(BatchNorm),
-    Layer(LayerNorm),
-}
-
-impl NormLayer {
-    fn new(norm: Norm, width: usize, vb: VarBuilder) -> Result<Option<Self>> {
-        Ok(match norm {
-            Norm::None => None,
-            Norm::Batch => Some(NormLayer::Batch(BatchNorm::new(width, vb)?)),
-            Norm::Layer => Some(NormLayer::Layer(LayerNorm::new(width, vb)?)),
-        })
-    }
-}
-
-/// `Linear`, then the norm if any: the pre-activation of a hidden layer.
-#[derive(Debug)]
-struct Dense {
-    linear: Linear,
-    norm: Option<NormLayer>,
-}
-
-impl Dense {
-    fn new(fan_in: usize, fan_out: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
-        Ok(Dense {
-            linear: candle_nn::linear(fan_in, fan_out, vb.pp("fc"))?,
-            norm: NormLayer::new(norm, fan_out, vb.pp("norm"))?,
-        })
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let z = self.linear.forward(x)?;
-        match &self.norm {
-            None => Ok(z),
-            Some(NormLayer::Batch(bn)) => bn.forward_t(&z, train),
-            Some(NormLayer::Layer(ln)) => ln.forward(&z),
-        }
-    }
-}
-
-/// A deep fully connected network: an input layer, `blocks` two-layer blocks (plain or residual), and
-/// a linear output layer (logits).
-///
-/// Parameters: `{path}.input.fc`, `{path}.blocks.{i}.{first,second}.fc` (and `.norm` when normalized),
-/// `{path}.output`.
+/// The paper's two-layer basic block around any pair of layers `L` (linear, linear + norm, convolutions...):
+/// `σ(x + second(σ(first(x))))`, or `σ(second(σ(first(x))))` when `residual` is off (the "plain" network the
+/// paper compares against, with exactly the same parameters).
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::optimization::{DeepMlp, DeepMlpConfig, Norm};
+/// use dlhist::optimization::ResidualBlock;
 /// let dev = Device::Cpu;
-/// let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
-/// let cfg = DeepMlpConfig::new(2, 8, 3, 2).residual(true).norm(Norm::Batch);
-/// let net = DeepMlp::new(cfg, vb.pp("net"))?;
-/// assert_eq!(net.config().depth(), 8);
-/// assert_eq!(net.forward_t(&Tensor::zeros((4, 2), DType::F32, &dev)?, true)?.dims(), &[4, 2]);
+/// // With both layers mapping everything to 0, a residual block passes σ(x) through; a plain one loses x.
+/// let zero = |_: &(), x: &Tensor| x.zeros_like();
+/// let relu = |z: &Tensor| z.relu();
+/// let x = Tensor::new(&[[1f32, -2., 3.]], &dev)?;
+/// let res = ResidualBlock { first: (), second: (), residual: true }.forward_with(&x, zero, relu)?;
+/// let plain = ResidualBlock { first: (), second: (), residual: false }.forward_with(&x, zero, relu)?;
+/// assert_eq!(res.to_vec2::<f32>()?, vec![vec![1., 0., 3.]]);
+/// assert_eq!(plain.to_vec2::<f32>()?, vec![vec![0., 0., 0.]]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
-#[derive(Debug)]
-pub struct DeepMlp {
-    cfg: DeepMlpConfig,
-    input: Dense,
-    blocks: Vec<(Dense, Dense)>,
-    output: Linear,
-    dropout: Option<Dropout>,
+#[derive(Debug, Clone)]
+pub struct ResidualBlock<L> {
+    /// `W₁` (with whatever else the network puts before the activation, e.g. a norm).
+    pub first: L,
+    /// `W₂`.
+    pub second: L,
+    /// Add the block's input back (He et al.), or not (a plain block).
+    pub residual: bool,
 }
 
-impl DeepMlp {
-    /// Builds the network under `vb`.
-    pub fn new(cfg: DeepMlpConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.input == 0 || cfg.width == 0 || cfg.output == 0 {
-            candle_core::bail!("DeepMlp needs non-zero input, width and output sizes; got {cfg:?}")
-        }
-        let input = Dense::new(cfg.input, cfg.width, cfg.norm, vb.pp("input"))?;
-        let blocks = (0..cfg.blocks)
-            .map(|i| {
-                let vb = vb.pp("blocks").pp(i.to_string());
-                Ok((
-                    Dense::new(cfg.width, cfg.width, cfg.norm, vb.pp("first"))?,
-                    Dense::new(cfg.width, cfg.width, cfg.norm, vb.pp("second"))?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let output = candle_nn::linear(cfg.width, cfg.output, vb.pp("output"))?;
-        let dropout = if cfg.dropout > 0.0 {
-            Some(Dropout::new(cfg.dropout, cfg.dropout_seed).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
-        } else {
-            None
-        };
-        Ok(DeepMlp { cfg, input, blocks, output, dropout })
-    }
-
-    /// The configuration it was built with.
-    pub fn config(&self) -> &DeepMlpConfig {
-        &self.cfg
-    }
-
-    /// The linear layers from input to output (for per-layer gradient or weight statistics).
-    pub fn linear_layers(&self) -> Vec<&Linear> {
-        let mut out = vec![&self.input.linear];
-        for (a, b) in &self.blocks {
-            out.push(&a.linear);
-            out.push(&b.linear);
-        }
-        out.push(&self.output);
-        out
-    }
-
-    fn act_drop(&self, z: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.cfg.activation.forward(z)?;
-        match &self.dropout {
-            Some(d) => d.forward_t(&h, train),
-            None => Ok(h),
-        }
-    }
-
-    /// Every hidden representation (after the input layer and after each block, post-activation), then
-    /// the logits.
-    pub fn forward_all_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let expected = self.cfg.input;
-        if x.rank() != 2 || x.dims()[1] != expected {
-            candle_core::bail!("DeepMlp expects inputs [N, {expected}]; got {:?}", x.dims())
-        }
-        let mut outs = Vec::with_capacity(self.blocks.len() + 2);
-        let mut h = self.act_drop(&self.input.forward_t(x, train)?, train)?;
-        outs.push(h.clone());
-        for (first, second) in &self.blocks {
-            let inner = self.act_drop(&first.forward_t(&h, train)?, train)?;
-            let f = second.forward_t(&inner, train)?;
-            // The only difference between the two kinds of network is this addition.
-            let pre = if self.cfg.residual { (&h + f)? } else { f };
-            h = self.act_drop(&pre, train)?;
-            outs.push(h.clone());
-        }
-        outs.push(self.output.forward(&h)?);
-        Ok(outs)
-    }
-}
-
-impl ModuleT for DeepMlp {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.forward_all_t(x, train)?.pop().expect("forward_all_t returns the logits last"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Result;
-    use candle_core::{DType, Device};
-
-    #[test]
-    fn shapes_parameters_and_gradient_flow_for_every_variant() -> Result<()> {
-        let dev = Device::Cpu;
-        for norm in [Norm::None, Norm::Batch, Norm::Layer] {
-            for residual in [false, true] {
-                let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
-                let cfg = DeepMlpConfig::new(3, 5, 2, 4).residual(residual).norm(norm).dropout(0.2, 1);
-                let net = DeepMlp::new(cfg, vb.pp("net"))?;
-                let x = crate::rng::Rng::new(1).normal_tensor((6, 3), 0.0, 1.0, &dev)?;
-                let all = net.forward_all_t(&x, true)?;
-                assert_eq!(all.len(), 4);
-                assert_eq!(all[3].dims(), &[6, 4]);
-                let grads = all[3].sqr()?.sum_all()?.backward()?;
-                // Every weight matrix receives a non-zero gradient.
-                for layer in net.linear_layers() {
-                    let g = grads.get(layer.weight()).expect("weight has a gradient");
-                    assert!(g.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0, "{norm:?} residual={residual}");
-                }
-                let weights = 3 * 5 + 4 * 5 * 5 + 5 * 4;
-                let biases = 5 + 4 * 5 + 4;
-                let norms = match norm {
-                    Norm::None => 0,
-                    Norm::Batch => 5 * 5 * 4, // γ, β, running mean and variance
-                    Norm::Layer => 5 * 5 * 2,
-                };
-                assert_eq!(crate::init::param_count(&vars), weights + biases + norms);
-            }
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn residual_block_with_zero_second_layer_is_the_identity_path() -> Result<()> {
-        // With W₂ = 0 and b₂ = 0, a residual block returns relu(h) = h (h is already post-ReLU);
-        // a plain block returns relu(0) = 0.
-        let dev = Device::Cpu;
-        for residual in [false, true] {
-            let (vars, vb) = crate::init::seeded(3, DType::F32, &dev);
-            let net = DeepMlp::new(DeepMlpConfig::new(2, 4, 1, 2).residual(residual), vb)?;
-            for (name, v) in vars.data().lock().unwrap().iter() {
-                if name.starts_with("blocks.0.second") {
-                    v.set(&v.zeros_like()?)?;
-                }
-            }
-            let x = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.3]], &dev)?;
-            let all = net.forward_all_t(&x, false)?;
-            let diff = (&all[1] - if residual { all[0].clone() } else { all[0].zeros_like()? })?;
-            assert_eq!(diff.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn wrong_input_width_is_named() -> Result<()> {
-        let (_v, vb) = crate::init::seeded(0, DType::F32, &Device::Cpu);
-        let net = DeepMlp::new(DeepMlpConfig::new(3, 4, 1, 2), vb)?;
-        let err = net.forward_t(&Tensor::zeros((2, 5), DType::F32, &Device::Cpu)?, false).unwrap_err();
-        assert!(err.to_string().contains("[N, 3]") && err.to_string().contains("[2, 5]"), "{err}");
-        Ok(())
+impl<L> ResidualBlock<L> {
+    /// The block's output for `x`: `layer(l, x)` applies one of the two layers, `act` the non-linearity
+    /// (the network's activation, and dropout if it uses it).
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        layer: impl Fn(&L, &Tensor) -> Result<Tensor>,
+        act: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let inner = act(&layer(&self.first, x)?)?;
+        let f = layer(&self.second, &inner)?; // F(x) = W₂ σ(W₁ x)
+                                              // The only difference between the two kinds of network is this addition: the shortcut.
+        let pre = if self.residual { (x + f)? } else { f };
+        act(&pre)
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! so every gradient step also shrinks each weight by a factor `1 − ηλ`: weights that the data does not
 //! keep pushing on decay towards zero. The optimizers implement the `λ w` term directly
-//! ([`crate::optimization::SgdConfig::weight_decay`], [`crate::optimization::WeightDecay::L2`]); under
+//! ([`crate::optim::SgdConfig::weight_decay`], [`crate::optimization::WeightDecay::L2`]); under
 //! Adam, adding it to the gradient (L2) is *not* the same as shrinking the weights
 //! ([`crate::optimization::WeightDecay::Decoupled`], AdamW), because Adam rescales the gradient per
 //! parameter. The functions here compute the penalty and the norms that the notebooks track.

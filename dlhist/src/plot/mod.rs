@@ -839,7 +839,8 @@ mod tests {
     fn notebook_02_dnn_calls_still_work() -> Result<()> {
         // The calls notebooks/01-deep-neural-networks/01-dnn/02-dnn.ipynb makes, on a smaller
         // network and data set.
-        use crate::deep_neural_networks::{Activation, Mlp};
+        use crate::deep_neural_networks::Mlp;
+        use crate::layers::Activation;
         use candle_nn::Module;
         let dev = candle_core::Device::Cpu;
         let rng = crate::rng::Rng::new(1986);

@@ -21,6 +21,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::fast;
+
 /// One LSTM layer over sequences `[B, T, I]` (batch first), hidden size `H`, initial state zero.
 ///
 /// Parameters (PyTorch's names and init `U(−1/√H, 1/√H)`): `{path}.weight_ih` `[4H, I]`, `{path}.weight_hh`
@@ -67,8 +69,9 @@ impl Lstm {
 
     /// Runs the sequence and returns every step's output `[B, T, H]` and the final `(h_T, c_T)`, each `[B, H]`.
     ///
-    /// The recurrence runs as one op ([`crate::fast::lstm_sequence`]) whose backward pass is back-propagation
-    /// through time written out; the cell equations are those of the module docs.
+    /// On the CPU in f32 the recurrence runs as one op ([`crate::fast::lstm_sequence`]) whose backward pass is
+    /// back-propagation through time written out; otherwise (or under `DLHIST_FUSED=0`) it runs step by step as
+    /// the candle ops of the module docs, and candle's autograd does the back-propagation through time.
     ///
     /// ```
     /// use dlhist::prelude::*;
@@ -92,19 +95,45 @@ impl Lstm {
         if t == 0 {
             candle_core::bail!("Lstm needs at least one time step; got {:?}", x.dims())
         }
-        let h4 = 4 * self.hidden;
+        let (hsz, h4) = (self.hidden, 4 * self.hidden);
         // The input projection does not depend on the recurrence: one matrix product for all T steps instead
         // of T small ones. Both biases are folded in here once.
         let bias = (&self.bias_ih + &self.bias_hh)?;
-        let xp = crate::fast::linear(&x.reshape((b * t, i))?, &self.weight_ih, &bias, crate::fast::Act::Identity)?
-            .reshape((b, t, h4))?;
-        // The recurrence as one op, forward and back-propagation through time (crate::fast::lstm_sequence):
-        // rows 0..T hold h_1..h_T, row T the final cell.
-        let out = crate::fast::lstm_sequence(&xp, &self.weight_hh)?;
-        let hs = out.narrow(1, 0, t)?;
-        let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let c = out.narrow(1, t, 1)?.squeeze(1)?;
-        Ok((hs, (h, c)))
+        let x2 = x.reshape((b * t, i))?;
+        let xp = if fast::applies(&[&x2, &self.weight_ih, &bias]) {
+            fast::linear(&x2, &self.weight_ih, &bias, None)?
+        } else {
+            x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?
+        }
+        .reshape((b, t, h4))?;
+        if fast::applies(&[&xp, &self.weight_hh]) {
+            // Fused (crate::fast::lstm_sequence): the whole recurrence, forward and back-propagation through
+            // time, as one op. Rows 0..T hold h_1..h_T, row T the final cell.
+            let out = fast::lstm_sequence(&xp, &self.weight_hh)?;
+            let hs = out.narrow(1, 0, t)?;
+            let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
+            let c = out.narrow(1, t, 1)?.squeeze(1)?;
+            return Ok((hs, (h, c)));
+        }
+        // Plain: the cell equations of the module docs, one time step after another.
+        let w_hh_t = self.weight_hh.t()?;
+        let mut h = Tensor::zeros((b, hsz), xp.dtype(), xp.device())?;
+        let mut c = h.clone();
+        let mut hs = Vec::with_capacity(t);
+        for step in 0..t {
+            // The four pre-activations [a_i, a_f, a_g, a_o]: the input part precomputed, plus W_hh h_{t−1}.
+            let a = (xp.narrow(1, step, 1)?.squeeze(1)? + h.matmul(&w_hh_t)?)?;
+            let gate = |k: usize| a.narrow(1, k * hsz, hsz);
+            let input_gate = candle_nn::ops::sigmoid(&gate(0)?)?;
+            let forget_gate = candle_nn::ops::sigmoid(&gate(1)?)?;
+            let candidate = gate(2)?.tanh()?;
+            let output_gate = candle_nn::ops::sigmoid(&gate(3)?)?;
+            // The constant error carousel: the cell's only recurrence is this gated sum, so ∂c_t/∂c_{t−1} = f.
+            c = ((forget_gate * &c)? + (input_gate * candidate)?)?;
+            h = (output_gate * c.tanh()?)?;
+            hs.push(h.clone());
+        }
+        Ok((Tensor::stack(&hs, 1)?, (h, c)))
     }
 }
 
@@ -168,8 +197,8 @@ mod tests {
         Ok(())
     }
 
-    /// The fused f32 layer against the same layer in f64, which runs the step-by-step candle composition
-    /// (crate::fast falls back for other dtypes): outputs, final state and every gradient.
+    /// The fused f32 layer against the same layer in f64, which runs the plain step-by-step path: outputs, final
+    /// state and every gradient.
     #[test]
     fn fused_sequence_matches_the_composition_values_and_gradients() -> Result<()> {
         let dev = Device::Cpu;
@@ -197,6 +226,30 @@ mod tests {
             crate::fast::testing::assert_close(g32.get(var).unwrap(), &want, name)?;
         }
         crate::fast::testing::assert_close(g32.get(&x).unwrap(), &f32s(g64.get(&x64).unwrap())?, "dx")?;
+        Ok(())
+    }
+
+    /// The fused and plain paths in f32: outputs, final state, and the gradients of every parameter and of the
+    /// input, long and tiny sequences, strided input.
+    #[test]
+    fn fused_and_plain_paths_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        for (b, t, h, non_contiguous) in [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true)] {
+            let (vars, vb) = crate::init::seeded(21, DType::F32, &dev);
+            let lstm = Lstm::new(3, h, vb)?;
+            let x = candle_core::Var::from_tensor(
+                &crate::rng::Rng::new(22).normal_tensor((b, t, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?,
+            )?;
+            let xi = if non_contiguous { crate::fast::testing::strided(x.as_tensor())? } else { x.as_tensor().clone() };
+            let run = || -> Result<Tensor> {
+                let (hs, (_h, c)) = lstm.forward_with_state(&xi)?;
+                Tensor::cat(&[hs.flatten_from(1)?, c], 1)
+            };
+            let (fused, plain) = (run()?, crate::fast::plain(run)?);
+            let vs = vars.all_vars();
+            let named: Vec<_> = vs.iter().map(|v| (v, "parameter")).chain([(&x, "x")]).collect();
+            crate::fast::testing::assert_same_values_and_grads(&fused, &plain, &named, &format!("b {b} t {t} h {h}"))?;
+        }
         Ok(())
     }
 

@@ -2,121 +2,155 @@
 //!
 //! One optimizer step is: forward a mini-batch, compute the loss, back-propagate, update. [`train_step`]
 //! is that step; [`fit`] runs it over shuffled mini-batches for some epochs (or steps), evaluates on a
-//! validation set after each epoch, prints progress lines, and returns a [`History`].
+//! validation set after each epoch, prints progress lines, and returns a [`History`]. Its hooks: a
+//! learning-rate schedule ([`FitConfig::schedule`]) and a callback after every step ([`FitConfig::on_step`]) that
+//! can probe the model, log more values, or stop early. A loss that stops being finite ends training with
+//! [`Error::Diverged`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use candle_core::{DType, ModuleT, Tensor};
 use candle_nn::Optimizer;
 
+use super::loss::{CrossEntropy, Loss, SharedLoss};
 use super::{Batcher, History, Progress};
 use crate::data::{Augmentation, Dataset};
+use crate::optim::LrSchedule;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
-/// The loss a model is trained with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Loss {
-    /// Softmax cross-entropy on logits `[N, C]` against class ids `[N]`; accuracy is tracked too.
-    #[default]
-    CrossEntropy,
-    /// Mean squared error against targets of the output's shape.
-    Mse,
-    /// Sigmoid binary cross-entropy on logits against 0/1 targets of the same shape.
-    BinaryCrossEntropyWithLogits,
-    /// Per-pixel softmax cross-entropy weighted per pixel (U-Net): logits `[N, C, H, W]` against targets
-    /// `[N, 2, H, W]` holding the class id (channel 0) and the weight (channel 1), as
-    /// [`crate::data::Cells::dataset`] lays them out.
-    WeightedPixelCrossEntropy,
+/// What [`FitConfig::on_step`] sees after each optimizer step, and where it can log more values.
+#[derive(Debug)]
+pub struct StepEnd<'h> {
+    /// The step just taken, counted from 0 (the index [`History::steps`] rows use).
+    pub step: usize,
+    /// The epoch it belongs to, from 0.
+    pub epoch: usize,
+    /// The batch's training loss.
+    pub loss: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
+    history: &'h mut History,
 }
 
-impl Loss {
-    /// The scalar loss of `output` against `target`.
-    pub fn compute(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let loss = match self {
-            Loss::CrossEntropy => {
-                if output.rank() != 2 || target.dims() != [output.dims()[0]] {
-                    return Err(Error::Invalid(format!(
-                        "cross-entropy expects logits [N, C] and class ids [N]; got logits {:?} and targets {:?}",
-                        output.dims(),
-                        target.dims()
-                    )));
-                }
-                // One pass per row with the closed-form gradient on the CPU (crate::fast); candle's otherwise.
-                crate::fast::softmax_cross_entropy(output, target)?
+impl StepEnd<'_> {
+    /// Logs values at this step, in the same [`History::steps`] row as its `loss` and `lr`.
+    pub fn log(&mut self, values: &[(&str, f64)]) {
+        match self.history.steps.last_mut() {
+            Some(row) if row.index == self.step => {
+                row.values.extend(values.iter().map(|(k, v)| (k.to_string(), *v)));
             }
-            Loss::WeightedPixelCrossEntropy => {
-                let (n, _, h, w) = output.dims4().map_err(|_| {
-                    Error::Invalid(format!(
-                        "weighted pixel cross-entropy expects logits [N, C, H, W]; got {:?}",
-                        output.dims()
-                    ))
-                })?;
-                if target.dims() != [n, 2, h, w] {
-                    return Err(Error::Invalid(format!(
-                        "weighted pixel cross-entropy expects targets [N, 2, H, W] = [{n}, 2, {h}, {w}] (class ids, weights) \
-                         for logits {:?}; got {:?}",
-                        output.dims(),
-                        target.dims()
-                    )));
-                }
-                let classes = target.narrow(1, 0, 1)?.squeeze(1)?.to_dtype(DType::U32)?;
-                let weights = target.narrow(1, 1, 1)?.squeeze(1)?;
-                crate::deep_neural_networks::weighted_pixel_cross_entropy(output, &classes, &weights)?
-            }
-            Loss::Mse | Loss::BinaryCrossEntropyWithLogits => {
-                if output.dims() != target.dims() {
-                    return Err(Error::Invalid(format!(
-                        "{self:?} expects output and target of the same shape; got {:?} and {:?}",
-                        output.dims(),
-                        target.dims()
-                    )));
-                }
-                let target = target.to_dtype(output.dtype())?;
-                if *self == Loss::Mse {
-                    candle_nn::loss::mse(output, &target)?
-                } else {
-                    candle_nn::loss::binary_cross_entropy_with_logit(output, &target)?
-                }
-            }
-        };
-        Ok(loss)
+            _ => self.history.log_step(self.step, values),
+        }
     }
+}
 
-    fn is_classification(&self) -> bool {
-        *self == Loss::CrossEntropy
-    }
+/// What a step callback tells [`fit`] to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Control {
+    /// Keep training.
+    #[default]
+    Continue,
+    /// Stop now: the epoch in progress is summarized (and evaluated) as it stands, and `fit` returns.
+    Stop,
+}
+
+/// A step callback: called after every optimizer step with the step's [`StepEnd`]. It may borrow the model and
+/// data it probes (hence the lifetime).
+pub type OnStep<'a> = Rc<RefCell<dyn FnMut(&mut StepEnd<'_>) -> Result<Control> + 'a>>;
+
+/// Wraps a closure as a [`FitConfig::on_step`] value.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::train::{fit, on_step, Control, FitConfig, Mse};
+/// let dev = Device::Cpu;
+/// let x = Tensor::new(&[[1f32], [2.], [3.], [4.]], &dev)?;
+/// let data = dlhist::data::Dataset::new(x.clone(), (&x * 2.0)?)?;
+/// let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let model = candle_nn::linear_no_bias(1, 1, vb)?;
+/// let mut opt = candle_nn::SGD::new(vars.all_vars(), 0.05)?;
+/// // Log the weight after every step, and stop once the loss is small.
+/// let cfg = FitConfig {
+///     epochs: 1000,
+///     batch_size: 4,
+///     loss: Mse.into(),
+///     progress_every_s: None,
+///     on_step: on_step(|s| {
+///         s.log(&[("w", model.weight().to_vec2::<f32>()?[0][0] as f64)]);
+///         Ok(if s.loss < 1e-6 { Control::Stop } else { Control::Continue })
+///     }),
+///     ..Default::default()
+/// };
+/// let history = fit(&model, &mut opt, &data, None, &cfg)?;
+/// assert!(history.steps.len() < 1000);
+/// assert!((history.last_step("w").unwrap() - 2.0).abs() < 1e-3);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn on_step<'a>(f: impl FnMut(&mut StepEnd<'_>) -> Result<Control> + 'a) -> Option<OnStep<'a>> {
+    Some(Rc::new(RefCell::new(f)))
 }
 
 /// Settings of [`fit`].
-#[derive(Debug, Clone)]
-pub struct FitConfig {
+#[derive(Clone)]
+pub struct FitConfig<'a> {
     /// Passes over the training set.
     pub epochs: usize,
     /// Examples per mini-batch.
     pub batch_size: usize,
     /// Seeds the batch order (model initialization is seeded separately, by [`crate::init::seeded`]).
     pub seed: u64,
-    /// The loss.
-    pub loss: Loss,
+    /// The loss ([`CrossEntropy`] by default; any [`Loss`], e.g. `Mse.into()`).
+    pub loss: SharedLoss,
     /// Stop after this many optimizer steps, even mid-epoch.
     pub max_steps: Option<usize>,
+    /// Drop the last, smaller batch of every epoch.
+    pub drop_last: bool,
     /// Print a progress line at most every this many seconds; `None` prints nothing.
     pub progress_every_s: Option<f64>,
     /// Random crops and flips applied to every training batch (image data `[N, C, H, W]` only), drawn from a
     /// stream derived from `seed`. Evaluation always sees the original images.
     pub augment: Option<Augmentation>,
+    /// The learning rate of every step (step counts from 0): set on the optimizer before each step. `None`
+    /// leaves the optimizer's rate alone.
+    pub schedule: Option<Arc<dyn LrSchedule + Send + Sync>>,
+    /// Called after every step (see [`on_step`]): probes, extra logging, early stopping.
+    pub on_step: Option<OnStep<'a>>,
 }
 
-impl Default for FitConfig {
+impl Default for FitConfig<'_> {
     fn default() -> Self {
         FitConfig {
             epochs: 1,
             batch_size: 64,
             seed: 0,
-            loss: Loss::CrossEntropy,
+            loss: Arc::new(CrossEntropy),
             max_steps: None,
+            drop_last: false,
             progress_every_s: Some(5.0),
             augment: None,
+            schedule: None,
+            on_step: None,
         }
+    }
+}
+
+impl std::fmt::Debug for FitConfig<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitConfig")
+            .field("epochs", &self.epochs)
+            .field("batch_size", &self.batch_size)
+            .field("seed", &self.seed)
+            .field("loss", &self.loss)
+            .field("max_steps", &self.max_steps)
+            .field("drop_last", &self.drop_last)
+            .field("progress_every_s", &self.progress_every_s)
+            .field("augment", &self.augment)
+            .field("schedule", &self.schedule.as_ref().map(|_| "LrSchedule"))
+            .field("on_step", &self.on_step.as_ref().map(|_| "callback"))
+            .finish()
     }
 }
 
@@ -140,7 +174,7 @@ pub fn train_step<M: ModuleT + ?Sized, O: Optimizer>(
     opt: &mut O,
     x: &Tensor,
     y: &Tensor,
-    loss: Loss,
+    loss: &dyn Loss,
 ) -> Result<(f64, Tensor)> {
     let out = model.forward_t(x, true)?;
     let l = loss.compute(&out, y)?;
@@ -149,7 +183,12 @@ pub fn train_step<M: ModuleT + ?Sized, O: Optimizer>(
 }
 
 /// Evaluates `model` (training mode off: no dropout, running batch-norm statistics) on `data`.
-pub fn evaluate<M: ModuleT + ?Sized>(model: &M, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
+pub fn evaluate<M: ModuleT + ?Sized>(
+    model: &M,
+    data: &Dataset,
+    loss: &dyn Loss,
+    batch_size: usize,
+) -> Result<Evaluation> {
     if data.is_empty() {
         return Err(Error::Invalid("evaluate: the dataset is empty".into()));
     }
@@ -174,7 +213,7 @@ pub fn evaluate<M: ModuleT + ?Sized>(model: &M, data: &Dataset, loss: Loss, batc
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::train::{fit, FitConfig, Loss};
+/// use dlhist::train::{fit, FitConfig, Mse};
 /// let dev = Device::Cpu;
 /// // Learn y = 2x with one weight.
 /// let x = Tensor::new(&[[1f32], [2.], [3.], [4.]], &dev)?;
@@ -182,7 +221,7 @@ pub fn evaluate<M: ModuleT + ?Sized>(model: &M, data: &Dataset, loss: Loss, batc
 /// let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
 /// let model = candle_nn::linear_no_bias(1, 1, vb)?;
 /// let mut opt = candle_nn::SGD::new(vars.all_vars(), 0.05)?;
-/// let cfg = FitConfig { epochs: 50, batch_size: 4, loss: Loss::Mse, progress_every_s: None, ..Default::default() };
+/// let cfg = FitConfig { epochs: 50, batch_size: 4, loss: Mse.into(), progress_every_s: None, ..Default::default() };
 /// let history = fit(&model, &mut opt, &data, None, &cfg)?;
 /// assert!(history.last("train_loss")? < 1e-3);
 /// # Ok::<(), dlhist::Error>(())
@@ -192,7 +231,7 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
     opt: &mut O,
     train: &Dataset,
     valid: Option<&Dataset>,
-    cfg: &FitConfig,
+    cfg: &FitConfig<'_>,
 ) -> Result<History> {
     if train.is_empty() {
         return Err(Error::Invalid("fit: the training set is empty".into()));
@@ -208,9 +247,13 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
     let mut step = 0;
     'epochs: for epoch in 0..cfg.epochs {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        for batch in Batcher::new(train, cfg.batch_size)?.shuffled(cfg.seed, epoch) {
+        let mut stop = false;
+        for batch in Batcher::new(train, cfg.batch_size)?.drop_last(cfg.drop_last).shuffled(cfg.seed, epoch) {
             if cfg.max_steps.is_some_and(|m| step >= m) {
                 break 'epochs;
+            }
+            if let Some(schedule) = &cfg.schedule {
+                opt.set_learning_rate(schedule.lr_at(step));
             }
             let (x, y) = batch?;
             let x = match &cfg.augment {
@@ -218,27 +261,33 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
                 None => x,
             };
             let n = x.dims()[0];
-            let (loss, out) = train_step(model, opt, &x, &y, cfg.loss)?;
+            let (loss, out) = train_step(model, opt, &x, &y, cfg.loss.as_ref())?;
             if !loss.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "fit: the loss became {loss} at step {step} (epoch {epoch}); lower the learning rate or check the data"
-                )));
+                return Err(Error::Diverged { step, loss });
             }
             loss_sum += loss * n as f64;
             seen += n;
             if cfg.loss.is_classification() {
                 correct += super::correct_count(&out, &y)?;
             }
-            history.log_step(step, &[("loss", loss), ("lr", opt.learning_rate())]);
+            let lr = opt.learning_rate();
+            history.log_step(step, &[("loss", loss), ("lr", lr)]);
+            if let Some(hook) = &cfg.on_step {
+                let mut end = StepEnd { step, epoch, loss, lr, history: &mut history };
+                stop = (hook.borrow_mut())(&mut end)? == Control::Stop;
+            }
             step += 1;
             progress.update(step, &[("loss", loss)]);
+            if stop {
+                break;
+            }
         }
         let mut row = vec![("train_loss", loss_sum / seen.max(1) as f64)];
         if cfg.loss.is_classification() {
             row.push(("train_acc", correct as f64 / seen.max(1) as f64));
         }
         if let Some(v) = valid {
-            let e = evaluate(model, v, cfg.loss, cfg.batch_size.max(256))?;
+            let e = evaluate(model, v, cfg.loss.as_ref(), cfg.batch_size.max(256))?;
             row.push(("val_loss", e.loss));
             if let Some(a) = e.accuracy {
                 row.push(("val_acc", a));
@@ -246,6 +295,9 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
         }
         row.push(("time_s", progress.elapsed()));
         history.log_epoch(epoch, &row);
+        if stop {
+            break;
+        }
     }
     let last: Vec<(&str, f64)> = history.epochs.last().map_or(vec![], |r| {
         r.values.iter().filter(|(k, _)| k.as_str() != "time_s").map(|(k, v)| (k.as_str(), *v)).collect()
@@ -285,6 +337,7 @@ mod tests {
     use super::*;
     use crate::init::seeded;
     use crate::rng::Rng;
+    use crate::train::Mse;
     use candle_core::{Device, Module};
 
     fn blobs(n: usize, seed: u64) -> Dataset {
@@ -355,20 +408,9 @@ mod tests {
         assert!(h.last("val_acc")? > 0.95, "{:?}", h.epochs.last());
         assert!(h.epoch_series("train_loss").1[4] < h.epoch_series("train_loss").1[0]);
         assert!((test_accuracy(&model, &valid)? - h.last("val_acc")?).abs() < 1e-9);
-        let e = evaluate(&model, &valid, Loss::CrossEntropy, 7)?;
+        let e = evaluate(&model, &valid, &CrossEntropy, 7)?;
         assert!((e.accuracy.unwrap() - h.last("val_acc")?).abs() < 1e-9, "batch size must not change the result");
         Ok(())
-    }
-
-    #[test]
-    fn loss_shape_errors_name_shapes() {
-        let dev = Device::Cpu;
-        let out = Tensor::zeros((4, 3), DType::F32, &dev).unwrap();
-        let y = Tensor::zeros((4, 1), DType::F32, &dev).unwrap();
-        let e = Loss::CrossEntropy.compute(&out, &y).unwrap_err().to_string();
-        assert!(e.contains("[4, 3]") && e.contains("[4, 1]"), "{e}");
-        let e = Loss::Mse.compute(&out, &y).unwrap_err().to_string();
-        assert!(e.contains("[4, 3]") && e.contains("[4, 1]"), "{e}");
     }
 
     #[test]
@@ -377,10 +419,54 @@ mod tests {
         let (vars, vb) = seeded(0, DType::F32, &dev);
         let model = candle_nn::linear(2, 2, vb).unwrap();
         let mut opt = candle_nn::SGD::new(vars.all_vars(), 1e30).unwrap();
-        let cfg = FitConfig { epochs: 3, batch_size: 8, loss: Loss::Mse, progress_every_s: None, ..Default::default() };
+        let cfg =
+            FitConfig { epochs: 3, batch_size: 8, loss: Mse.into(), progress_every_s: None, ..Default::default() };
         let d = blobs(32, 0);
         let d = Dataset::new(d.x.clone(), d.x.clone()).unwrap();
-        let e = fit(&model, &mut opt, &d, None, &cfg).unwrap_err().to_string();
-        assert!(e.contains("learning rate"), "{e}");
+        let e = fit(&model, &mut opt, &d, None, &cfg).unwrap_err();
+        assert!(e.to_string().contains("learning rate"), "{e}");
+        // A typed error: code can match it instead of its text.
+        match e {
+            Error::Diverged { step, loss } => assert!(step < 12 && !loss.is_finite(), "step {step}, loss {loss}"),
+            other => panic!("expected Error::Diverged, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schedule_sets_every_steps_rate_and_the_hook_logs_and_stops() -> Result<()> {
+        let dev = Device::Cpu;
+        let (vars, vb) = seeded(0, DType::F32, &dev);
+        let model = candle_nn::linear(2, 2, vb)?;
+        let mut opt = candle_nn::SGD::new(vars.all_vars(), 123.0)?;
+        let schedule = crate::optim::CosineAnnealing::new(0.5, 0.0, 10)?;
+        let mut seen = vec![];
+        let cfg = FitConfig {
+            epochs: 10,
+            batch_size: 16,
+            drop_last: true,
+            progress_every_s: None,
+            schedule: Some(Arc::new(schedule)),
+            on_step: on_step(|s| {
+                seen.push((s.step, s.epoch, s.lr));
+                s.log(&[("double_loss", 2.0 * s.loss)]);
+                Ok(if s.step == 6 { Control::Stop } else { Control::Continue })
+            }),
+            ..Default::default()
+        };
+        // 50 examples in batches of 16 with the last dropped: 3 steps an epoch.
+        let h = fit(&model, &mut opt, &blobs(50, 4), Some(&blobs(20, 5)), &cfg)?;
+        drop(cfg);
+        assert_eq!(seen.len(), 7, "stopped after step 6");
+        for (step, epoch, lr) in &seen {
+            assert_eq!(*epoch, step / 3);
+            assert!((lr - schedule.lr_at(*step)).abs() < 1e-12, "step {step}: {lr}");
+        }
+        assert_eq!(h.steps.len(), 7);
+        assert_eq!(h.epochs.len(), 3, "the stopped epoch is summarized too");
+        assert!(h.last_epoch("val_acc").is_some());
+        let (_, doubled) = h.step_series("double_loss");
+        let (_, loss) = h.step_series("loss");
+        assert!(doubled.iter().zip(&loss).all(|(d, l)| (d - 2.0 * l).abs() < 1e-12));
+        Ok(())
     }
 }

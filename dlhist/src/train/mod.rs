@@ -8,12 +8,16 @@ mod batcher;
 mod experiment;
 mod fit;
 mod history;
+mod loss;
 mod metrics;
 mod progress;
 
 pub use batcher::Batcher;
 pub use experiment::{Experiment, Run, Trial};
-pub use fit::{evaluate, fit, predict_classes, test_accuracy, train_step, Evaluation, FitConfig, Loss};
+pub use fit::{
+    evaluate, fit, on_step, predict_classes, test_accuracy, train_step, Control, Evaluation, FitConfig, OnStep, StepEnd,
+};
 pub use history::{History, Record};
+pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss};
 pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity};
 pub use progress::Progress;

@@ -6,17 +6,9 @@
 //! Pre-norm blocks: A. Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
 //! <https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf>
 //!
-//! A GPT predicts token `t + 1` from tokens `0..=t`. Each of the `n_head` heads projects the sequence
-//! `X [T, C]` to queries, keys and values of size `d = C / n_head`, and mixes the values with weights that
-//! compare queries to keys (Vaswani et al., equation 1), with a *causal mask* so that position `t` never sees a
-//! later one:
-//!
-//! ```text
-//! Attention(Q, K, V) = softmax(Q Kᵀ / √d + M) V,      M[t, s] = 0 if s ≤ t, −∞ otherwise
-//! MultiHead(X) = Concat(head_1, ..., head_h) W_O,      head_j = Attention(X W_Qj, X W_Kj, X W_Vj)
-//! ```
-//!
-//! A pre-norm block (GPT-2) normalizes before each sub-layer and adds the result to the residual stream:
+//! A GPT predicts token `t + 1` from tokens `0..=t`, with multi-head causal self-attention
+//! ([`super::attention`], where `softmax(Q Kᵀ / √d + M) V` is written out) so that position `t` never sees a
+//! later one. A pre-norm block (GPT-2) normalizes before each sub-layer and adds the result to the residual stream:
 //!
 //! ```text
 //! x ← x + MultiHead(LN_1(x))
@@ -28,10 +20,10 @@
 //! the softmax does not start saturated.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
-use crate::deep_neural_networks::mlp::linear_act;
-use crate::deep_neural_networks::Activation;
+use super::CausalSelfAttention;
+use crate::layers::{Activation, Dense};
 use crate::optimization::LayerNorm;
 
 /// Sizes of a [`Gpt`].
@@ -61,49 +53,6 @@ impl GptConfig {
     }
 }
 
-/// Multi-head causal self-attention over `[B, T, C]`: parameters `{path}.qkv` (`C → 3C`, the three projections
-/// in one matrix, like PyTorch's `in_proj`) and `{path}.proj` (`W_O`, `C → C`).
-///
-/// ```
-/// use dlhist::prelude::*;
-/// use dlhist::transformers::CausalSelfAttention;
-/// let dev = Device::Cpu;
-/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
-/// let attn = CausalSelfAttention::new(16, 4, vb)?;
-/// assert_eq!(attn.forward(&Tensor::zeros((2, 5, 16), DType::F32, &dev)?)?.dims(), &[2, 5, 16]);
-/// # Ok::<(), dlhist::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct CausalSelfAttention {
-    qkv: Linear,
-    proj: Linear,
-    n_head: usize,
-}
-
-impl CausalSelfAttention {
-    /// Attention over a stream of width `n_embd` with `n_head` heads.
-    pub fn new(n_embd: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
-        if n_head == 0 || !n_embd.is_multiple_of(n_head) {
-            candle_core::bail!("CausalSelfAttention: n_embd = {n_embd} must be a multiple of n_head = {n_head}")
-        }
-        Ok(CausalSelfAttention {
-            qkv: candle_nn::linear(n_embd, 3 * n_embd, vb.pp("qkv"))?,
-            proj: candle_nn::linear(n_embd, n_embd, vb.pp("proj"))?,
-            n_head,
-        })
-    }
-}
-
-impl Module for CausalSelfAttention {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.dims3()?;
-        // Q, K, V for all heads in one product; then every head's softmax(Q Kᵀ/√d + M) V in one op that reads
-        // them in place (crate::fast::causal_self_attention); then W_O.
-        let y = crate::fast::causal_self_attention(&linear_act(&self.qkv, x, None)?, self.n_head)?;
-        linear_act(&self.proj, &y, None)
-    }
-}
-
 /// A pre-norm transformer block (module docs): `{path}.ln1`, `{path}.attn`, `{path}.ln2`, `{path}.fc`
 /// (`C → 4C`), `{path}.proj` (`4C → C`).
 ///
@@ -120,8 +69,8 @@ pub struct Block {
     ln1: LayerNorm,
     attn: CausalSelfAttention,
     ln2: LayerNorm,
-    fc: Linear,
-    proj: Linear,
+    fc: Dense,
+    proj: Dense,
 }
 
 impl Block {
@@ -131,17 +80,18 @@ impl Block {
             ln1: LayerNorm::new(n_embd, vb.pp("ln1"))?,
             attn: CausalSelfAttention::new(n_embd, n_head, vb.pp("attn"))?,
             ln2: LayerNorm::new(n_embd, vb.pp("ln2"))?,
-            fc: candle_nn::linear(n_embd, 4 * n_embd, vb.pp("fc"))?,
-            proj: candle_nn::linear(4 * n_embd, n_embd, vb.pp("proj"))?,
+            fc: Dense::new(n_embd, 4 * n_embd, Some(Activation::Gelu), vb.pp("fc"))?,
+            proj: Dense::new(4 * n_embd, n_embd, None, vb.pp("proj"))?,
         })
     }
 }
 
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // x ← x + MultiHead(LN_1(x)): attention reads the normalized stream and writes back into the residual one.
         let x = (x + self.attn.forward(&self.ln1.forward(x)?)?)?;
-        // W_1, b_1 and GELU in one op (crate::fast::linear), then W_2, b_2.
-        let m = linear_act(&self.proj, &linear_act(&self.fc, &self.ln2.forward(&x)?, Some(Activation::Gelu))?, None)?;
+        // x ← x + W_2 GELU(W_1 LN_2(x) + b_1) + b_2: the position-wise MLP, four times wider inside.
+        let m = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)?)?)?;
         x + m
     }
 }
@@ -167,7 +117,7 @@ pub struct Gpt {
     pos: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    head: Linear,
+    head: Dense,
     config: GptConfig,
 }
 
@@ -182,7 +132,7 @@ impl Gpt {
                 .map(|i| Block::new(c, config.n_head, vb.pp(format!("blocks.{i}"))))
                 .collect::<Result<_>>()?,
             ln_f: LayerNorm::new(c, vb.pp("ln_f"))?,
-            head: candle_nn::linear(c, config.vocab_size, vb.pp("head"))?,
+            head: Dense::new(c, config.vocab_size, None, vb.pp("head"))?,
             config,
         })
     }
@@ -204,53 +154,30 @@ impl Module for Gpt {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        linear_act(&self.head, &self.ln_f.forward(&x)?, None)
+        self.head.forward(&self.ln_f.forward(&x)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, IndexOp, D};
-
-    fn last_dim_softmax_reference(x: &Tensor) -> Result<Tensor> {
-        let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
-        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-    }
+    use candle_core::{DType, Device, IndexOp};
 
     fn tiny() -> GptConfig {
         GptConfig { vocab_size: 7, block_size: 6, n_embd: 8, n_layer: 2, n_head: 2 }
     }
 
+    /// The whole model's fused and plain paths: same logits, same gradients for every parameter.
     #[test]
-    fn attention_is_causal_and_matches_a_per_head_loop() -> Result<()> {
+    fn fused_and_plain_paths_agree() -> Result<()> {
         let dev = Device::Cpu;
-        let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
-        let attn = CausalSelfAttention::new(8, 2, vb)?;
-        let x = crate::rng::Rng::new(2).normal_tensor((2, 5, 8), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
-        let y = attn.forward(&x)?;
-        // The same attention written head by head and row by row, without the mask: row t only sees 0..=t.
-        let w = |n: &str| vars.data().lock().unwrap()[n].as_tensor().clone();
-        let (wqkv, bqkv, wo, bo) = (w("qkv.weight"), w("qkv.bias"), w("proj.weight"), w("proj.bias"));
-        for n in 0..2 {
-            let xn = x.i(n)?;
-            let qkv = xn.matmul(&wqkv.t()?)?.broadcast_add(&bqkv)?; // [T, 24]
-            let mut rows = vec![];
-            for t in 0..5 {
-                let mut heads = vec![];
-                for h in 0..2 {
-                    let q = qkv.i((t..t + 1, h * 4..h * 4 + 4))?;
-                    let k = qkv.i((0..t + 1, 8 + h * 4..8 + h * 4 + 4))?;
-                    let v = qkv.i((0..t + 1, 16 + h * 4..16 + h * 4 + 4))?;
-                    let a = last_dim_softmax_reference(&(q.matmul(&k.t()?)? / 2.0)?)?;
-                    heads.push(a.matmul(&v)?);
-                }
-                rows.push(Tensor::cat(&heads, 1)?);
-            }
-            let want = Tensor::cat(&rows, 0)?.matmul(&wo.t()?)?.broadcast_add(&bo)?;
-            let err = (y.i(n)? - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(err < 1e-5, "example {n}: {err}");
-        }
+        let (vars, vb) = crate::init::seeded(7, DType::F32, &dev);
+        let gpt = Gpt::new(tiny(), vb)?;
+        let idx = Tensor::new(&[[1u32, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], &dev)?;
+        let (fused, plain) = (gpt.forward(&idx)?, crate::fast::plain(|| gpt.forward(&idx))?);
+        let vs = vars.all_vars();
+        let named: Vec<_> = vs.iter().map(|v| (v, "parameter")).collect();
+        crate::fast::testing::assert_same_values_and_grads(&fused, &plain, &named, "gpt")?;
         Ok(())
     }
 

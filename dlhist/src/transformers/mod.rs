@@ -2,8 +2,11 @@
 //!
 //! | milestone | module |
 //! | --- | --- |
-//! | The transformer's causal self-attention (Vaswani et al. 2017) in a GPT (Radford et al. 2018, 2019) | [`gpt`] |
+//! | The transformer's multi-head causal self-attention (Vaswani et al. 2017) | [`attention`] |
+//! | A small GPT (Radford et al. 2018, 2019) built from it | [`gpt`] |
 
+pub mod attention;
 pub mod gpt;
 
-pub use gpt::{Block, CausalSelfAttention, Gpt, GptConfig};
+pub use attention::CausalSelfAttention;
+pub use gpt::{Block, Gpt, GptConfig};

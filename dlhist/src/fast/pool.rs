@@ -1,4 +1,5 @@
-//! # Max pooling, including AlexNet's overlapping pooling, with a correct backward pass
+//! Max pooling with any window, stride and padding, with a correct backward pass (the layer is
+//! [`crate::layers::MaxPool2d`]).
 //!
 //! Max pooling keeps the largest activation of each `k×k` window, the windows `s` pixels apart:
 //!
@@ -7,41 +8,29 @@
 //! ∂L/∂x[n, c, p, q] = Σ_{(i,j): (p,q) is the argmax of window (i,j)} ∂L/∂y[n, c, i, j]
 //! ```
 //!
-//! LeNet pools with `k = s = 2`; AlexNet (Krizhevsky et al. 2012, section 3.4) with `k = 3, s = 2`, so
-//! neighbouring windows overlap, which the paper credits with 0.3-0.4% lower top-1 error.
-//!
 //! candle 0.11's own max-pool has no backward pass when `k ≠ s`, and when `H` is not a multiple of `s` its
 //! backward routes gradients through the wrong windows (it upsamples the pooled map to the input size, which
 //! misaligns the rows and columns the pooling dropped). [`max_pool2d`] is a candle custom op whose backward
 //! sends each window's gradient to that window's argmax (the first maximum on ties, as PyTorch does), for any
 //! `k`, `s` and input size. Padding `p` adds positions that never win (as if they held −∞).
+//!
+//! Unlike the other kernels it is the only correct implementation there is for overlapping windows, so it
+//! serves every float dtype on the CPU, and other devices by a round trip through the CPU.
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, WithDType};
 
-/// Max pooling with window `kernel` and step `stride` over `[N, C, H, W]` (no padding, floor mode).
+/// Max pooling of `x [N, C, H, W]` with window `kernel`, step `stride` and `padding` positions on every side
+/// that never win (floor mode).
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::deep_neural_networks::max_pool2d;
 /// let x = Tensor::arange(0f32, 25., &Device::Cpu)?.reshape((1, 1, 5, 5))?;
 /// // Overlapping 3×3 windows, 2 apart: rows/columns 0-2 and 2-4.
-/// assert_eq!(max_pool2d(&x, 3, 2)?.flatten_all()?.to_vec1::<f32>()?, vec![12., 14., 22., 24.]);
+/// let y = dlhist::fast::max_pool2d(&x, 3, 2, 0)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![12., 14., 22., 24.]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
-pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
-    max_pool2d_padded(x, kernel, stride, 0)
-}
-
-/// [`max_pool2d`] with `padding` positions on every side that never win, e.g. `(3, 2, 1)` halves an even side
-/// with overlapping windows (28 → 14) exactly as `(2, 2, 0)` does.
-///
-/// ```
-/// use dlhist::prelude::*;
-/// let x = Tensor::ones((1, 1, 28, 28), DType::F32, &Device::Cpu)?;
-/// assert_eq!(dlhist::deep_neural_networks::max_pool2d_padded(&x, 3, 2, 1)?.dims(), &[1, 1, 14, 14]);
-/// # Ok::<(), dlhist::Error>(())
-/// ```
-pub fn max_pool2d_padded(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x
         .dims4()
         .map_err(|_| candle_core::Error::Msg(format!("max_pool2d expects [N, C, H, W]; got {:?}", x.dims())))?;
@@ -57,40 +46,6 @@ pub fn max_pool2d_padded(x: &Tensor, kernel: usize, stride: usize, padding: usiz
     } else {
         // The op is implemented for the CPU; on a GPU the data makes a round trip (autograd follows it).
         x.to_device(&Device::Cpu)?.contiguous()?.apply_op1(op)?.to_device(x.device())
-    }
-}
-
-/// [`max_pool2d_padded`] as a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxPool2d {
-    /// Window size.
-    pub kernel: usize,
-    /// Step between windows.
-    pub stride: usize,
-    /// Positions added on every side (they never win).
-    pub padding: usize,
-}
-
-impl MaxPool2d {
-    /// Non-overlapping pooling (`stride = kernel`), as in LeNet.
-    pub fn new(kernel: usize) -> Self {
-        MaxPool2d { kernel, stride: kernel, padding: 0 }
-    }
-
-    /// Pooling with any stride and padding; `stride < kernel` overlaps, as in AlexNet (3, 2).
-    pub fn with_stride(kernel: usize, stride: usize, padding: usize) -> Self {
-        MaxPool2d { kernel, stride, padding }
-    }
-
-    /// The output side for an input side `n`.
-    pub fn out_size(&self, n: usize) -> usize {
-        (n + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-}
-
-impl Module for MaxPool2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        max_pool2d_padded(x, self.kernel, self.stride, self.padding)
     }
 }
 
@@ -149,7 +104,7 @@ impl MaxPool {
         let (n, c, h, w, oh, ow) = self.out_dims(dims);
         let mut out = vec![T::from_f64(0.0); n * c * oh * ow];
         let op = out.as_mut_ptr() as usize;
-        crate::fast::par_chunks(n * c, 8, |planes| {
+        super::par_chunks(n * c, 8, |planes| {
             for p in planes {
                 // SAFETY: plane p's outputs are written by this iteration only.
                 let o = unsafe { std::slice::from_raw_parts_mut((op as *mut T).add(p * oh * ow), oh * ow) };
@@ -171,7 +126,7 @@ impl MaxPool {
         let mut gx = vec![T::from_f64(0.0); x.len()];
         let overlap = self.stride < self.kernel;
         let gxp = gx.as_mut_ptr() as usize;
-        crate::fast::par_chunks(x.len() / (h * w).max(1), 8, |planes| {
+        super::par_chunks(x.len() / (h * w).max(1), 8, |planes| {
             for p in planes {
                 // SAFETY: plane p's gradient is written by this iteration only.
                 let gp = unsafe { std::slice::from_raw_parts_mut((gxp as *mut T).add(p * h * w), h * w) };
@@ -262,11 +217,11 @@ impl CustomOp1 for MaxPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Result;
+    use candle_core::Result;
     use candle_core::{DType, Var};
 
     fn rand(shape: &[usize], seed: u64) -> Result<Tensor> {
-        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu)
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).map_err(candle_core::Error::wrap)
     }
 
     /// The definition, loop by loop, in f64.
@@ -298,7 +253,7 @@ mod tests {
     fn forward_matches_the_definition_and_candle() -> Result<()> {
         for (shape, k, s) in [([2, 3, 7, 9], 3, 2), ([1, 1, 5, 5], 2, 2), ([3, 2, 8, 8], 2, 2), ([1, 2, 6, 4], 3, 1)] {
             let x = rand(&shape, 1)?;
-            let y = max_pool2d(&x, k, s)?;
+            let y = max_pool2d(&x, k, s, 0)?;
             let got: Vec<f64> = y.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
             assert_eq!(got, naive(&x, k, s, 0)?, "{shape:?} k={k} s={s}");
             let theirs = x.max_pool2d_with_stride(k, s)?;
@@ -316,7 +271,7 @@ mod tests {
             let var = Var::from_tensor(&rand(&shape, 5)?)?;
             // Stored transposed: the op must handle a non-contiguous input.
             let x = var.as_tensor().transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
-            let ours = max_pool2d(&x, k, k)?;
+            let ours = max_pool2d(&x, k, k, 0)?;
             let theirs = x.max_pool2d(k)?;
             crate::fast::testing::assert_close(&ours, &theirs, "values")?;
             let r = rand(ours.dims(), 6)?;
@@ -333,11 +288,9 @@ mod tests {
     fn padded_pooling_matches_the_definition() -> Result<()> {
         for (shape, k, s, p) in [([2, 3, 28, 28], 3, 2, 1), ([1, 2, 7, 5], 3, 2, 1), ([1, 1, 6, 6], 2, 2, 1)] {
             let x = rand(&shape, 7)?;
-            let got: Vec<f64> = max_pool2d_padded(&x, k, s, p)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let got: Vec<f64> = max_pool2d(&x, k, s, p)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
             assert_eq!(got, naive(&x, k, s, p)?, "{shape:?} k={k} s={s} p={p}");
         }
-        assert_eq!(MaxPool2d::with_stride(3, 2, 1).out_size(28), 14);
-        assert_eq!(MaxPool2d::new(2).out_size(7), 3);
         Ok(())
     }
 
@@ -348,11 +301,9 @@ mod tests {
         for pad in [0, 1] {
             let out = (7 + 2 * pad - 3) / 2 + 1;
             let weights = rand(&[2, 2, out, out], 4)?.to_dtype(DType::F64)?;
-            let loss = |x: &Tensor| -> Result<f64> {
-                Ok((max_pool2d_padded(x, 3, 2, pad)? * &weights)?.sum_all()?.to_scalar()?)
-            };
+            let loss = |x: &Tensor| -> Result<f64> { (max_pool2d(x, 3, 2, pad)? * &weights)?.sum_all()?.to_scalar() };
             let var = Var::from_tensor(&x0)?;
-            let grads = (max_pool2d_padded(var.as_tensor(), 3, 2, pad)? * &weights)?.sum_all()?.backward()?;
+            let grads = (max_pool2d(var.as_tensor(), 3, 2, pad)? * &weights)?.sum_all()?.backward()?;
             let g: Vec<f64> = grads.get(&var).unwrap().flatten_all()?.to_vec1()?;
             let base: Vec<f64> = x0.flatten_all()?.to_vec1()?;
             let eps = 1e-6;
@@ -372,11 +323,11 @@ mod tests {
     #[test]
     fn ties_send_the_gradient_to_the_first_maximum_and_bad_input_is_named() -> Result<()> {
         let var = Var::new(&[[[[1f32, 1.], [1., 1.]]]], &Device::Cpu)?;
-        let g = max_pool2d(var.as_tensor(), 2, 2)?.sum_all()?.backward()?;
+        let g = max_pool2d(var.as_tensor(), 2, 2, 0)?.sum_all()?.backward()?;
         assert_eq!(g.get(&var).unwrap().flatten_all()?.to_vec1::<f32>()?, vec![1., 0., 0., 0.]);
-        let e = max_pool2d(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, 2, 2).unwrap_err();
+        let e = max_pool2d(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, 2, 2, 0).unwrap_err();
         assert!(e.to_string().contains("[2, 3]"), "{e}");
-        let e = max_pool2d(&Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu)?, 3, 2).unwrap_err();
+        let e = max_pool2d(&Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu)?, 3, 2, 0).unwrap_err();
         assert!(e.to_string().contains("does not fit"), "{e}");
         Ok(())
     }

@@ -29,7 +29,7 @@ use super::{ensure, float_vars};
 /// Hyper-parameters of [`Sgd`]. Build with [`SgdConfig::new`] and the chainable setters.
 ///
 /// ```
-/// use dlhist::optimization::SgdConfig;
+/// use dlhist::optim::SgdConfig;
 /// let cfg = SgdConfig::new(0.1).momentum(0.9).nesterov(true).weight_decay(5e-4);
 /// assert_eq!(cfg.momentum, 0.9);
 /// ```
@@ -106,7 +106,7 @@ impl SgdConfig {
 /// ```
 /// use candle_core::{Device, Tensor, Var};
 /// use candle_nn::Optimizer;
-/// use dlhist::optimization::{Sgd, SgdConfig};
+/// use dlhist::optim::{Sgd, SgdConfig};
 ///
 /// // Minimise (w - 3)^2 with heavy-ball momentum.
 /// let w = Var::new(&[0f32], &Device::Cpu)?;
@@ -190,7 +190,7 @@ impl Optimizer for Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optimization::test_util::{assert_close, fixed_grads, run_two_steps};
+    use crate::optim::test_util::{assert_close, fixed_grads, run_two_steps};
 
     /// Runs two SGD steps from θ = [1, −2] with the fixed gradient g = [0.5, −1].
     fn two_steps(cfg: SgdConfig) -> Result<(Vec<f32>, Vec<f32>)> {

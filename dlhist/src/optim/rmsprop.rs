@@ -31,7 +31,7 @@ use super::{ensure, float_vars};
 /// weight decay, no momentum, not centered.
 ///
 /// ```
-/// use dlhist::optimization::RmsPropConfig;
+/// use dlhist::optim::RmsPropConfig;
 /// let cfg = RmsPropConfig::new(1e-3).momentum(0.9).centered(true);
 /// assert_eq!(cfg.alpha, 0.99);
 /// ```
@@ -123,7 +123,7 @@ struct RmsState {
 /// ```
 /// use candle_core::{Device, Var};
 /// use candle_nn::Optimizer;
-/// use dlhist::optimization::{RmsProp, RmsPropConfig};
+/// use dlhist::optim::{RmsProp, RmsPropConfig};
 ///
 /// let w = Var::new(&[5f32], &Device::Cpu)?;
 /// let mut opt = RmsProp::new(vec![w.clone()], RmsPropConfig::new(0.01))?;
@@ -216,7 +216,7 @@ impl Optimizer for RmsProp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optimization::test_util::{assert_close, run_two_steps};
+    use crate::optim::test_util::{assert_close, run_two_steps};
 
     // Every test: θ = [1, −2], fixed g = [0.5, −1], lr = 0.01, α = 0.99, ε = 1e-8 (ε moves results < 1e-8).
     const G: [f64; 2] = [0.5, -1.0];

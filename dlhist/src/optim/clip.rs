@@ -42,7 +42,7 @@ fn present<'a>(grads: &'a GradStore, vars: &'a [Var]) -> impl Iterator<Item = (&
 /// use candle_core::{Device, Var};
 /// let w = Var::new(&[3f32, 4.0], &Device::Cpu)?;
 /// let grads = w.as_tensor().sum_all()?.backward()?; // gradient [1, 1]
-/// assert!((dlhist::optimization::grad_norm(&grads, &[w])? - 2f64.sqrt()).abs() < 1e-6);
+/// assert!((dlhist::optim::grad_norm(&grads, &[w])? - 2f64.sqrt()).abs() < 1e-6);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
@@ -65,7 +65,7 @@ pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
 /// ```
 /// use candle_core::{Device, Var};
 /// use candle_nn::Optimizer;
-/// use dlhist::optimization::{clip_grad_norm, Sgd, SgdConfig};
+/// use dlhist::optim::{clip_grad_norm, Sgd, SgdConfig};
 ///
 /// let w = Var::new(&[3f32, 4.0], &Device::Cpu)?;
 /// let mut opt = Sgd::new(vec![w.clone()], SgdConfig::new(0.1))?;
@@ -101,7 +101,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 /// use candle_core::{Device, Var};
 /// let w = Var::new(&[3f32, -4.0, 0.1], &Device::Cpu)?;
 /// let mut grads = w.as_tensor().sqr()?.sum_all()?.backward()?; // [6, -8, 0.2]
-/// dlhist::optimization::clip_grad_value(&mut grads, &[w.clone()], 1.0)?;
+/// dlhist::optim::clip_grad_value(&mut grads, &[w.clone()], 1.0)?;
 /// assert_eq!(grads.get(&w).unwrap().to_vec1::<f32>()?, vec![1.0, -1.0, 0.2]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```

@@ -59,7 +59,7 @@ fn apply(x: &Tensor, p: f32, rng: &mut Rng) -> candle_core::Result<Tensor> {
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use dlhist::{optimization::dropout, rng::Rng};
+/// use dlhist::{layers::dropout, rng::Rng};
 /// let x = Tensor::ones((4, 4), candle_core::DType::F32, &Device::Cpu)?;
 /// let y = dropout(&x, 0.5, &mut Rng::new(0))?;
 /// // Every element is either dropped (0) or kept and doubled (2).
@@ -79,7 +79,7 @@ pub fn dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
 ///
 /// ```
 /// use candle_core::{Device, ModuleT, Tensor};
-/// use dlhist::optimization::Dropout;
+/// use dlhist::layers::Dropout;
 /// let drop = Dropout::new(0.5, 42)?;
 /// let x = Tensor::ones(8, candle_core::DType::F32, &Device::Cpu)?;
 /// assert_eq!(drop.forward_t(&x, false)?.to_vec1::<f32>()?, vec![1.0; 8]); // evaluation: identity

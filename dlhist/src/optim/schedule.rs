@@ -26,7 +26,7 @@ use crate::{Error, Result};
 /// Steps count from **0**: `lr_at(0)` is the rate for the first update.
 ///
 /// ```
-/// use dlhist::optimization::{CosineAnnealing, LrSchedule};
+/// use dlhist::optim::{CosineAnnealing, LrSchedule};
 /// let s = CosineAnnealing::new(0.1, 0.0, 100)?.with_warmup(10);
 /// assert!(s.lr_at(0) < s.lr_at(9));        // warming up
 /// assert_eq!(s.lr_at(10), 0.1);            // hand-over: the cosine's step 0
@@ -70,7 +70,7 @@ impl<S: LrSchedule + ?Sized> LrSchedule for &S {
 /// ```
 /// use candle_core::{Device, Var};
 /// use candle_nn::Optimizer;
-/// use dlhist::optimization::{apply_schedule, Sgd, SgdConfig, StepDecay};
+/// use dlhist::optim::{apply_schedule, Sgd, SgdConfig, StepDecay};
 ///
 /// let w = Var::new(&[1f32], &Device::Cpu)?;
 /// let mut opt = Sgd::new(vec![w.clone()], SgdConfig::new(1.0))?;
@@ -100,7 +100,7 @@ fn check_rate(what: &str, lr: f64) -> Result<()> {
 /// The same rate at every step.
 ///
 /// ```
-/// use dlhist::optimization::{ConstantLr, LrSchedule};
+/// use dlhist::optim::{ConstantLr, LrSchedule};
 /// assert_eq!(ConstantLr(0.01).lr_at(12345), 0.01);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,7 +152,7 @@ impl LrSchedule for StepDecay {
 /// the end of each cycle, the cycles growing by a factor `t_mult`.
 ///
 /// ```
-/// use dlhist::optimization::{CosineAnnealing, LrSchedule};
+/// use dlhist::optim::{CosineAnnealing, LrSchedule};
 /// let s = CosineAnnealing::new(1.0, 0.0, 10)?;
 /// assert_eq!(s.lr_at(0), 1.0);
 /// assert!((s.lr_at(5) - 0.5).abs() < 1e-12);
@@ -190,7 +190,7 @@ impl CosineAnnealing {
     /// following one `t_mult` times longer than the one before (`t_mult = 1`: equal cycles).
     ///
     /// ```
-    /// use dlhist::optimization::{CosineAnnealing, LrSchedule};
+    /// use dlhist::optim::{CosineAnnealing, LrSchedule};
     /// let s = CosineAnnealing::new(1.0, 0.0, 10)?.with_warm_restarts(2)?;
     /// assert_eq!(s.lr_at(10), 1.0); // second cycle (20 steps) starts
     /// assert_eq!(s.lr_at(30), 1.0); // third cycle (40 steps) starts
@@ -271,7 +271,7 @@ impl<S: LrSchedule> LrSchedule for LinearWarmup<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optimization::{Sgd, SgdConfig};
+    use crate::optim::{Sgd, SgdConfig};
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12

@@ -1,0 +1,46 @@
+//! The one activation type every model and kernel in dlhist takes ([`crate::layers::Activation`]).
+//!
+//! It sits below both the layers and the kernels (it needs only candle), so both can name it.
+//!
+//! Each variant is the non-linearity of a milestone: the 1986 back-propagation paper's logistic sigmoid, tanh,
+//! the ReLU of section 02 (Glorot, Bordes & Bengio 2011), the GELU of section 02 (Hendrycks & Gimpel 2016) and
+//! the ELU it was compared with (Clevert et al. 2015).
+
+use candle_core::{Module, Result, Tensor};
+
+/// The non-linearity between layers.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::layers::Activation;
+/// let x = Tensor::new(&[-1f32, 0., 2.], &Device::Cpu)?;
+/// assert_eq!(Activation::Relu.forward(&x)?.to_vec1::<f32>()?, vec![0., 0., 2.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// The logistic function 1 / (1 + e^-x), the 1986 paper's choice.
+    Sigmoid,
+    /// tanh: a zero-centred sigmoid.
+    #[default]
+    Tanh,
+    /// max(0, x) (Glorot et al. 2011; section 02).
+    Relu,
+    /// x Φ(x) (Hendrycks & Gimpel 2016; section 02).
+    Gelu,
+    /// x for x > 0, e^x − 1 otherwise (Clevert et al. 2015; compared with GELU in section 02).
+    Elu,
+}
+
+impl Module for Activation {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.relu(),
+            // The exact GELU with erf (PyTorch's default), not the tanh approximation.
+            Activation::Gelu => x.gelu_erf(),
+            Activation::Elu => x.elu(1.0),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Softmax cross-entropy, the classification loss of every classifier in the history.
+//!
+//! For logits `z [N, C]` and class ids `y [N]`, the mean over the batch of the negative log-probability the
+//! softmax gives the right class:
+//!
+//! ```text
+//! L = −1/N Σ_n log softmax(z_n)[y_n] = 1/N Σ_n ( log Σ_c e^{z_nc} − z_{n,y_n} )
+//! ∂L/∂z_nc = (softmax(z_n)_c − [c = y_n]) / N
+//! ```
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::fast;
+
+/// Mean softmax cross-entropy of logits `[N, C]` against class ids `[N]` (any integer dtype).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let logits = Tensor::new(&[[0f32, 0.], [2f32.ln(), 0.]], &dev)?;
+/// let y = Tensor::new(&[1u32, 0], &dev)?;
+/// // Row 0: −log ½; row 1: −log ⅔.
+/// let l = dlhist::layers::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
+/// assert!((l - (2f32.ln() + 1.5f32.ln()) / 2.0).abs() < 1e-6);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (n, _) = logits.dims2()?;
+    if targets.dims() != [n] {
+        candle_core::bail!("cross_entropy: logits {:?} need class ids [{n}], got {:?}", logits.dims(), targets.dims())
+    }
+    if n > 0 && targets.device().is_cpu() && fast::applies(&[logits]) {
+        // Fused (crate::fast::softmax_cross_entropy): one pass per row, and the closed-form gradient above.
+        return fast::softmax_cross_entropy(logits, targets);
+    }
+    // Plain: log-softmax, pick each row's class, average, negate.
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = log_p.gather(&targets.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
+    picked.mean_all()?.neg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::testing::{assert_same_values_and_grads, strided};
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_and_plain_paths_agree_and_match_candle() -> crate::Result<()> {
+        let mut rng = crate::rng::Rng::new(9);
+        for (n, c, scale, non_contiguous) in
+            [(100, 10, 1.0, false), (7, 3, 5.0, true), (1, 1, 1.0, false), (768, 65, 3.0, true), (3, 2, 100.0, false)]
+        {
+            let z = Var::from_tensor(&rng.normal_tensor((n, c), 0.0, scale, &Device::Cpu)?)?;
+            let ids: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+            let y = Tensor::from_vec(ids, n, &Device::Cpu)?;
+            let zi = if non_contiguous { strided(z.as_tensor())? } else { z.as_tensor().clone() };
+            let (fused, plain) = (cross_entropy(&zi, &y)?, fast::plain(|| cross_entropy(&zi, &y))?);
+            let what = format!("n {n} c {c} scale {scale}");
+            // Scaled, so the incoming gradient is not 1.
+            assert_same_values_and_grads(&(&fused * 3.0)?, &(&plain * 3.0)?, &[(&z, "dz")], &what)?;
+            let theirs = candle_nn::loss::cross_entropy(&zi, &y)?;
+            crate::fast::testing::assert_close(&plain, &theirs, &format!("{what}: candle-nn"))?;
+        }
+        assert!(cross_entropy(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, &Tensor::new(&[0u32], &Device::Cpu)?)
+            .is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! The shared vocabulary of layers every milestone builds its models from.
+//!
+//! A milestone module (`deep_neural_networks::cnn`, `transformers::gpt`, ...) composes these; it never imports
+//! another milestone's file. Each layer is a small candle-nn style struct built from a `VarBuilder` path and
+//! implementing `Module`, and each holds two paths side by side: a fused CPU kernel from [`crate::fast`] where
+//! one serves it, and the plain candle composition with the math in comments, taken on other devices and
+//! dtypes and whenever the fused kernels are switched off (`DLHIST_FUSED=0`, [`crate::fast::set_enabled`]).
+//! Tests hold both to the same values and gradients.
+//!
+//! | item | what | first used in |
+//! | --- | --- | --- |
+//! | [`Activation`] | sigmoid, tanh, ReLU, GELU, ELU: the one activation type | 01 backpropagation |
+//! | [`Dense`] | `f(x Wᵀ + b)` | 01 backpropagation |
+//! | [`ConvBlock`] | `f(conv2d(x))`, optionally max-pooled in the same op | 01 CNN |
+//! | [`MaxPool2d`], [`max_pool2d`] | max pooling, overlapping windows and padding included | 01 CNN, AlexNet |
+//! | [`LocalResponseNorm`] | normalization across neighbouring channels | 01 AlexNet |
+//! | [`Dropout`], [`dropout()`] | seeded inverted dropout (the milestone of section 02, used from AlexNet on) | 01 AlexNet, 02 dropout |
+//! | [`cross_entropy`] | softmax cross-entropy against class ids | 01 backpropagation |
+//!
+//! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
+//! [`crate::optimization::LayerNorm`], [`crate::optimization::BatchNorm`], [`crate::sequence_modeling::Lstm`],
+//! [`crate::transformers::CausalSelfAttention`]. Later milestones may use those too.
+//!
+//! ```
+//! use dlhist::prelude::*;
+//! use dlhist::layers::{ConvBlock, Dense, MaxPool2d};
+//! let dev = Device::Cpu;
+//! let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+//! // A LeNet-style stack from the vocabulary.
+//! let conv = ConvBlock::new(1, 4, 5, 2, Some(Activation::Relu), vb.pp("conv"))?;
+//! let fc = Dense::new(4 * 14 * 14, 10, None, vb.pp("fc"))?;
+//! let x = Tensor::zeros((3, 1, 28, 28), DType::F32, &dev)?;
+//! let logits = fc.forward(&conv.forward_pool(&x, MaxPool2d::new(2))?.flatten_from(1)?)?;
+//! assert_eq!(logits.dims(), &[3, 10]);
+//! # Ok::<(), dlhist::Error>(())
+//! ```
+
+mod conv;
+mod dense;
+mod dropout;
+mod loss;
+mod lrn;
+mod pool;
+
+pub use crate::activation::Activation;
+pub use conv::ConvBlock;
+pub use dense::Dense;
+pub use dropout::{dropout, Dropout};
+pub use loss::cross_entropy;
+pub use lrn::LocalResponseNorm;
+pub use pool::{max_pool2d, MaxPool2d};
