@@ -32,6 +32,14 @@ pub enum Activation {
     Elu,
 }
 
+/// `f(z)`, or `z` itself when there is no activation (a layer's optional non-linearity).
+pub(crate) fn apply(f: Option<Activation>, z: Tensor) -> Result<Tensor> {
+    match f {
+        Some(f) => f.forward(&z),
+        None => Ok(z),
+    }
+}
+
 impl Module for Activation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {

@@ -28,8 +28,8 @@ use crate::activation::Activation;
 /// count (see `par_block_sums`); small enough that a batch of 32 still splits over several threads.
 const CONV_GRAD_BLOCK: usize = 4;
 
-/// `act(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero `padding` and `stride`
-/// (both sides), as candle's `x.conv2d(w, padding, stride, 1, 1)` followed by the bias and `act`.
+/// `f(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero padding `pad` and `stride`
+/// (both sides), as candle's `x.conv2d(w, pad, stride, 1, 1)` followed by the bias and `f`.
 ///
 /// f32 tensors on the CPU only (see [`super::applies`]); [`crate::layers::ConvBlock`] runs the composition
 /// elsewhere.
@@ -47,15 +47,8 @@ const CONV_GRAD_BLOCK: usize = 4;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![0., 9., 36., 45.]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
-pub fn conv2d(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    padding: usize,
-    stride: usize,
-    act: Option<Activation>,
-) -> Result<Tensor> {
-    conv2d_pool(x, w, b, padding, stride, act, 1)
+pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, stride: usize, f: Option<Activation>) -> Result<Tensor> {
+    conv2d_pool(x, w, b, pad, stride, f, 1)
 }
 
 /// [`conv2d`] followed by max pooling over `pool×pool` windows `pool` apart (floor mode; `pool = 1` is no
@@ -530,15 +523,11 @@ mod tests {
     use crate::fast::testing::{assert_close, assert_same_values_and_grads, randn, strided};
     use candle_core::Var;
 
+    /// The activation after the convolution, if any.
+    type Pointwise = Option<Activation>;
+
     /// Values and all three gradients of the fast path against candle's conv2d + bias + activation.
-    fn check(
-        x: &[usize],
-        w: &[usize],
-        pad: usize,
-        stride: usize,
-        act: Option<Activation>,
-        non_contiguous: bool,
-    ) -> Result<()> {
+    fn check(x: &[usize], w: &[usize], pad: usize, stride: usize, act: Pointwise, non_contiguous: bool) -> Result<()> {
         check_pooled(x, w, pad, stride, act, non_contiguous, 1)
     }
 
@@ -548,7 +537,7 @@ mod tests {
         w: &[usize],
         pad: usize,
         stride: usize,
-        act: Option<Activation>,
+        act: Pointwise,
         non_contiguous: bool,
         pool: usize,
     ) -> Result<()> {
@@ -561,10 +550,7 @@ mod tests {
         };
         let fast = conv2d_pool(&xi, &wi, &bv, pad, stride, act, pool)?;
         let z = xi.conv2d(&wi, pad, stride, 1, 1)?.broadcast_add(&bv.as_tensor().reshape((w[0], 1, 1))?)?;
-        let mut plain = match act {
-            Some(f) => f.forward(&z)?,
-            None => z,
-        };
+        let mut plain = crate::activation::apply(act, z)?;
         if pool > 1 {
             plain = crate::fast::max_pool2d(&plain, pool, pool, 0)?;
         }

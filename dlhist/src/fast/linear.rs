@@ -14,7 +14,7 @@
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::{par_matmul, Stored};
 use super::vmath::{self, Simd};
@@ -54,10 +54,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Activation>) -> Re
     let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearAct { act: epilogue, pre: Mutex::new(vec![]) })?;
     *dims.last_mut().expect("rank >= 1") = out;
     let y = y.reshape(dims)?;
-    match rest {
-        Some(f) => f.forward(&y),
-        None => Ok(y),
-    }
+    crate::activation::apply(rest, y)
 }
 
 #[derive(Debug)]
@@ -182,6 +179,7 @@ impl CustomOp3 for LinearAct {
 mod tests {
     use super::*;
     use crate::fast::testing::{assert_same_values_and_grads, randn, strided};
+    use candle_core::Module;
     use candle_core::Var;
 
     fn check(x: &[usize], out: usize, act: Option<Activation>, non_contiguous: bool) -> Result<()> {
@@ -197,10 +195,7 @@ mod tests {
         let fast = linear(&xi, &wi, &bv, act)?;
         // candle-nn's Linear, then the activation.
         let z = candle_nn::Linear::new(wi.clone(), Some(bv.as_tensor().clone())).forward(&xi)?;
-        let plain = match act {
-            Some(f) => f.forward(&z)?,
-            None => z,
-        };
+        let plain = crate::activation::apply(act, z)?;
         let what = format!("x {x:?} out {out} {act:?} strided {non_contiguous}");
         assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
     }

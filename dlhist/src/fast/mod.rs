@@ -432,6 +432,22 @@ pub(crate) mod testing {
         Ok(())
     }
 
+    /// [`assert_same_values_and_grads`] over every trained parameter in `vars` (by name; batch norm's running
+    /// statistics are vars but get no gradient, so they are left out) and the given `inputs`.
+    pub fn assert_paths_agree(
+        fused: &Tensor,
+        plain: &Tensor,
+        vars: &candle_nn::VarMap,
+        inputs: &[&candle_core::Var],
+        what: &str,
+    ) -> Result<()> {
+        let data = vars.data().lock().unwrap().clone();
+        let mut named: Vec<(&candle_core::Var, &str)> =
+            data.iter().filter(|(n, _)| !n.contains("running")).map(|(n, v)| (v, n.as_str())).collect();
+        named.extend(inputs.iter().map(|v| (*v, "input")));
+        assert_same_values_and_grads(fused, plain, &named, what)
+    }
+
     /// The same tensor as a non-contiguous view: stored transposed, then transposed back.
     pub fn strided(t: &Tensor) -> Result<Tensor> {
         let r = t.rank();

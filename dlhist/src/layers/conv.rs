@@ -103,18 +103,14 @@ impl Module for ConvBlock {
             return fast::conv2d(x, w, b, cfg.padding, cfg.stride, self.activation);
         }
         // Plain: candle's convolution (weights and bias), then the activation.
-        let z = self.conv.forward(x)?;
-        match self.activation {
-            Some(f) => f.forward(&z),
-            None => Ok(z),
-        }
+        crate::activation::apply(self.activation, self.conv.forward(x)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::assert_same_values_and_grads;
+    use crate::fast::testing::assert_paths_agree;
     use candle_core::{DType, Device, Var};
 
     /// Both paths, with and without pooling, every activation: the same values and gradients.
@@ -133,9 +129,7 @@ mod tests {
                     None => block.forward(&x),
                 };
                 let (fused, plain) = (run()?, fast::plain(run)?);
-                let vs = vars.all_vars();
-                let named: Vec<_> = vs.iter().map(|v| (v, "parameter")).chain([(&x, "x")]).collect();
-                assert_same_values_and_grads(&fused, &plain, &named, &format!("{act:?} {pool:?}"))?;
+                assert_paths_agree(&fused, &plain, &vars, &[&x], &format!("{act:?} {pool:?}"))?;
             }
         }
         let (_, vb) = crate::init::seeded(0, DType::F32, &dev);

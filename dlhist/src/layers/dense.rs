@@ -68,18 +68,14 @@ impl Module for Dense {
             return fast::linear(x, w, b, self.activation);
         }
         // Plain: z = x Wᵀ + b (candle-nn's Linear), then y = f(z).
-        let z = self.linear.forward(x)?;
-        match self.activation {
-            Some(f) => f.forward(&z),
-            None => Ok(z),
-        }
+        crate::activation::apply(self.activation, self.linear.forward(x)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::assert_same_values_and_grads;
+    use crate::fast::testing::assert_paths_agree;
     use candle_core::{DType, Device, Var};
 
     /// Both paths, every activation, 2-D and 3-D inputs: same values and gradients (inputs and parameters).
@@ -100,9 +96,7 @@ mod tests {
                 let x = Var::from_tensor(&crate::rng::Rng::new(3).normal_tensor(shape.as_slice(), 0.0, 1.0, &dev)?)?;
                 let fused = layer.forward(&x)?;
                 let plain = fast::plain(|| layer.forward(&x))?;
-                let vs = vars.all_vars();
-                let named: Vec<_> = vs.iter().map(|v| (v, "parameter")).chain([(&x, "x")]).collect();
-                assert_same_values_and_grads(&fused, &plain, &named, &format!("{act:?} {shape:?}"))?;
+                assert_paths_agree(&fused, &plain, &vars, &[&x], &format!("{act:?} {shape:?}"))?;
             }
         }
         Ok(())

@@ -68,8 +68,7 @@ pub struct Mse;
 
 impl Loss for Mse {
     fn compute(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
-        same_shape("mean squared error", output, target)?;
-        Ok(candle_nn::loss::mse(output, &target.to_dtype(output.dtype())?)?)
+        elementwise("mean squared error", output, target, candle_nn::loss::mse)
     }
 }
 
@@ -79,12 +78,17 @@ pub struct BinaryCrossEntropyWithLogits;
 
 impl Loss for BinaryCrossEntropyWithLogits {
     fn compute(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
-        same_shape("binary cross-entropy", output, target)?;
-        Ok(candle_nn::loss::binary_cross_entropy_with_logit(output, &target.to_dtype(output.dtype())?)?)
+        elementwise("binary cross-entropy", output, target, candle_nn::loss::binary_cross_entropy_with_logit)
     }
 }
 
-fn same_shape(what: &str, output: &Tensor, target: &Tensor) -> Result<()> {
+/// A loss between an output and a target of the same shape (the target cast to the output's dtype).
+fn elementwise(
+    what: &str,
+    output: &Tensor,
+    target: &Tensor,
+    loss: fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
     if output.dims() != target.dims() {
         return Err(Error::Invalid(format!(
             "{what} expects output and target of the same shape; got {:?} and {:?}",
@@ -92,7 +96,7 @@ fn same_shape(what: &str, output: &Tensor, target: &Tensor) -> Result<()> {
             target.dims()
         )));
     }
-    Ok(())
+    Ok(loss(output, &target.to_dtype(output.dtype())?)?)
 }
 
 /// The loss [`super::FitConfig`] holds: shared, so configurations stay cheap to clone. Every loss in dlhist
