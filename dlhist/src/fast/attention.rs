@@ -38,7 +38,7 @@ use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn causal_self_attention(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
-    let (b, t, c3) = qkv.dims3()?;
+    let (_, t, c3) = qkv.dims3()?;
     let c = c3 / 3;
     if !c3.is_multiple_of(3) || n_head == 0 || !c.is_multiple_of(n_head) || t == 0 {
         candle_core::bail!("causal_self_attention: {:?} is not [B, T, 3C] with C a multiple of {n_head}", qkv.dims())
@@ -46,7 +46,6 @@ pub fn causal_self_attention(qkv: &Tensor, n_head: usize) -> Result<Tensor> {
     if !cpu_f32(&[qkv]) {
         return Err(super::unsupported("causal_self_attention", &[qkv]));
     }
-    let _ = (b, t);
     qkv.contiguous()?.apply_op1(Attention { n_head, probs: Mutex::new(vec![]) })
 }
 

@@ -37,7 +37,7 @@ use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
-    let (b, t, h4) = xp.dims3()?;
+    let (_, t, h4) = xp.dims3()?;
     let (wr, h) = w_hh.dims2()?;
     if wr != 4 * h || h4 != 4 * h || t == 0 {
         candle_core::bail!(
@@ -49,7 +49,6 @@ pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
     if !cpu_f32(&[xp, w_hh]) {
         return Err(super::unsupported("lstm_sequence", &[xp, w_hh]));
     }
-    let _ = b;
     xp.contiguous()?.apply_op2(&w_hh.contiguous()?, LstmSeq { cache: Mutex::new(None) })
 }
 

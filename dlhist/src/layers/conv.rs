@@ -52,11 +52,6 @@ impl ConvBlock {
         Ok(ConvBlock { conv: candle_nn::conv2d(c_in, c_out, kernel, cfg, vb)?, activation })
     }
 
-    /// Wraps an existing candle-nn convolution.
-    pub fn from_conv(conv: Conv2d, activation: Option<Activation>) -> Self {
-        ConvBlock { conv, activation }
-    }
-
     /// The convolution (its kernels are `conv().weight()`).
     pub fn conv(&self) -> &Conv2d {
         &self.conv

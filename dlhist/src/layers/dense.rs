@@ -39,11 +39,6 @@ impl Dense {
         Ok(Dense { linear: candle_nn::linear(fan_in, fan_out, vb)?, activation })
     }
 
-    /// Wraps an existing candle-nn layer.
-    pub fn from_linear(linear: Linear, activation: Option<Activation>) -> Self {
-        Dense { linear, activation }
-    }
-
     /// The affine part, `x Wᵀ + b` (to read the weights, or to take the pre-activation `z`).
     pub fn linear(&self) -> &Linear {
         &self.linear

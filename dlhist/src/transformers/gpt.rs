@@ -175,7 +175,7 @@ mod tests {
         let gpt = Gpt::new(tiny(), vb)?;
         let idx = Tensor::new(&[[1u32, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], &dev)?;
         let (fused, plain) = (gpt.forward(&idx)?, crate::fast::plain(|| gpt.forward(&idx))?);
-        Ok(crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &[], "gpt")?)
+        crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &[], "gpt")
     }
 
     #[test]
