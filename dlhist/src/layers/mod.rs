@@ -16,6 +16,8 @@
 //! | [`LocalResponseNorm`] | normalization across neighbouring channels | 01 AlexNet |
 //! | [`Dropout`], [`dropout()`] | seeded inverted dropout (the milestone of section 02, used from AlexNet on) | 01 AlexNet, 02 dropout |
 //! | [`cross_entropy`] | softmax cross-entropy against class ids | 01 backpropagation |
+//! | [`Recurrent`], [`RecurrentState`] | the interface of recurrent layers, and the state carried between steps and chunks (truncated back-propagation through time) | 03 RNN |
+//! | [`Bidirectional`], [`reverse_time`] | two recurrent layers reading in opposite directions | 03 attention |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
 //! [`crate::optimization::LayerNorm`], [`crate::optimization::BatchNorm`], [`crate::sequence_modeling::Lstm`],
@@ -41,6 +43,7 @@ mod dropout;
 mod loss;
 mod lrn;
 mod pool;
+mod recurrent;
 
 pub use crate::activation::Activation;
 pub use conv::ConvBlock;
@@ -49,3 +52,5 @@ pub use dropout::{dropout, Dropout};
 pub use loss::cross_entropy;
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, MaxPool2d};
+pub(crate) use recurrent::check_input as check_recurrent_input;
+pub use recurrent::{reverse_time, Bidirectional, Recurrent, RecurrentState};

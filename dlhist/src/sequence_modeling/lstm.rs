@@ -17,16 +17,74 @@
 //! c_t = f ⊙ c_{t−1} + i ⊙ g
 //! h_t = o ⊙ tanh(c_t)
 //! ```
+//!
+//! The 1997 cell has no forget gate: `c_t = c_{t−1} + i ⊙ g`, so `∂c_t/∂c_{t−1} = 1` exactly, and error flows
+//! back undiminished for any number of steps, but the cell can only grow or shrink by what the input gate lets
+//! in, never be wiped. On a stream that never resets, `c` drifts without bound and the output saturates; the
+//! forget gate of 2000 is the fix ([`LstmConfig::forget_gate`]). The 1997 paper squashes the cell input with a
+//! logistic scaled to `[−2, 2]` and the cell output to `[−1, 1]`; we use `tanh` for both, as later work does.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::fast;
+use crate::layers::{check_recurrent_input, Recurrent, RecurrentState};
 
-/// One LSTM layer over sequences `[B, T, I]` (batch first), hidden size `H`, initial state zero.
+/// Which LSTM cell, and where its gate biases start.
 ///
-/// Parameters (PyTorch's names and init `U(−1/√H, 1/√H)`): `{path}.weight_ih` `[4H, I]`, `{path}.weight_hh`
-/// `[4H, H]`, `{path}.bias_ih`, `{path}.bias_hh` `[4H]`.
+/// The default is the cell of Gers et al. (with the forget gate), every bias drawn like PyTorch's. The bias
+/// offsets are added to the drawn initial `bias_ih` when the layer's parameters are created (not when they are
+/// loaded from a checkpoint). The 1997 paper started output gates at negative biases so that cells stay shut
+/// until they are useful, and Gers et al. open the forget gates at the start (positive bias), so that the cells
+/// remember by default and learn when to forget.
+///
+/// ```
+/// use dlhist::sequence_modeling::LstmConfig;
+/// let c1997 = LstmConfig::hochreiter_1997();
+/// assert!(!c1997.forget_gate);
+/// assert_eq!(LstmConfig { forget_bias: 1.0, ..Default::default() }.gates(), 4);
+/// assert_eq!(c1997.gates(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LstmConfig {
+    /// With the forget gate (Gers, Schmidhuber & Cummins 2000, and PyTorch's `nn.LSTM`); without it, the 1997
+    /// cell `c_t = c_{t−1} + i ⊙ g`, whose parameters then hold three gates (i, g, o) instead of four.
+    pub forget_gate: bool,
+    /// Added to the input gate's initial bias.
+    pub input_bias: f64,
+    /// Added to the forget gate's initial bias (ignored without a forget gate).
+    pub forget_bias: f64,
+    /// Added to the output gate's initial bias.
+    pub output_bias: f64,
+}
+
+impl Default for LstmConfig {
+    fn default() -> Self {
+        LstmConfig { forget_gate: true, input_bias: 0.0, forget_bias: 0.0, output_bias: 0.0 }
+    }
+}
+
+impl LstmConfig {
+    /// The 1997 cell: input and output gates, the constant error carousel, no forget gate.
+    pub fn hochreiter_1997() -> Self {
+        LstmConfig { forget_gate: false, ..Default::default() }
+    }
+
+    /// Gate pre-activations per unit: 4 (i, f, g, o) with the forget gate, 3 (i, g, o) without.
+    pub fn gates(&self) -> usize {
+        if self.forget_gate {
+            4
+        } else {
+            3
+        }
+    }
+}
+
+/// One LSTM layer over sequences `[B, T, I]` (batch first), hidden size `H`.
+///
+/// Parameters (PyTorch's names and init `U(−1/√H, 1/√H)`): `{path}.weight_ih` `[GH, I]`, `{path}.weight_hh`
+/// `[GH, H]`, `{path}.bias_ih`, `{path}.bias_hh` `[GH]`, with `G = 4` gates (i, f, g, o) or, for the 1997
+/// cell, `G = 3` (i, g, o).
 ///
 /// ```
 /// use dlhist::prelude::*;
@@ -46,19 +104,55 @@ pub struct Lstm {
     bias_ih: Tensor,
     bias_hh: Tensor,
     hidden: usize,
+    config: LstmConfig,
 }
 
 impl Lstm {
-    /// An LSTM layer from `input` features to `hidden` units.
+    /// An LSTM layer (with the forget gate, PyTorch's init) from `input` features to `hidden` units.
     pub fn new(input: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_config(input, hidden, LstmConfig::default(), vb)
+    }
+
+    /// An LSTM layer of the cell and bias offsets `config` chooses.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::sequence_modeling::{Lstm, LstmConfig};
+    /// let (vars, vb) = dlhist::init::seeded(0, DType::F32, &Device::Cpu);
+    /// let cfg = LstmConfig { output_bias: -2.0, ..LstmConfig::hochreiter_1997() };
+    /// let lstm = Lstm::with_config(2, 4, cfg, vb)?;
+    /// assert_eq!(dlhist::init::param_count(&vars), 3 * 4 * (2 + 4) + 2 * 3 * 4);
+    /// // Output-gate biases start near −2 (the drawn bias lies within ±1/√H = ±0.5 of it).
+    /// let b: Vec<f32> = vars.data().lock().unwrap()["bias_ih"].as_tensor().narrow(0, 8, 4)?.to_vec1()?;
+    /// assert!(b.iter().all(|&v| (-2.5..=-1.5).contains(&v)));
+    /// # let _ = lstm;
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn with_config(input: usize, hidden: usize, config: LstmConfig, vb: VarBuilder) -> Result<Self> {
+        let g = config.gates();
         let k = 1.0 / (hidden as f64).sqrt();
         let init = Init::Uniform { lo: -k, up: k };
+        // Offsets go on only when this call creates the bias; a loaded or shared one is used as it is.
+        let fresh = !vb.contains_tensor("bias_ih");
+        let bias_ih = vb.get_with_hints(g * hidden, "bias_ih", init)?;
+        let offsets: Vec<f64> = if config.forget_gate {
+            vec![config.input_bias, config.forget_bias, 0.0, config.output_bias]
+        } else {
+            vec![config.input_bias, 0.0, config.output_bias]
+        };
+        if fresh && offsets.iter().any(|&o| o != 0.0) {
+            let per_unit: Vec<f64> = offsets.iter().flat_map(|&o| std::iter::repeat_n(o, hidden)).collect();
+            let shifted = (&bias_ih + Tensor::new(per_unit, bias_ih.device())?.to_dtype(bias_ih.dtype())?)?;
+            // Written into the variable's own storage, so the optimizer trains the shifted values.
+            bias_ih.slice_set(&shifted, 0, 0)?;
+        }
         Ok(Lstm {
-            weight_ih: vb.get_with_hints((4 * hidden, input), "weight_ih", init)?,
-            weight_hh: vb.get_with_hints((4 * hidden, hidden), "weight_hh", init)?,
-            bias_ih: vb.get_with_hints(4 * hidden, "bias_ih", init)?,
-            bias_hh: vb.get_with_hints(4 * hidden, "bias_hh", init)?,
+            weight_ih: vb.get_with_hints((g * hidden, input), "weight_ih", init)?,
+            weight_hh: vb.get_with_hints((g * hidden, hidden), "weight_hh", init)?,
+            bias_ih,
+            bias_hh: vb.get_with_hints(g * hidden, "bias_hh", init)?,
             hidden,
+            config,
         })
     }
 
@@ -67,11 +161,18 @@ impl Lstm {
         self.hidden
     }
 
-    /// Runs the sequence and returns every step's output `[B, T, H]` and the final `(h_T, c_T)`, each `[B, H]`.
+    /// The cell and initialization this layer was built with.
+    pub fn config(&self) -> LstmConfig {
+        self.config
+    }
+
+    /// Runs the sequence from the zero state and returns every step's output `[B, T, H]` and the final
+    /// `(h_T, c_T)`, each `[B, H]`.
     ///
-    /// On the CPU in f32 the recurrence runs as one op ([`crate::fast::lstm_sequence`]) whose backward pass is
-    /// back-propagation through time written out; otherwise (or under `DLHIST_FUSED=0`) it runs step by step as
-    /// the candle ops of the module docs, and candle's autograd does the back-propagation through time.
+    /// On the CPU in f32, with the forget gate and from the zero state, the recurrence runs as one op
+    /// ([`crate::fast::lstm_sequence`]) whose backward pass is back-propagation through time written out;
+    /// otherwise (or under `DLHIST_FUSED=0`) it runs step by step as the candle ops of the module docs, and
+    /// candle's autograd does the back-propagation through time.
     ///
     /// ```
     /// use dlhist::prelude::*;
@@ -86,16 +187,54 @@ impl Lstm {
     /// # Ok::<(), dlhist::Error>(())
     /// ```
     pub fn forward_with_state(&self, x: &Tensor) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (b, t, i) = x
-            .dims3()
-            .map_err(|_| candle_core::Error::Msg(format!("Lstm expects sequences [B, T, I]; got {:?}", x.dims())))?;
-        if i != self.weight_ih.dims()[1] {
-            candle_core::bail!("Lstm over {} input features got input {:?}", self.weight_ih.dims()[1], x.dims())
+        let (hs, s) = self.run(x, None, None)?;
+        let c = s.c.expect("an LSTM state has a cell");
+        Ok((hs, (s.h, c)))
+    }
+
+    /// Runs the sequence from `state` (zero when `None`), zeroing the state of row `b` before step `t` wherever
+    /// `keep[b, t]` is 0 (`keep`: `[B, T]`, 1 keep / 0 reset, the input's dtype). A stream of concatenated
+    /// sequences is then processed as if the net were restarted at each sequence's start: the control of
+    /// Gers et al.'s continual experiments, where a 1997 LSTM is told where strings end.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::layers::Recurrent;
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(2, DType::F32, &dev);
+    /// let lstm = dlhist::sequence_modeling::Lstm::new(1, 3, vb)?;
+    /// let x = Tensor::ones((1, 6, 1), DType::F32, &dev)?;
+    /// // A reset before step 3: steps 3..6 see a fresh net, so they repeat steps 0..3.
+    /// let keep = Tensor::new(&[[1f32, 1., 1., 0., 1., 1.]], &dev)?;
+    /// let (hs, _) = lstm.forward_resetting(&x, None, &keep)?;
+    /// let (a, b) = (hs.narrow(1, 0, 3)?, hs.narrow(1, 3, 3)?);
+    /// assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-7);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn forward_resetting(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        keep: &Tensor,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let (b, t) = check_recurrent_input("Lstm", self.weight_ih.dims()[1], self.hidden, true, x, state)?;
+        if keep.dims() != [b, t] {
+            candle_core::bail!("Lstm: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}", keep.dims())
         }
-        if t == 0 {
-            candle_core::bail!("Lstm needs at least one time step; got {:?}", x.dims())
-        }
-        let (hsz, h4) = (self.hidden, 4 * self.hidden);
+        self.run(x, state, Some(keep))
+    }
+
+    /// The whole layer: input checks, the projection of every step's input, then the fused or the plain
+    /// recurrence.
+    fn run(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        keep: Option<&Tensor>,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let (b, t) = check_recurrent_input("Lstm", self.weight_ih.dims()[1], self.hidden, true, x, state)?;
+        let i = x.dims()[2];
+        let (hsz, gh) = (self.hidden, self.config.gates() * self.hidden);
         // The input projection does not depend on the recurrence: one matrix product for all T steps instead
         // of T small ones. Both biases are folded in here once.
         let bias = (&self.bias_ih + &self.bias_hh)?;
@@ -105,35 +244,73 @@ impl Lstm {
         } else {
             x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?
         }
-        .reshape((b, t, h4))?;
-        if fast::applies(&[&xp, &self.weight_hh]) {
-            // Fused (crate::fast::lstm_sequence): the whole recurrence, forward and back-propagation through
-            // time, as one op. Rows 0..T hold h_1..h_T, row T the final cell.
+        .reshape((b, t, gh))?;
+        if self.config.forget_gate && state.is_none() && keep.is_none() && fast::applies(&[&xp, &self.weight_hh]) {
+            // Fused (crate::fast::lstm_sequence): the whole recurrence from the zero state, forward and
+            // back-propagation through time, as one op. Rows 0..T hold h_1..h_T, row T the final cell.
             let out = fast::lstm_sequence(&xp, &self.weight_hh)?;
             let hs = out.narrow(1, 0, t)?;
             let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
             let c = out.narrow(1, t, 1)?.squeeze(1)?;
-            return Ok((hs, (h, c)));
+            return Ok((hs, RecurrentState { h, c: Some(c) }));
         }
         // Plain: the cell equations of the module docs, one time step after another.
         let w_hh_t = self.weight_hh.t()?;
-        let mut h = Tensor::zeros((b, hsz), xp.dtype(), xp.device())?;
-        let mut c = h.clone();
+        let (mut h, mut c) = match state {
+            Some(s) => (s.h.clone(), s.c.clone().expect("checked: an LSTM state has a cell")),
+            None => {
+                let z = Tensor::zeros((b, hsz), xp.dtype(), xp.device())?;
+                (z.clone(), z)
+            }
+        };
         let mut hs = Vec::with_capacity(t);
         for step in 0..t {
-            // The four pre-activations [a_i, a_f, a_g, a_o]: the input part precomputed, plus W_hh h_{t−1}.
+            if let Some(keep) = keep {
+                // A sequence starts here in the rows where keep is 0: back to the zero state.
+                let k = keep.narrow(1, step, 1)?;
+                h = h.broadcast_mul(&k)?;
+                c = c.broadcast_mul(&k)?;
+            }
+            // The gates' pre-activations: the input part precomputed, plus W_hh h_{t−1}.
             let a = (xp.narrow(1, step, 1)?.squeeze(1)? + h.matmul(&w_hh_t)?)?;
             let gate = |k: usize| a.narrow(1, k * hsz, hsz);
             let input_gate = candle_nn::ops::sigmoid(&gate(0)?)?;
-            let forget_gate = candle_nn::ops::sigmoid(&gate(1)?)?;
-            let candidate = gate(2)?.tanh()?;
-            let output_gate = candle_nn::ops::sigmoid(&gate(3)?)?;
-            // The constant error carousel: the cell's only recurrence is this gated sum, so ∂c_t/∂c_{t−1} = f.
-            c = ((forget_gate * &c)? + (input_gate * candidate)?)?;
+            let written = (input_gate * gate(gh / hsz - 2)?.tanh()?)?;
+            let output_gate = candle_nn::ops::sigmoid(&gate(gh / hsz - 1)?)?;
+            c = if self.config.forget_gate {
+                // Learning to forget: the carousel's self-connection becomes the gate f, so ∂c_t/∂c_{t−1} = f.
+                let forget_gate = candle_nn::ops::sigmoid(&gate(1)?)?;
+                ((forget_gate * &c)? + written)?
+            } else {
+                // The constant error carousel of 1997: a self-connection of weight exactly 1.
+                (&c + written)?
+            };
             h = (output_gate * c.tanh()?)?;
             hs.push(h.clone());
         }
-        Ok((Tensor::stack(&hs, 1)?, (h, c)))
+        Ok((Tensor::stack(&hs, 1)?, RecurrentState { h, c: Some(c) }))
+    }
+}
+
+impl Recurrent for Lstm {
+    fn input_size(&self) -> usize {
+        self.weight_ih.dims()[1]
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    fn has_cell(&self) -> bool {
+        true
+    }
+
+    fn zero_state(&self, batch: usize, dtype: DType, dev: &Device) -> Result<RecurrentState> {
+        RecurrentState::zeros(batch, self.hidden, true, dtype, dev)
+    }
+
+    fn forward_from(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<(Tensor, RecurrentState)> {
+        self.run(x, state, None)
     }
 }
 
@@ -149,17 +326,22 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, IndexOp};
 
-    /// The equations written out in f64 scalars, one example and one step at a time.
-    fn naive(lstm: &Lstm, x: &Tensor) -> Vec<f64> {
+    /// The equations written out in f64 scalars, one example and one step at a time, from the starting state
+    /// `(h0, c0)` (`[B·H]` each; zeros when `None`), for either cell.
+    fn naive(lstm: &Lstm, x: &Tensor, start: Option<(Vec<f64>, Vec<f64>)>) -> Vec<f64> {
         let v = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let (wih, whh, bih, bhh) = (v(&lstm.weight_ih), v(&lstm.weight_hh), v(&lstm.bias_ih), v(&lstm.bias_hh));
         let (b, t, inp) = x.dims3().unwrap();
         let hsz = lstm.hidden;
+        let gates = lstm.config.gates();
         let xs = v(x);
         let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
         let mut out = vec![0.0; b * t * hsz];
         for n in 0..b {
-            let (mut h, mut c) = (vec![0.0; hsz], vec![0.0; hsz]);
+            let (mut h, mut c) = match &start {
+                Some((h0, c0)) => (h0[n * hsz..(n + 1) * hsz].to_vec(), c0[n * hsz..(n + 1) * hsz].to_vec()),
+                None => (vec![0.0; hsz], vec![0.0; hsz]),
+            };
             for s in 0..t {
                 let pre = |r: usize| {
                     let mut a = bih[r] + bhh[r];
@@ -171,12 +353,18 @@ mod tests {
                     }
                     a
                 };
-                let pres: Vec<f64> = (0..4 * hsz).map(pre).collect();
+                let pres: Vec<f64> = (0..gates * hsz).map(pre).collect();
                 for j in 0..hsz {
-                    let (i, f, g, o) =
-                        (sig(pres[j]), sig(pres[hsz + j]), pres[2 * hsz + j].tanh(), sig(pres[3 * hsz + j]));
-                    c[j] = f * c[j] + i * g;
-                    h[j] = o * c[j].tanh();
+                    let p = |g: usize| pres[g * hsz + j];
+                    if gates == 4 {
+                        let (i, f, g, o) = (sig(p(0)), sig(p(1)), p(2).tanh(), sig(p(3)));
+                        c[j] = f * c[j] + i * g;
+                        h[j] = o * c[j].tanh();
+                    } else {
+                        let (i, g, o) = (sig(p(0)), p(1).tanh(), sig(p(2)));
+                        c[j] += i * g;
+                        h[j] = o * c[j].tanh();
+                    }
                 }
                 out[(n * t + s) * hsz..(n * t + s + 1) * hsz].copy_from_slice(&h);
             }
@@ -184,16 +372,131 @@ mod tests {
         out
     }
 
+    fn randn(seed: u64, shape: &[usize]) -> Result<Tensor> {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).map_err(candle_core::Error::wrap)
+    }
+
     #[test]
     fn matches_the_equations_written_as_scalar_loops() -> Result<()> {
         let dev = Device::Cpu;
-        let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
-        let lstm = Lstm::new(3, 5, vb)?;
-        let x = crate::rng::Rng::new(4).normal_tensor((2, 7, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
-        let got: Vec<f32> = lstm.forward(&x)?.flatten_all()?.to_vec1()?;
-        for (g, w) in got.iter().zip(naive(&lstm, &x)) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
+        let x = randn(4, &[2, 7, 3])?;
+        for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
+            let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
+            let lstm = Lstm::with_config(3, 5, config, vb)?;
+            let got: Vec<f32> = lstm.forward(&x)?.flatten_all()?.to_vec1()?;
+            for (g, w) in got.iter().zip(naive(&lstm, &x, None)) {
+                assert!((*g as f64 - w).abs() < 1e-5, "{config:?}: {g} vs {w}");
+            }
+            // From a non-zero state too.
+            let (h0, c0) = (randn(5, &[2, 5])?, randn(6, &[2, 5])?);
+            let state = RecurrentState { h: h0.clone(), c: Some(c0.clone()) };
+            let got: Vec<f32> = lstm.forward_from(&x, Some(&state))?.0.flatten_all()?.to_vec1()?;
+            let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for (g, w) in got.iter().zip(naive(&lstm, &x, Some((f64s(&h0), f64s(&c0))))) {
+                assert!((*g as f64 - w).abs() < 1e-5, "{config:?} from a state: {g} vs {w}");
+            }
         }
+        Ok(())
+    }
+
+    /// Our layer against candle-nn's LSTM holding the very same variables: outputs and every weight's gradient.
+    #[test]
+    fn matches_candle_nn_lstm_values_and_gradients() -> Result<()> {
+        use candle_nn::rnn::{LSTMConfig, RNN};
+        let dev = Device::Cpu;
+        let (vars, vb) = crate::init::seeded(11, DType::F32, &dev);
+        let ours = Lstm::new(3, 6, vb)?;
+        // The same Var objects under candle-nn's names.
+        let theirs_map = candle_nn::VarMap::new();
+        for (name, var) in vars.data().lock().unwrap().iter() {
+            theirs_map.data().lock().unwrap().insert(format!("{name}_l0"), var.clone());
+        }
+        let theirs = candle_nn::rnn::lstm(
+            3,
+            6,
+            LSTMConfig::default(),
+            candle_nn::VarBuilder::from_varmap(&theirs_map, DType::F32, &dev),
+        )?;
+        let x = randn(12, &[4, 9, 3])?;
+        let r = randn(13, &[4, 9, 6])?;
+        for fused in [true, false] {
+            let run = || ours.forward(&x);
+            let hs = if fused { run()? } else { fast::plain(run)? };
+            let states = theirs.seq(&x)?;
+            let hs_theirs = Tensor::stack(&states.iter().map(|s| s.h().clone()).collect::<Vec<_>>(), 1)?;
+            crate::fast::testing::assert_close(&hs, &hs_theirs, "h")?;
+            let (g1, g2) = ((&hs * &r)?.sum_all()?.backward()?, (&hs_theirs * &r)?.sum_all()?.backward()?);
+            for (name, var) in vars.data().lock().unwrap().iter() {
+                crate::fast::testing::assert_close(g1.get(var).unwrap(), g2.get(var).unwrap(), name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stream cut into chunks with the state carried across gives what one call on the whole stream gives;
+    /// a detached state stops the gradient at the cut.
+    #[test]
+    fn carried_state_continues_the_stream_and_detach_truncates_the_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
+            let (_vars, vb) = crate::init::seeded(14, DType::F32, &dev);
+            let lstm = Lstm::with_config(2, 4, config, vb)?;
+            let x = candle_core::Var::from_tensor(&randn(15, &[3, 10, 2])?)?;
+            let (whole, end) = lstm.forward_from(&x, None)?;
+            let (a, mid) = lstm.forward_from(&x.narrow(1, 0, 6)?, None)?;
+            let (b, end2) = lstm.forward_from(&x.narrow(1, 6, 4)?, Some(&mid))?;
+            crate::fast::testing::assert_close(&Tensor::cat(&[a, b.clone()], 1)?, &whole, "chunked")?;
+            crate::fast::testing::assert_close(end.c.as_ref().unwrap(), end2.c.as_ref().unwrap(), "final cell")?;
+            // Truncated: with the state detached, the second chunk's loss reaches no input of the first.
+            let (b2, _) = lstm.forward_from(&x.narrow(1, 6, 4)?, Some(&mid.detach()))?;
+            let g = b2.sum_all()?.backward()?;
+            let gx = g.get(&x).unwrap();
+            assert_eq!(gx.narrow(1, 0, 6)?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+            assert!(gx.narrow(1, 6, 4)?.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+            // Not truncated: it does.
+            let g = b.sum_all()?.backward()?;
+            assert!(g.get(&x).unwrap().narrow(1, 0, 6)?.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn resets_restart_each_row_where_keep_is_zero() -> Result<()> {
+        let dev = Device::Cpu;
+        let (_vars, vb) = crate::init::seeded(16, DType::F32, &dev);
+        let lstm = Lstm::with_config(2, 3, LstmConfig::hochreiter_1997(), vb)?;
+        let x = randn(17, &[2, 8, 2])?;
+        // Row 0 restarts at step 5, row 1 never.
+        let keep = Tensor::new(&[[1f32, 1., 1., 1., 1., 0., 1., 1.], [1.; 8]], &dev)?;
+        let start = lstm.zero_state(2, DType::F32, &dev)?;
+        let (hs, _) = lstm.forward_resetting(&x, Some(&start), &keep)?;
+        let (fresh, _) = lstm.forward_from(&x.i((0..1, 5..8))?, None)?;
+        crate::fast::testing::assert_close(&hs.i((0..1, 5..8))?, &fresh, "restarted row")?;
+        crate::fast::testing::assert_close(&hs.i(1..2)?, &lstm.forward(&x.i(1..2)?)?, "kept row")?;
+        let e = lstm.forward_resetting(&x, None, &Tensor::ones((2, 7), DType::F32, &dev)?).unwrap_err();
+        assert!(e.to_string().contains("[2, 8]"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn bias_offsets_apply_when_created_not_when_loaded() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = LstmConfig { forget_bias: 1.0, output_bias: -2.0, input_bias: 0.5, forget_gate: true };
+        let (vars, vb) = crate::init::seeded(18, DType::F32, &dev);
+        let lstm = Lstm::with_config(2, 4, cfg, vb.clone())?;
+        let (_plain_vars, plain_vb) = crate::init::seeded(18, DType::F32, &dev);
+        let plain = Lstm::new(2, 4, plain_vb)?;
+        let diff: Vec<f32> = (&lstm.bias_ih - &plain.bias_ih)?.to_vec1()?;
+        let want: Vec<f32> = [0.5f32, 1.0, 0.0, -2.0].iter().flat_map(|&o| [o; 4]).collect();
+        for (d, w) in diff.iter().zip(&want) {
+            assert!((d - w).abs() < 1e-6, "{d} vs {w}");
+        }
+        // The variable itself holds the shifted values (the optimizer trains them) ...
+        let stored = vars.data().lock().unwrap()["bias_ih"].as_tensor().to_vec1::<f32>()?;
+        assert_eq!(stored, lstm.bias_ih.to_vec1::<f32>()?);
+        // ... and building the layer again on the same variables shifts nothing twice.
+        let again = Lstm::with_config(2, 4, cfg, vb)?;
+        assert_eq!(again.bias_ih.to_vec1::<f32>()?, lstm.bias_ih.to_vec1::<f32>()?);
         Ok(())
     }
 

@@ -6,4 +6,4 @@
 
 pub mod lstm;
 
-pub use lstm::Lstm;
+pub use lstm::{Lstm, LstmConfig};
