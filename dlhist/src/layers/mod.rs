@@ -17,6 +17,7 @@
 //! | [`Dropout`], [`dropout()`] | seeded inverted dropout (the milestone of section 02, used from AlexNet on) | 01 AlexNet, 02 dropout |
 //! | [`cross_entropy`] | softmax cross-entropy against class ids | 01 backpropagation |
 //! | [`Recurrent`], [`RecurrentState`] | the interface of recurrent layers, and the state carried between steps and chunks (truncated back-propagation through time) | 03 RNN |
+//! | [`RecurrentNet`], [`Readout`] | a recurrent layer and a linear readout, optionally carrying its state across calls | 03 LSTM |
 //! | [`Bidirectional`], [`reverse_time`] | two recurrent layers reading in opposite directions | 03 attention |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
@@ -53,4 +54,4 @@ pub use loss::cross_entropy;
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, MaxPool2d};
 pub(crate) use recurrent::check_input as check_recurrent_input;
-pub use recurrent::{reverse_time, Bidirectional, Recurrent, RecurrentState};
+pub use recurrent::{reverse_time, Bidirectional, Readout, Recurrent, RecurrentNet, RecurrentState};

@@ -7,7 +7,8 @@
 //! stops at the chunk boundary because the carried state is [`RecurrentState::detach`]ed, while the forward
 //! dynamics see the whole past.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
 
 /// The state a recurrent layer carries between steps: the output `h` (`[B, H]`) and, for an LSTM, the cell `c`.
 #[derive(Debug, Clone)]
@@ -77,6 +78,37 @@ pub trait Recurrent {
     /// Runs `x` (`[B, T, I]`) from `state` (the zero state when `None`); returns every step's output
     /// `[B, T, H]` and the final state.
     fn forward_from(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<(Tensor, RecurrentState)>;
+
+    /// Like [`Recurrent::forward_from`], but zeroing the state of row `b` before step `t` wherever `keep[b, t]`
+    /// is 0 (`keep`: `[B, T]`, 1 keep / 0 reset, the input's dtype): a stream of concatenated sequences run as
+    /// if the net were restarted at each sequence's start. The default runs one step per call.
+    fn forward_resetting(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        keep: &Tensor,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let (b, t) =
+            check_input("forward_resetting", self.input_size(), self.hidden_size(), self.has_cell(), x, state)?;
+        if keep.dims() != [b, t] {
+            candle_core::bail!(
+                "forward_resetting: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}",
+                keep.dims()
+            )
+        }
+        let mut s = match state {
+            Some(s) => s.clone(),
+            None => self.zero_state(b, x.dtype(), x.device())?,
+        };
+        let mut hs = Vec::with_capacity(t);
+        for step in 0..t {
+            s = s.reset_where(&keep.narrow(1, step, 1)?.squeeze(1)?)?;
+            let (h, next) = self.forward_from(&x.narrow(1, step, 1)?, Some(&s))?;
+            hs.push(h);
+            s = next;
+        }
+        Ok((Tensor::cat(&hs, 1)?, s))
+    }
 }
 
 /// Checks a recurrent layer's input `[B, T, I]` and starting state against the layer; returns `(B, T)`.
@@ -174,6 +206,125 @@ impl<R: Recurrent> candle_core::Module for Bidirectional<R> {
     }
 }
 
+/// What a [`RecurrentNet`] reads out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readout {
+    /// The last step's output only: `[B, O]` (a label or a value per sequence: the adding problem).
+    Last,
+    /// Every step's output: `[B, T, O]` (a prediction per step: the next symbol of a stream).
+    EveryStep,
+}
+
+/// A recurrent layer with a linear readout `y = W h + b`: the whole model of the section's small experiments.
+///
+/// Run *stateful* ([`RecurrentNet::stateful`]), each call continues from the state the previous call ended in,
+/// detached: feed it consecutive chunks of parallel streams (batch row `b` of chunk `k + 1` continuing row `b`
+/// of chunk `k`, e.g. [`crate::train::FitConfig::shuffle`] off) and training is truncated back-propagation
+/// through time. [`RecurrentNet::reset_on`] restarts a row's state before every step whose input has a given
+/// feature set: the net is told where each sequence in the stream begins.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::layers::{RecurrentNet, Readout};
+/// use dlhist::sequence_modeling::Lstm;
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let net = RecurrentNet::new(Lstm::new(2, 8, vb.pp("lstm"))?, 1, Readout::Last, vb.pp("out"))?;
+/// let y = net.forward_t(&Tensor::zeros((4, 10, 2), DType::F32, &dev)?, false)?;
+/// assert_eq!(y.dims(), &[4, 1]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub struct RecurrentNet {
+    rnn: Box<dyn Recurrent>,
+    out: super::Dense,
+    readout: Readout,
+    carry: Option<std::cell::RefCell<Option<RecurrentState>>>,
+    reset_feature: Option<usize>,
+}
+
+impl std::fmt::Debug for RecurrentNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecurrentNet")
+            .field("input", &self.rnn.input_size())
+            .field("hidden", &self.rnn.hidden_size())
+            .field("readout", &self.readout)
+            .field("stateful", &self.carry.is_some())
+            .field("reset_feature", &self.reset_feature)
+            .finish()
+    }
+}
+
+impl RecurrentNet {
+    /// `rnn` followed by a linear readout to `outputs` values (parameters `{path}.weight`, `{path}.bias`).
+    pub fn new(rnn: impl Recurrent + 'static, outputs: usize, readout: Readout, vb: VarBuilder) -> Result<Self> {
+        let out = super::Dense::new(rnn.hidden_size(), outputs, None, vb)?;
+        Ok(RecurrentNet { rnn: Box::new(rnn), out, readout, carry: None, reset_feature: None })
+    }
+
+    /// Carry the state from each call to the next (detached, so gradients stop at the call's start).
+    pub fn stateful(mut self) -> Self {
+        self.carry = Some(std::cell::RefCell::new(None));
+        self
+    }
+
+    /// Restart a row's state before every step whose input feature `feature` is non-zero (a start symbol).
+    pub fn reset_on(mut self, feature: usize) -> Self {
+        self.reset_feature = Some(feature);
+        self
+    }
+
+    /// Forgets the carried state: the next call starts from zero (a new set of streams).
+    pub fn reset_state(&self) {
+        if let Some(c) = &self.carry {
+            c.replace(None);
+        }
+    }
+
+    /// The carried state, if stateful and a call has run.
+    pub fn state(&self) -> Option<RecurrentState> {
+        self.carry.as_ref().and_then(|c| c.borrow().clone())
+    }
+
+    /// The recurrent layer.
+    pub fn rnn(&self) -> &dyn Recurrent {
+        self.rnn.as_ref()
+    }
+
+    /// Every step's recurrent output `[B, T, H]` (before the readout), continuing a stateful net's stream.
+    pub fn hidden(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dims().first().copied().unwrap_or(0);
+        // A carried state from a different number of streams cannot continue them: start fresh.
+        let start = self.state().filter(|s| s.batch_size() == b);
+        let (hs, end) = match self.reset_feature {
+            Some(k) => {
+                if k >= self.rnn.input_size() {
+                    candle_core::bail!("reset_on({k}): the input has only {} features", self.rnn.input_size())
+                }
+                let keep = x.narrow(2, k, 1)?.squeeze(2)?.eq(0.0)?.to_dtype(x.dtype())?;
+                self.rnn.forward_resetting(x, start.as_ref(), &keep)?
+            }
+            None => self.rnn.forward_from(x, start.as_ref())?,
+        };
+        if let Some(c) = &self.carry {
+            c.replace(Some(end.detach()));
+        }
+        Ok(hs)
+    }
+}
+
+impl candle_core::ModuleT for RecurrentNet {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        let hs = self.hidden(x)?;
+        match self.readout {
+            Readout::Last => {
+                let t = hs.dims()[1];
+                self.out.forward(&hs.narrow(1, t - 1, 1)?.squeeze(1)?)
+            }
+            Readout::EveryStep => self.out.forward(&hs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +352,45 @@ mod tests {
         assert_eq!(r.c.unwrap().sum(1)?.to_vec1::<f32>()?, vec![2., 0., 2.]);
         assert_eq!(s.detach().h.to_vec2::<f32>()?, s.h.to_vec2::<f32>()?);
         assert_eq!(s.batch_size(), 3);
+        Ok(())
+    }
+
+    /// A stateful net fed a stream in chunks reads out what one call on the whole stream reads out; reset_on
+    /// restarts rows exactly where the marked feature is set; the default resetting loop agrees with Lstm's own.
+    #[test]
+    fn stateful_net_continues_streams_and_reset_on_restarts_them() -> Result<()> {
+        use crate::sequence_modeling::{Gru, GruVariant, Lstm};
+        use candle_core::{IndexOp, ModuleT};
+        let dev = Device::Cpu;
+        let x = crate::rng::Rng::new(1).normal_tensor((2, 9, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+        let (_vars, vb) = crate::init::seeded(2, DType::F32, &dev);
+        let whole = RecurrentNet::new(Lstm::new(3, 4, vb.pp("rnn"))?, 2, Readout::EveryStep, vb.pp("out"))?;
+        let chunked =
+            RecurrentNet::new(Lstm::new(3, 4, vb.pp("rnn"))?, 2, Readout::EveryStep, vb.pp("out"))?.stateful();
+        let want = whole.forward_t(&x, false)?;
+        let a = chunked.forward_t(&x.narrow(1, 0, 4)?, false)?;
+        let b = chunked.forward_t(&x.narrow(1, 4, 5)?, false)?;
+        crate::fast::testing::assert_close(&Tensor::cat(&[a, b], 1)?, &want, "chunked stream")?;
+        chunked.reset_state();
+        assert!(chunked.state().is_none());
+        // Feature 0 set at step 5 of row 1 only: that row restarts there, row 0 runs on.
+        let mut flags = vec![0f32; 2 * 9 * 3];
+        flags[(9 + 5) * 3] = 1.0;
+        let xr = Tensor::cat(&[Tensor::from_vec(flags, (2, 9, 3), &dev)?.narrow(2, 0, 1)?, x.narrow(2, 1, 2)?], 2)?;
+        let net = RecurrentNet::new(Lstm::new(3, 4, vb.pp("rnn"))?, 2, Readout::EveryStep, vb.pp("out"))?.reset_on(0);
+        let got = net.forward_t(&xr, false)?;
+        crate::fast::testing::assert_close(&got.i(0..1)?, &whole.forward_t(&xr.i(0..1)?, false)?, "row 0")?;
+        crate::fast::testing::assert_close(
+            &got.i((1..2, 5..9))?,
+            &whole.forward_t(&xr.i((1..2, 5..9))?, false)?,
+            "row 1",
+        )?;
+        // The trait's default loop (a GRU has no loop of its own) agrees with a restart by hand.
+        let gru = Gru::new(3, 4, GruVariant::ResetAfter, vb.pp("gru"))?;
+        let keep = Tensor::new(&[[1f32, 1., 0., 1.]], &dev)?;
+        let (hs, _) = gru.forward_resetting(&x.i((0..1, 0..4))?, None, &keep)?;
+        let (fresh, _) = gru.forward_from(&x.i((0..1, 2..4))?, None)?;
+        crate::fast::testing::assert_close(&hs.i((.., 2..4))?, &fresh, "default resetting loop")?;
         Ok(())
     }
 

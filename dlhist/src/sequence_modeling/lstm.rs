@@ -192,38 +192,6 @@ impl Lstm {
         Ok((hs, (s.h, c)))
     }
 
-    /// Runs the sequence from `state` (zero when `None`), zeroing the state of row `b` before step `t` wherever
-    /// `keep[b, t]` is 0 (`keep`: `[B, T]`, 1 keep / 0 reset, the input's dtype). A stream of concatenated
-    /// sequences is then processed as if the net were restarted at each sequence's start: the control of
-    /// Gers et al.'s continual experiments, where a 1997 LSTM is told where strings end.
-    ///
-    /// ```
-    /// use dlhist::prelude::*;
-    /// use dlhist::layers::Recurrent;
-    /// let dev = Device::Cpu;
-    /// let (_vars, vb) = dlhist::init::seeded(2, DType::F32, &dev);
-    /// let lstm = dlhist::sequence_modeling::Lstm::new(1, 3, vb)?;
-    /// let x = Tensor::ones((1, 6, 1), DType::F32, &dev)?;
-    /// // A reset before step 3: steps 3..6 see a fresh net, so they repeat steps 0..3.
-    /// let keep = Tensor::new(&[[1f32, 1., 1., 0., 1., 1.]], &dev)?;
-    /// let (hs, _) = lstm.forward_resetting(&x, None, &keep)?;
-    /// let (a, b) = (hs.narrow(1, 0, 3)?, hs.narrow(1, 3, 3)?);
-    /// assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-7);
-    /// # Ok::<(), dlhist::Error>(())
-    /// ```
-    pub fn forward_resetting(
-        &self,
-        x: &Tensor,
-        state: Option<&RecurrentState>,
-        keep: &Tensor,
-    ) -> Result<(Tensor, RecurrentState)> {
-        let (b, t) = check_recurrent_input("Lstm", self.weight_ih.dims()[1], self.hidden, true, x, state)?;
-        if keep.dims() != [b, t] {
-            candle_core::bail!("Lstm: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}", keep.dims())
-        }
-        self.run(x, state, Some(keep))
-    }
-
     /// The whole layer: input checks, the projection of every step's input, then the fused or the plain
     /// recurrence.
     fn run(
@@ -311,6 +279,38 @@ impl Recurrent for Lstm {
 
     fn forward_from(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<(Tensor, RecurrentState)> {
         self.run(x, state, None)
+    }
+
+    /// Runs the sequence from `state` (zero when `None`) in one plain loop, zeroing the state of row `b` before step `t` wherever
+    /// `keep[b, t]` is 0 (`keep`: `[B, T]`, 1 keep / 0 reset, the input's dtype). A stream of concatenated
+    /// sequences is then processed as if the net were restarted at each sequence's start: the control of
+    /// Gers et al.'s continual experiments, where a 1997 LSTM is told where strings end.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::layers::Recurrent;
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(2, DType::F32, &dev);
+    /// let lstm = dlhist::sequence_modeling::Lstm::new(1, 3, vb)?;
+    /// let x = Tensor::ones((1, 6, 1), DType::F32, &dev)?;
+    /// // A reset before step 3: steps 3..6 see a fresh net, so they repeat steps 0..3.
+    /// let keep = Tensor::new(&[[1f32, 1., 1., 0., 1., 1.]], &dev)?;
+    /// let (hs, _) = lstm.forward_resetting(&x, None, &keep)?;
+    /// let (a, b) = (hs.narrow(1, 0, 3)?, hs.narrow(1, 3, 3)?);
+    /// assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-7);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    fn forward_resetting(
+        &self,
+        x: &Tensor,
+        state: Option<&RecurrentState>,
+        keep: &Tensor,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let (b, t) = check_recurrent_input("Lstm", self.weight_ih.dims()[1], self.hidden, true, x, state)?;
+        if keep.dims() != [b, t] {
+            candle_core::bail!("Lstm: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}", keep.dims())
+        }
+        self.run(x, state, Some(keep))
     }
 }
 

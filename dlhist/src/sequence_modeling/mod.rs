@@ -2,8 +2,14 @@
 //!
 //! | milestone | module |
 //! | --- | --- |
+//! | fully recurrent tanh RNN (Williams & Zipser 1989, Elman 1990) | [`rnn`] |
 //! | LSTM (Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000) | [`lstm`] |
+//! | GRU (Cho et al. 2014), the reset gate before or after the recurrent product | [`gru`] |
 
+pub mod gru;
 pub mod lstm;
+pub mod rnn;
 
+pub use gru::{Gru, GruVariant};
 pub use lstm::{Lstm, LstmConfig};
+pub use rnn::Rnn;

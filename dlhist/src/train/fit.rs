@@ -108,6 +108,9 @@ pub struct FitConfig<'a> {
     pub max_steps: Option<usize>,
     /// Drop the last, smaller batch of every epoch.
     pub drop_last: bool,
+    /// Shuffle the examples every epoch (the default). Off, batches follow the dataset's order: what truncated
+    /// back-propagation through time over a stream needs, where batch `k + 1` continues batch `k`.
+    pub shuffle: bool,
     /// Print a progress line at most every this many seconds; `None` prints nothing.
     pub progress_every_s: Option<f64>,
     /// Random crops and flips applied to every training batch (image data `[N, C, H, W]` only), drawn from a
@@ -129,6 +132,7 @@ impl Default for FitConfig<'_> {
             loss: Arc::new(CrossEntropy),
             max_steps: None,
             drop_last: false,
+            shuffle: true,
             progress_every_s: Some(5.0),
             augment: None,
             schedule: None,
@@ -146,6 +150,7 @@ impl std::fmt::Debug for FitConfig<'_> {
             .field("loss", &self.loss)
             .field("max_steps", &self.max_steps)
             .field("drop_last", &self.drop_last)
+            .field("shuffle", &self.shuffle)
             .field("progress_every_s", &self.progress_every_s)
             .field("augment", &self.augment)
             .field("schedule", &self.schedule.as_ref().map(|_| "LrSchedule"))
@@ -248,7 +253,9 @@ pub fn fit<M: ModuleT + ?Sized, O: Optimizer>(
     'epochs: for epoch in 0..cfg.epochs {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut stop = false;
-        for batch in Batcher::new(train, cfg.batch_size)?.drop_last(cfg.drop_last).shuffled(cfg.seed, epoch) {
+        let batches = Batcher::new(train, cfg.batch_size)?.drop_last(cfg.drop_last);
+        let batches = if cfg.shuffle { batches.shuffled(cfg.seed, epoch) } else { batches };
+        for batch in batches {
             if cfg.max_steps.is_some_and(|m| step >= m) {
                 break 'epochs;
             }
@@ -391,6 +398,41 @@ mod tests {
         let (lc, wc) = run(6, 2);
         assert_ne!(wa, wc);
         assert_ne!(la, lc);
+    }
+
+    /// A model that records the first feature of each batch it sees.
+    struct Recorder(std::cell::RefCell<Vec<f32>>, candle_nn::Linear);
+
+    impl ModuleT for Recorder {
+        fn forward_t(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+            self.0.borrow_mut().push(x.get(0)?.get(0)?.to_scalar::<f32>()?);
+            self.1.forward(x)
+        }
+    }
+
+    #[test]
+    fn without_shuffling_batches_follow_the_dataset_order() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 12., &dev)?.reshape((12, 1))?;
+        let data = Dataset::new(x.clone(), x)?;
+        let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
+        let model = Recorder(Default::default(), candle_nn::linear(1, 1, vb)?);
+        let mut opt = candle_nn::SGD::new(vars.all_vars(), 1e-3)?;
+        let cfg = FitConfig {
+            epochs: 2,
+            batch_size: 4,
+            shuffle: false,
+            loss: Mse.into(),
+            progress_every_s: None,
+            ..Default::default()
+        };
+        fit(&model, &mut opt, &data, None, &cfg)?;
+        assert_eq!(*model.0.borrow(), vec![0., 4., 8., 0., 4., 8.]);
+        let shuffled =
+            Recorder(Default::default(), candle_nn::linear(1, 1, crate::init::seeded(0, DType::F32, &dev).1)?);
+        fit(&shuffled, &mut opt, &data, None, &FitConfig { shuffle: true, ..cfg })?;
+        assert_ne!(*shuffled.0.borrow(), vec![0., 4., 8., 0., 4., 8.]);
+        Ok(())
     }
 
     #[test]
