@@ -11,6 +11,7 @@
 //! | [`two_moons`], [`spirals`], [`blobs`] | seeded 2-D classification toys |
 //! | [`Augmentation`] | random crops and horizontal flips of image batches |
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
+//! | [`delayed_xor`], [`a_then_b`], [`oscillator`], [`adding_problem`], [`temporal_order`], [`continual_reber`] | seeded sequence tasks of Williams & Zipser 1989, Hochreiter & Schmidhuber 1997 and Gers et al. 2000 ([`sequences`]) |
 //!
 //! ## Where the files come from
 //! Each file is looked for in `$DLHIST_DATA/<dataset>/`, then in system folders (Debian's
@@ -25,12 +26,19 @@ pub mod download;
 mod locate;
 pub mod mnist;
 mod segmentation;
+pub mod sequences;
 pub mod synthetic;
 pub mod text;
 
 pub use augment::Augmentation;
 pub use mnist::{fashion_mnist, mnist, ImageClassification};
 pub use segmentation::{cells, Cells, CellsConfig};
+pub use sequences::{
+    a_then_b, adding_problem, adding_problem_constant_mse, continual_reber, delayed_xor, embedded_reber_string,
+    is_embedded_reber, is_reber, oscillator, parallel_reber_streams, reber_char, reber_id, reber_ids, reber_text,
+    temporal_order, ReberBatch, ReberStream, Stream, REBER_SYMBOLS, TEMPORAL_ORDER_CLASSES, TEMPORAL_ORDER_STEPS,
+    TEMPORAL_ORDER_SYMBOLS,
+};
 pub use synthetic::{blobs, spirals, two_moons};
 pub use text::{tiny_shakespeare, CharVocab};
 

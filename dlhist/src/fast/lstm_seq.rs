@@ -14,7 +14,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::{gemm_raw, par_matmul, Stored};
 use super::vmath::{on_simd, sigmoid, tanh, Simd};
@@ -37,34 +37,64 @@ use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
-    let (_, t, h4) = xp.dims3()?;
+    let (b, _, _) = xp.dims3()?;
+    let h = w_hh.dims2()?.1;
+    lstm_sequence_from(xp, w_hh, &Tensor::zeros((b, 2, h), xp.dtype(), xp.device())?, true)
+}
+
+/// [`lstm_sequence`] for either cell and from any starting state: `state` is `[B, 2, H]`, `h_0` in row 0 and
+/// `c_0` in row 1, and gets its gradient like any input (so a stream cut into chunks back-propagates across the
+/// cut unless the state is detached). With `forget_gate` false the cell is the 1997 one, `c_t = c_{t−1} + i ⊙ g`,
+/// and `xp`, `w_hh` hold three gates (i, g, o): `[B, T, 3H]`, `[3H, H]`.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// // The 1997 cell with zero weights: i = ½ and g = 0, so the cell keeps its starting value exactly.
+/// let start = Tensor::new(&[[[0f32, 0.], [1., -2.]]], &dev)?; // h_0 = 0, c_0 = (1, −2)
+/// let out = dlhist::fast::lstm_sequence_from(&Tensor::zeros((1, 5, 6), DType::F32, &dev)?, &Tensor::zeros((6, 2), DType::F32, &dev)?, &start, false)?;
+/// assert_eq!(out.get(0)?.get(5)?.to_vec1::<f32>()?, vec![1., -2.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn lstm_sequence_from(xp: &Tensor, w_hh: &Tensor, state: &Tensor, forget_gate: bool) -> Result<Tensor> {
+    let (b, t, gh) = xp.dims3()?;
     let (wr, h) = w_hh.dims2()?;
-    if wr != 4 * h || h4 != 4 * h || t == 0 {
+    let g = if forget_gate { 4 } else { 3 };
+    if wr != g * h || gh != g * h || t == 0 {
         candle_core::bail!(
-            "lstm_sequence: projections {:?} and recurrent weights {:?} do not fit",
+            "lstm_sequence: projections {:?} and recurrent weights {:?} do not fit a cell of {g} gates",
             xp.dims(),
             w_hh.dims()
         )
     }
-    if !cpu_f32(&[xp, w_hh]) {
-        return Err(super::unsupported("lstm_sequence", &[xp, w_hh]));
+    if state.dims() != [b, 2, h] {
+        candle_core::bail!("lstm_sequence: the state must be [B, 2, H] = [{b}, 2, {h}]; got {:?}", state.dims())
     }
-    xp.contiguous()?.apply_op2(&w_hh.contiguous()?, LstmSeq { cache: Mutex::new(None) })
+    if !cpu_f32(&[xp, w_hh, state]) {
+        return Err(super::unsupported("lstm_sequence", &[xp, w_hh, state]));
+    }
+    xp.contiguous()?.apply_op3(
+        &w_hh.contiguous()?,
+        &state.contiguous()?,
+        LstmSeq { forget: forget_gate, cache: Mutex::new(None) },
+    )
 }
 
 /// What the forward pass keeps for the backward pass, batch-major like the op's input and output.
 #[derive(Debug)]
 struct Cache {
-    /// The gates after their non-linearities, `[B, T, 4H]`.
+    /// The gates after their non-linearities, `[B, T, GH]`.
     acts: Vec<f32>,
-    /// `c_0 … c_T`, `[B, T + 1, H]` (`c_0 = 0`).
+    /// `c_0 … c_T`, `[B, T + 1, H]`.
     cells: Vec<f32>,
-    /// `h_0 … h_{T−1}`, `[B, T, H]` (`h_0 = 0`): each step's recurrent input.
+    /// `h_0 … h_{T−1}`, `[B, T, H]`: each step's recurrent input.
     h_in: Vec<f32>,
 }
 
 #[derive(Debug)]
 struct LstmSeq {
+    /// Four gates with the forget gate; three (i, g, o) for the 1997 cell.
+    forget: bool,
     cache: Mutex<Option<Cache>>,
 }
 
@@ -82,6 +112,23 @@ fn cell_fwd<const FMA: bool>(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], 
         let (i, f, g, o) = (sigmoid::<FMA>(ai[j]), sigmoid::<FMA>(af[j]), tanh::<FMA>(ag[j]), sigmoid::<FMA>(ao[j]));
         (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
         let c = f * c_prev[j] + i * g;
+        c_next[j] = c;
+        h_out[j] = o * tanh::<FMA>(c);
+    }
+}
+
+/// [`cell_fwd`] for the 1997 cell: `a` holds `[a_i, a_g, a_o]`, and the cell adds `i ⊙ g` to `c_{t−1}` with
+/// no gate on the old value (the constant error carousel).
+#[inline(always)]
+fn cell_fwd_cec<const FMA: bool>(a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+    let h = c_prev.len();
+    let (ai, rest) = a[..3 * h].split_at_mut(h);
+    let (ag, ao) = rest.split_at_mut(h);
+    let (c_next, h_out) = (&mut c_next[..h], &mut h_out[..h]);
+    for j in 0..h {
+        let (i, g, o) = (sigmoid::<FMA>(ai[j]), tanh::<FMA>(ag[j]), sigmoid::<FMA>(ao[j]));
+        (ai[j], ag[j], ao[j]) = (i, g, o);
+        let c = c_prev[j] + i * g;
         c_next[j] = c;
         h_out[j] = o * tanh::<FMA>(c);
     }
@@ -129,14 +176,44 @@ fn cell_bwd<const FMA: bool>(s: CellBwd<'_>) {
     }
 }
 
-/// [`cell_fwd`] compiled for `simd`.
-fn cell_fwd_on(simd: Simd, a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
-    on_simd!(simd, cell_fwd, (a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]))
+/// [`cell_bwd`] for the 1997 cell: `∂c_{t−1} = ∂c_t` (the carousel passes the error back unchanged).
+#[inline(always)]
+fn cell_bwd_cec<const FMA: bool>(s: CellBwd<'_>) {
+    let CellBwd { a, c_prev: _, c, dh_out, dh_next, dc, da } = s;
+    let h = c.len();
+    let (ai, rest) = a[..3 * h].split_at(h);
+    let (ag, ao) = rest.split_at(h);
+    let (dai, rest) = da[..3 * h].split_at_mut(h);
+    let (dag, dao) = rest.split_at_mut(h);
+    let (dh_out, dh_next, dc) = (&dh_out[..h], &dh_next[..h], &mut dc[..h]);
+    for j in 0..h {
+        let (i, g, o) = (ai[j], ag[j], ao[j]);
+        let dh = dh_out[j] + dh_next[j];
+        let tc = tanh::<FMA>(c[j]);
+        let dcj = dc[j] + dh * o * (1.0 - tc * tc);
+        dai[j] = dcj * g * i * (1.0 - i);
+        dag[j] = dcj * i * (1.0 - g * g);
+        dao[j] = dh * tc * o * (1.0 - o);
+        dc[j] = dcj;
+    }
 }
 
-/// [`cell_bwd`] compiled for `simd`.
-fn cell_bwd_on(simd: Simd, s: CellBwd<'_>) {
-    on_simd!(simd, cell_bwd, (s: CellBwd<'_>))
+/// [`cell_fwd`] (or, without the forget gate, [`cell_fwd_cec`]) compiled for `simd`.
+fn cell_fwd_on(simd: Simd, forget: bool, a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]) {
+    if forget {
+        on_simd!(simd, cell_fwd, (a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]))
+    } else {
+        on_simd!(simd, cell_fwd_cec, (a: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_out: &mut [f32]))
+    }
+}
+
+/// [`cell_bwd`] (or [`cell_bwd_cec`]) compiled for `simd`.
+fn cell_bwd_on(simd: Simd, forget: bool, s: CellBwd<'_>) {
+    if forget {
+        on_simd!(simd, cell_bwd, (s: CellBwd<'_>))
+    } else {
+        on_simd!(simd, cell_bwd_cec, (s: CellBwd<'_>))
+    }
 }
 
 /// The poisoned-lock error.
@@ -144,30 +221,44 @@ fn poisoned<T>(_: T) -> candle_core::Error {
     candle_core::Error::Msg("lstm_sequence: poisoned lock".into())
 }
 
-impl CustomOp2 for LstmSeq {
+impl CustomOp3 for LstmSeq {
     fn name(&self) -> &'static str {
         "dlhist-lstm-sequence"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (xp, w) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?);
-        let (b, t, h4) = (xl.dims()[0], xl.dims()[1], xl.dims()[2]);
-        let h = h4 / 4;
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        ss: &CpuStorage,
+        sl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xp, w, s0) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(ss, sl)?);
+        let (b, t, gh) = (xl.dims()[0], xl.dims()[1], xl.dims()[2]);
+        let (forget, h) = (self.forget, wl.dims()[1]);
         let simd = Simd::detect();
         // The gates are computed in place over a copy of the projections: batch-major like them, so the copy is
         // one memcpy and each step's rows are every T-th row (a strided operand for gemm).
         let mut acts = xp.to_vec();
         let mut cells = vec![0f32; b * (t + 1) * h];
         let mut h_in = vec![0f32; b * t * h];
+        // The starting state: h_0 is step 0's recurrent input, c_0 the cell before step 0.
+        let zero_start = s0.iter().all(|&v| v == 0.0);
+        for n in 0..b {
+            h_in[n * t * h..][..h].copy_from_slice(&s0[n * 2 * h..][..h]);
+            cells[n * (t + 1) * h..][..h].copy_from_slice(&s0[(n * 2 + 1) * h..][..h]);
+        }
         let mut out = vec![0f32; b * (t + 1) * h];
         let ptrs = [acts.as_mut_ptr(), cells.as_mut_ptr(), h_in.as_mut_ptr(), out.as_mut_ptr()].map(SharedMut);
-        // W_hhᵀ stored row-major [H, 4H]: gemm (which computes our row-major products as their transposes) then
+        // W_hhᵀ stored row-major [H, GH]: gemm (which computes our row-major products as their transposes) then
         // reads it as a column-major left operand in place, where W_hh itself would be packed again at every
         // step (about 7% of a one-thread training step).
-        let mut w_t = vec![0f32; h * h4];
-        for (j, wr) in w.chunks_exact(h.max(1)).enumerate().take(h4) {
+        let mut w_t = vec![0f32; h * gh];
+        for (j, wr) in w.chunks_exact(h.max(1)).enumerate().take(gh) {
             for (k, &v) in wr.iter().enumerate() {
-                w_t[k * h4 + j] = v;
+                w_t[k * gh + j] = v;
             }
         }
         let wp = w_t.as_ptr() as usize;
@@ -180,29 +271,30 @@ impl CustomOp2 for LstmSeq {
                 |p: SharedMut, at: usize, len: usize| unsafe { std::slice::from_raw_parts_mut(p.get().add(at), len) };
             let (r0, nb) = (rows.start, rows.len());
             for s in 0..t {
-                if s > 0 && h > 0 {
-                    // a_t += h_{t−1} W_hhᵀ for this block's examples: rows T·4H (a) and T·H (h) apart.
+                // From a zero state, step 0 has no recurrent term to add.
+                if (s > 0 || !zero_start) && h > 0 {
+                    // a_t += h_{t−1} W_hhᵀ for this block's examples: rows T·GH (a) and T·H (h) apart.
                     // SAFETY: rows (n, s) of acts and h_in for n in the block, within the vectors (b·t rows);
-                    // w_t is [H, 4H].
+                    // w_t is [H, GH].
                     unsafe {
                         gemm_raw(
-                            (nb, h4, h),
-                            ptrs[0].get().add((r0 * t + s) * h4),
-                            (t * h4) as isize,
+                            (nb, gh, h),
+                            ptrs[0].get().add((r0 * t + s) * gh),
+                            (t * gh) as isize,
                             ptrs[2].get().add((r0 * t + s) * h),
                             ((t * h) as isize, 1),
                             wp as *const f32,
-                            (h4 as isize, 1),
+                            (gh as isize, 1),
                             true,
                         )
                     }
                 }
                 for n in rows.clone() {
-                    let a = row(ptrs[0], (n * t + s) * h4, h4);
+                    let a = row(ptrs[0], (n * t + s) * gh, gh);
                     let c_prev = row(ptrs[1], (n * (t + 1) + s) * h, h);
                     let c_next = row(ptrs[1], (n * (t + 1) + s + 1) * h, h);
                     let h_out = row(ptrs[3], (n * (t + 1) + s) * h, h);
-                    cell_fwd_on(simd, a, c_prev, c_next, h_out);
+                    cell_fwd_on(simd, forget, a, c_prev, c_next, h_out);
                     if s + 1 < t {
                         row(ptrs[2], (n * t + s + 1) * h, h).copy_from_slice(h_out);
                     } else {
@@ -216,19 +308,31 @@ impl CustomOp2 for LstmSeq {
         Ok((CpuStorage::F32(out), Shape::from((b, t + 1, h))))
     }
 
-    fn bwd(&self, xp: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (b, t, h4) = xp.dims3()?;
-        let h = h4 / 4;
+    fn bwd(
+        &self,
+        xp: &Tensor,
+        w: &Tensor,
+        s0: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, gh) = xp.dims3()?;
+        let (forget, h) = (self.forget, w.dims()[1]);
         let grad = grad.contiguous()?;
         let cache = self.cache.lock().map_err(poisoned)?;
         let Some(Cache { acts, cells, h_in }) = cache.as_ref() else {
             candle_core::bail!("lstm_sequence: backward before forward")
         };
         let simd = Simd::detect();
-        // ∂a for every step, batch-major [B, T, 4H]: the projections' gradient as it is.
-        let mut da = vec![0f32; b * t * h4];
+        // The starting state's gradient is wanted only when it is part of a graph (not a detached or zero start).
+        let want_state = s0.track_op();
+        // ∂a for every step, batch-major [B, T, GH]: the projections' gradient as it is.
+        let mut da = vec![0f32; b * t * gh];
         let dap = SharedMut(da.as_mut_ptr());
-        let mut gw = vec![0f32; h4 * h];
+        let mut gw = vec![0f32; gh * h];
+        // ∂h_0 in row 0 and ∂c_0 in row 1 of each example.
+        let mut ds0 = vec![0f32; b * 2 * h];
+        let ds0p = SharedMut(ds0.as_mut_ptr());
         with_f32(w, |w| {
             with_f32(&grad, |g| {
                 // Examples are independent here too: each block runs back through time on its own.
@@ -241,9 +345,9 @@ impl CustomOp2 for LstmSeq {
                     for s in (0..t).rev() {
                         for (k, n) in rows.clone().enumerate() {
                             // SAFETY: example n's row of step s in da; only this block writes it.
-                            let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((n * t + s) * h4), h4) };
+                            let das = unsafe { std::slice::from_raw_parts_mut(dap.get().add((n * t + s) * gh), gh) };
                             let step = CellBwd {
-                                a: &acts[(n * t + s) * h4..][..h4],
+                                a: &acts[(n * t + s) * gh..][..gh],
                                 c_prev: &cells[(n * (t + 1) + s) * h..][..h],
                                 c: &cells[(n * (t + 1) + s + 1) * h..][..h],
                                 dh_out: &g[(n * (t + 1) + s) * h..][..h],
@@ -251,19 +355,19 @@ impl CustomOp2 for LstmSeq {
                                 dc: &mut dc[k * h..][..h],
                                 da: das,
                             };
-                            cell_bwd_on(simd, step);
+                            cell_bwd_on(simd, forget, step);
                         }
-                        // ∂h_{t−1} = ∂a_t W_hh (h_0 is the zero initial state: nothing to send further).
-                        if s > 0 && h > 0 {
+                        // ∂h_{t−1} = ∂a_t W_hh; at step 0 that is the starting state's gradient, if wanted.
+                        if (s > 0 || want_state) && h > 0 {
                             // SAFETY: reads rows (n, s) of da for this block's n (written above by this block),
-                            // T·4H apart; w is [4H, H]; writes this block's own dh_next.
+                            // T·GH apart; w is [GH, H]; writes this block's own dh_next.
                             unsafe {
                                 gemm_raw(
-                                    (nb, h, h4),
+                                    (nb, h, gh),
                                     dh_next.as_mut_ptr(),
                                     h as isize,
-                                    dap.get().add((r0 * t + s) * h4),
-                                    ((t * h4) as isize, 1),
+                                    dap.get().add((r0 * t + s) * gh),
+                                    ((t * gh) as isize, 1),
                                     w.as_ptr(),
                                     (h as isize, 1),
                                     false,
@@ -271,14 +375,23 @@ impl CustomOp2 for LstmSeq {
                             }
                         }
                     }
+                    if want_state {
+                        for (k, n) in rows.clone().enumerate() {
+                            // SAFETY: example n's two rows of ds0; only this block writes them.
+                            let d = unsafe { std::slice::from_raw_parts_mut(ds0p.get().add(n * 2 * h), 2 * h) };
+                            d[..h].copy_from_slice(&dh_next[k * h..][..h]);
+                            d[h..].copy_from_slice(&dc[k * h..][..h]);
+                        }
+                    }
                 });
-                // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: one product with k = B·T (the rows of step 0 meet h_0 = 0).
-                par_matmul(&mut gw, &da, Stored::Transposed, h_in, Stored::AsIs, (h4, h, b * t), false);
+                // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: one product with k = B·T (row 0 of each example holds h_0).
+                par_matmul(&mut gw, &da, Stored::Transposed, h_in, Stored::AsIs, (gh, h, b * t), false);
             })
         })??;
         let dev = xp.device();
-        let gxp = if xp.track_op() { Some(Tensor::from_vec(da, (b, t, h4), dev)?) } else { None };
-        Ok((gxp, Some(Tensor::from_vec(gw, (h4, h), dev)?)))
+        let gxp = if xp.track_op() { Some(Tensor::from_vec(da, (b, t, gh), dev)?) } else { None };
+        let gs0 = if want_state { Some(Tensor::from_vec(ds0, (b, 2, h), dev)?) } else { None };
+        Ok((gxp, Some(Tensor::from_vec(gw, (gh, h), dev)?), gs0))
     }
 }
 
@@ -292,18 +405,20 @@ mod tests {
         let h = 37;
         let v = |seed: u64, n: usize| -> Vec<f32> { crate::rng::Rng::new(seed).normal_vec(n, 0.0, 3.0) };
         let (a0, cp, dho, dhn, dc0) = (v(1, 4 * h), v(2, h), v(3, h), v(4, h), v(5, h));
-        let run = |simd: Simd| {
+        let run = |simd: Simd, forget: bool| {
             let (mut a, mut c, mut hs) = (a0.clone(), vec![0f32; h], vec![0f32; h]);
-            cell_fwd_on(simd, &mut a, &cp, &mut c, &mut hs);
+            cell_fwd_on(simd, forget, &mut a, &cp, &mut c, &mut hs);
             let (mut dc, mut da) = (dc0.clone(), vec![0f32; 4 * h]);
             let step = CellBwd { a: &a, c_prev: &cp, c: &c, dh_out: &dho, dh_next: &dhn, dc: &mut dc, da: &mut da };
-            cell_bwd_on(simd, step);
+            cell_bwd_on(simd, forget, step);
             [a, c, hs, dc, da].concat()
         };
-        let want = run(Simd::Generic);
-        for simd in Simd::available() {
-            for (x, y) in run(simd).iter().zip(&want) {
-                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{simd:?}: {x} vs {y}");
+        for forget in [true, false] {
+            let want = run(Simd::Generic, forget);
+            for simd in Simd::available() {
+                for (x, y) in run(simd, forget).iter().zip(&want) {
+                    assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{simd:?} forget {forget}: {x} vs {y}");
+                }
             }
         }
     }

@@ -15,7 +15,7 @@
 //! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division | [`crate::layers::LocalResponseNorm`] |
 //! | [`layer_norm`] | layer normalization's mean, variance, scale and shift | [`crate::optimization::LayerNorm`] |
 //! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products (one step) | step-by-step LSTM code |
-//! | [`lstm_sequence`] | an LSTM's whole recurrence, with back-propagation through time in one backward pass | [`crate::sequence_modeling::Lstm`] |
+//! | [`lstm_sequence`], [`lstm_sequence_from`] | an LSTM's whole recurrence (either cell, any starting state), with back-propagation through time in one backward pass | [`crate::sequence_modeling::Lstm`] |
 //! | [`causal_softmax`] | attention's scale, causal mask and softmax | attention code that forms the scores itself |
 //! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections | [`crate::transformers::CausalSelfAttention`] |
 //! | [`adam_update`] | Adam's moment, bias-correction and parameter arithmetic, in place | [`crate::optimization::Adam`] |
@@ -57,7 +57,7 @@ pub use linear::linear;
 pub use loss::softmax_cross_entropy;
 pub use lrn::local_response_norm;
 pub use lstm_cell::lstm_cell;
-pub use lstm_seq::lstm_sequence;
+pub use lstm_seq::{lstm_sequence, lstm_sequence_from};
 pub use norm::{causal_softmax, layer_norm};
 pub use pool::max_pool2d;
 

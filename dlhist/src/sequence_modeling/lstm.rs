@@ -169,8 +169,8 @@ impl Lstm {
     /// Runs the sequence from the zero state and returns every step's output `[B, T, H]` and the final
     /// `(h_T, c_T)`, each `[B, H]`.
     ///
-    /// On the CPU in f32, with the forget gate and from the zero state, the recurrence runs as one op
-    /// ([`crate::fast::lstm_sequence`]) whose backward pass is back-propagation through time written out;
+    /// On the CPU in f32 the recurrence runs as one op ([`crate::fast::lstm_sequence_from`], either cell, any
+    /// starting state) whose backward pass is back-propagation through time written out;
     /// otherwise (or under `DLHIST_FUSED=0`) it runs step by step as the candle ops of the module docs, and
     /// candle's autograd does the back-propagation through time.
     ///
@@ -213,14 +213,21 @@ impl Lstm {
             x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?
         }
         .reshape((b, t, gh))?;
-        if self.config.forget_gate && state.is_none() && keep.is_none() && fast::applies(&[&xp, &self.weight_hh]) {
-            // Fused (crate::fast::lstm_sequence): the whole recurrence from the zero state, forward and
-            // back-propagation through time, as one op. Rows 0..T hold h_1..h_T, row T the final cell.
-            let out = fast::lstm_sequence(&xp, &self.weight_hh)?;
-            let hs = out.narrow(1, 0, t)?;
-            let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
-            let c = out.narrow(1, t, 1)?.squeeze(1)?;
-            return Ok((hs, RecurrentState { h, c: Some(c) }));
+        if keep.is_none() {
+            // The starting state as one [B, 2, H] tensor: h_0 in row 0, c_0 in row 1.
+            let start = match state {
+                Some(s) => Tensor::stack(&[&s.h, s.c.as_ref().expect("checked: an LSTM state has a cell")], 1)?,
+                None => Tensor::zeros((b, 2, hsz), xp.dtype(), xp.device())?,
+            };
+            if fast::applies(&[&xp, &self.weight_hh, &start]) {
+                // Fused (crate::fast::lstm_sequence_from): the whole recurrence, forward and back-propagation
+                // through time, as one op, for either cell. Rows 0..T hold h_1..h_T, row T the final cell.
+                let out = fast::lstm_sequence_from(&xp, &self.weight_hh, &start, self.config.forget_gate)?;
+                let hs = out.narrow(1, 0, t)?;
+                let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
+                let c = out.narrow(1, t, 1)?.squeeze(1)?;
+                return Ok((hs, RecurrentState { h, c: Some(c) }));
+            }
         }
         // Plain: the cell equations of the module docs, one time step after another.
         let w_hh_t = self.weight_hh.t()?;
@@ -537,19 +544,29 @@ mod tests {
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
         let dev = Device::Cpu;
-        for (b, t, h, non_contiguous) in [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true)] {
-            let (vars, vb) = crate::init::seeded(21, DType::F32, &dev);
-            let lstm = Lstm::new(3, h, vb)?;
-            let x = candle_core::Var::from_tensor(
-                &crate::rng::Rng::new(22).normal_tensor((b, t, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?,
-            )?;
-            let xi = if non_contiguous { crate::fast::testing::strided(x.as_tensor())? } else { x.as_tensor().clone() };
-            let run = || -> Result<Tensor> {
-                let (hs, (_h, c)) = lstm.forward_with_state(&xi)?;
-                Tensor::cat(&[hs.flatten_from(1)?, c], 1)
-            };
-            let (fused, plain) = (run()?, crate::fast::plain(run)?);
-            crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &[&x], &format!("b {b} t {t} h {h}"))?;
+        let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true)];
+        for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
+            for (k, (b, t, h, non_contiguous)) in cases.into_iter().enumerate() {
+                let (vars, vb) = crate::init::seeded(21, DType::F32, &dev);
+                let lstm = Lstm::with_config(3, h, config, vb)?;
+                let x = candle_core::Var::from_tensor(&randn(22, &[b, t, 3])?)?;
+                let xi =
+                    if non_contiguous { crate::fast::testing::strided(x.as_tensor())? } else { x.as_tensor().clone() };
+                // Every other case starts from a random state, whose gradient is checked too.
+                let (h0, c0) = (
+                    candle_core::Var::from_tensor(&randn(23, &[b, h])?)?,
+                    candle_core::Var::from_tensor(&randn(24, &[b, h])?)?,
+                );
+                let start = RecurrentState { h: h0.as_tensor().clone(), c: Some(c0.as_tensor().clone()) };
+                let run = || -> Result<Tensor> {
+                    let (hs, end) = lstm.forward_from(&xi, if k % 2 == 1 { Some(&start) } else { None })?;
+                    Tensor::cat(&[hs.flatten_from(1)?, end.c.unwrap()], 1)
+                };
+                let (fused, plain) = (run()?, crate::fast::plain(run)?);
+                let inputs: Vec<&candle_core::Var> = if k % 2 == 1 { vec![&x, &h0, &c0] } else { vec![&x] };
+                let what = format!("{config:?} b {b} t {t} h {h}");
+                crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &inputs, &what)?;
+            }
         }
         Ok(())
     }
