@@ -36,8 +36,8 @@ pub use segmentation::{cells, Cells, CellsConfig};
 pub use sequences::{
     a_then_b, adding_problem, adding_problem_constant_mse, continual_reber, delayed_xor, embedded_reber_string,
     is_embedded_reber, is_reber, oscillator, parallel_reber_streams, reber_char, reber_id, reber_ids, reber_text,
-    temporal_order, ReberBatch, ReberStream, Stream, REBER_SYMBOLS, TEMPORAL_ORDER_CLASSES, TEMPORAL_ORDER_STEPS,
-    TEMPORAL_ORDER_SYMBOLS,
+    tbptt_chunks, temporal_order, ReberBatch, ReberStream, Stream, REBER_SYMBOLS, TEMPORAL_ORDER_CLASSES,
+    TEMPORAL_ORDER_STEPS, TEMPORAL_ORDER_SYMBOLS,
 };
 pub use synthetic::{blobs, spirals, two_moons};
 pub use text::{tiny_shakespeare, CharVocab};

@@ -865,6 +865,49 @@ pub fn parallel_reber_streams(
     })
 }
 
+/// Cuts parallel streams into consecutive chunks for truncated back-propagation through time: `x` `[S, L, …]` and
+/// `y` `[S, L, …]` (S streams of length L) become a dataset of `⌊L / len⌋ · S` rows of `len` steps, ordered chunk
+/// by chunk (rows `k·S .. (k+1)·S` are chunk `k` of every stream; a last partial chunk is dropped). Trained with
+/// batches of `S` in this order (`FitConfig { batch_size: S, shuffle: false, .. }`) by a net that carries its
+/// state from batch to batch ([`crate::layers::RecurrentNet::stateful`]), row `s` of each batch continues row
+/// `s` of the one before.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let x = Tensor::arange(0f32, 14., &dev)?.reshape((2, 7, 1))?; // two streams: 0..7 and 7..14
+/// let chunks = dlhist::data::tbptt_chunks(&x, &x, 3)?;
+/// assert_eq!(chunks.len(), 4); // two chunks of 3 per stream; step 6 and 13 are dropped
+/// let firsts: Vec<f32> = chunks.x.narrow(1, 0, 1)?.flatten_all()?.to_vec1()?;
+/// assert_eq!(firsts, vec![0., 7., 3., 10.]);
+/// assert!(dlhist::data::tbptt_chunks(&x, &x, 8).is_err()); // longer than the streams
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn tbptt_chunks(x: &Tensor, y: &Tensor, len: usize) -> Result<Dataset> {
+    let (s, l) = match x.dims() {
+        [s, l, ..] => (*s, *l),
+        d => return Err(Error::Invalid(format!("tbptt_chunks expects streams [S, L, ...]; got x {d:?}"))),
+    };
+    if y.dims().len() < 2 || y.dims()[..2] != [s, l] {
+        return Err(Error::Invalid(format!(
+            "tbptt_chunks: x {:?} and y {:?} must start with the same [streams, steps]",
+            x.dims(),
+            y.dims()
+        )));
+    }
+    if len == 0 || len > l {
+        return Err(Error::Invalid(format!(
+            "tbptt_chunks: chunk length must be in 1..={l} (the stream length); got {len}"
+        )));
+    }
+    let chunks = l / len;
+    let cut = |t: &Tensor| -> Result<Tensor> {
+        let parts = (0..chunks).map(|k| t.narrow(1, k * len, len)).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    };
+    Dataset::new(cut(x)?, cut(y)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
