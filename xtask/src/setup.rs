@@ -55,7 +55,7 @@ pub const QUESTION_MARK_CELL: &str = "Ok::<(), String>(())?;";
 /// Runs all steps.
 pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     let started = std::time::Instant::now();
-    let mut progress = Progress::new(if opts.warm { 5 } else { 4 });
+    let mut progress = Progress::new(if opts.warm { 6 } else { 5 });
     progress.step("check cargo and python3", || check_tools().map(|()| None))?;
     progress.step("Python venv with Jupyter (.venv, xtask/requirements.txt)", || ensure_venv(project))?;
     let mut installed = false;
@@ -67,11 +67,38 @@ pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     progress.step("`rust` kernel spec and evcxr config (.venv/share/jupyter, .venv/evcxr)", || {
         ensure_kernel_spec(project, installed)
     })?;
+    progress
+        .step("offline data from a local mirror ($DLHIST_MIRROR, or ../shared/data)", || install_mirror(project))?;
     if opts.warm {
         progress.step("warm the kernel's build of dlhist (standard setup cell)", || warm(project))?;
     }
     println!("setup finished in {}", format_secs(started.elapsed().as_secs_f64()));
     Ok(())
+}
+
+/// The folder of a local data mirror: `$DLHIST_MIRROR`, else `shared/data` beside the project, if it exists.
+fn mirror_dir(project: &Project) -> Option<PathBuf> {
+    match std::env::var_os("DLHIST_MIRROR").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => project.root.parent().map(|p| p.join("shared").join("data")).filter(|d| d.is_dir()),
+    }
+}
+
+/// Copies what the mirror holds of the datasets dlhist downloads (Tiny Shakespeare) into the user cache, verified,
+/// so that machines without the web (CI) find them; skipped where there is no mirror.
+fn install_mirror(project: &Project) -> Result<Option<String>> {
+    let Some(dir) = mirror_dir(project) else {
+        return Ok(Some("no mirror folder (set DLHIST_MIRROR to one); datasets download on first use".into()));
+    };
+    let written =
+        dlhist::data::install_mirror(&dir).with_context(|| format!("installing data from {}", dir.display()))?;
+    if written.is_empty() {
+        return Ok(Some(format!("nothing new in {} (already in the cache, or not mirrored)", dir.display())));
+    }
+    for path in &written {
+        println!("      installed {}", path.display());
+    }
+    Ok(None)
 }
 
 /// Whether setup (without warm-up) has all it needs; `lab` and `notebooks run` call setup only when not.

@@ -341,6 +341,18 @@ fn classify(url: &str, e: ureq::Error) -> Failure {
     }
 }
 
+/// Writes `bytes` to `dest` atomically: into a temporary file in the same folder, synced, then renamed over
+/// `dest`, so `dest` either keeps its old content or holds all of the new.
+pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+    let name = dest.file_name().ok_or_else(|| Error::Invalid(format!("{} names no file", dest.display())))?;
+    let mut tmp = TempFile::create(dir, name)?;
+    tmp.file.write_all(bytes).map_err(|e| Error::io("cannot write", &tmp.path, e))?;
+    tmp.file.sync_all().map_err(|e| Error::io("cannot sync", &tmp.path, e))?;
+    tmp.persist(dest)
+}
+
 /// A uniquely named file in the destination's folder, removed on drop unless persisted.
 struct TempFile {
     path: PathBuf,

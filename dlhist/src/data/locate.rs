@@ -201,6 +201,38 @@ fn fetch(spec: &FileSpec, dest: &Path, progress: bool) -> Result<()> {
     })
 }
 
+/// Copies the files of `specs` found under a mirror folder (`<dir>/<dataset>/<file>`, the layout of
+/// `$DLHIST_DATA`) into the cache of `roots`, each verified against its SHA-256 and written atomically. Files
+/// already in the cache with the right digest are left alone. Returns the cache paths written.
+pub(crate) fn install_mirror_into(specs: &[FileSpec], dir: &Path, roots: &Roots) -> Result<Vec<PathBuf>> {
+    let cache = roots.cache.as_ref().ok_or_else(|| {
+        Error::Invalid(format!("this system has no user cache folder; set {DATA_ENV} to {} instead", dir.display()))
+    })?;
+    let mut written = vec![];
+    for spec in specs {
+        let from = dir.join(&spec.dataset).join(&spec.file);
+        if !from.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&from).map_err(|e| Error::io("cannot read", &from, e))?;
+        let actual = sha256_bytes(&bytes);
+        if actual != spec.sha256 {
+            return Err(Error::Checksum {
+                path: format!("{} (the mirror's copy is not the original; replace it or leave it out)", from.display()),
+                expected: spec.sha256.clone(),
+                actual,
+            });
+        }
+        let to = cache.join(&spec.dataset).join(&spec.file);
+        let current = std::fs::read(&to).ok().map(|b| sha256_bytes(&b));
+        if current.as_deref() != Some(spec.sha256.as_str()) {
+            super::download::write_atomic(&to, &bytes)?;
+            written.push(to);
+        }
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +360,29 @@ mod tests {
         assert!(!tmp.path().join("toy/f.bin").exists());
         a.finish();
         b.finish();
+    }
+
+    #[test]
+    fn a_mirror_is_verified_and_installed_into_the_cache_once() {
+        let root = std::env::temp_dir().join(format!("dlhist-mirror-{}", std::process::id()));
+        let (mirror, cache) = (root.join("mirror"), root.join("cache"));
+        let good = spec("toy", "data.txt", b"hello", vec![], vec![]);
+        let missing = spec("absent", "x.bin", b"x", vec![], vec![]);
+        std::fs::create_dir_all(mirror.join("toy")).unwrap();
+        std::fs::write(mirror.join("toy/data.txt"), b"hello").unwrap();
+        let roots = Roots { data: None, cache: Some(cache.clone()), offline: true, progress: false };
+        let written = install_mirror_into(&[good.clone(), missing], &mirror, &roots).unwrap();
+        assert_eq!(written, vec![cache.join("toy/data.txt")]);
+        assert_eq!(std::fs::read(cache.join("toy/data.txt")).unwrap(), b"hello");
+        // Found in the cache now, offline; a second install writes nothing.
+        assert_eq!(locate_or_fetch(&good, &roots).unwrap().bytes, b"hello");
+        assert!(install_mirror_into(std::slice::from_ref(&good), &mirror, &roots).unwrap().is_empty());
+        // A corrupt mirror is refused, naming the file, and the cached copy is untouched.
+        std::fs::write(mirror.join("toy/data.txt"), b"HELLO").unwrap();
+        let bad = spec("toy", "data.txt", b"hello", vec![], vec![]);
+        let e = install_mirror_into(&[bad], &mirror, &roots).unwrap_err().to_string();
+        assert!(e.contains("data.txt"), "{e}");
+        assert_eq!(std::fs::read(cache.join("toy/data.txt")).unwrap(), b"hello");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

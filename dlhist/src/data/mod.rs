@@ -44,6 +44,22 @@ pub use text::{tiny_shakespeare, CharVocab};
 
 use candle_core::{Device, Tensor};
 
+/// Installs the datasets dlhist would download (today Tiny Shakespeare) from a local mirror folder laid out like
+/// `$DLHIST_DATA` (`<dir>/<dataset>/<file>`) into the user cache, so that machines without the web find them:
+/// each file is checked against its SHA-256 and written atomically; files the mirror lacks are skipped. Returns
+/// the cache paths written (none when everything was already there). `cargo xtask setup` calls it with
+/// `$DLHIST_MIRROR`, or `../shared/data` next to the project when that folder exists.
+///
+/// ```
+/// let empty = std::env::temp_dir().join("dlhist-doc-empty-mirror");
+/// std::fs::create_dir_all(&empty)?;
+/// assert!(dlhist::data::install_mirror(&empty)?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn install_mirror(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    locate::install_mirror_into(&[text::tiny_shakespeare_spec()], dir, &locate::Roots::from_env())
+}
+
 use crate::rng::Rng;
 use crate::{Error, Result};
 

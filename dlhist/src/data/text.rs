@@ -18,7 +18,7 @@ const TINY_SHAKESPEARE_URL: &str =
 /// Its SHA-256 (the file is 1 115 394 bytes).
 const TINY_SHAKESPEARE_SHA256: &str = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed";
 
-fn tiny_shakespeare_spec() -> FileSpec {
+pub(crate) fn tiny_shakespeare_spec() -> FileSpec {
     FileSpec {
         dataset: "tinyshakespeare".into(),
         file: "input.txt".into(),
