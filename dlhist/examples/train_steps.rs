@@ -14,9 +14,10 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::Optimizer;
 use dlhist::deep_neural_networks::{Mlp, SmallCnn};
 use dlhist::layers::Activation;
+use dlhist::layers::Recurrent;
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
-use dlhist::sequence_modeling::Lstm;
+use dlhist::sequence_modeling::{Gru, GruVariant, Lstm, Rnn};
 use dlhist::train::{train_step, CrossEntropy, Loss, Mse};
 use dlhist::transformers::{Gpt, GptConfig};
 
@@ -97,6 +98,26 @@ fn main() -> dlhist::Result<()> {
         let x = rng.normal_tensor((32, 50, 1), 0.0, 1.0, &dev)?;
         let y = rng.normal_tensor((32, 1), 0.0, 1.0, &dev)?;
         bench("lstm_h128_T50_b32", threads, &model, &vars, &x, &y, &Mse);
+    }
+    // The LSTM's twins: the same input, sizes, readout and loss, with the tanh RNN and the GRU (reset-after, as
+    // PyTorch's nn.GRU) as the recurrent layer.
+    if wanted("rnn_tanh_h128_T50_b32") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let rnn = Rnn::new(1, 128, vb.pp("rnn"))?;
+        let out = candle_nn::linear(128, 1, vb.pp("out"))?;
+        let model = |x: &Tensor| -> Result<Tensor> { out.forward(&rnn.forward_from(x, None)?.1.h) };
+        let x = rng.normal_tensor((32, 50, 1), 0.0, 1.0, &dev)?;
+        let y = rng.normal_tensor((32, 1), 0.0, 1.0, &dev)?;
+        bench("rnn_tanh_h128_T50_b32", threads, &model, &vars, &x, &y, &Mse);
+    }
+    if wanted("gru_h128_T50_b32") {
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let gru = Gru::new(1, 128, GruVariant::ResetAfter, vb.pp("gru"))?;
+        let out = candle_nn::linear(128, 1, vb.pp("out"))?;
+        let model = |x: &Tensor| -> Result<Tensor> { out.forward(&gru.forward_from(x, None)?.1.h) };
+        let x = rng.normal_tensor((32, 50, 1), 0.0, 1.0, &dev)?;
+        let y = rng.normal_tensor((32, 1), 0.0, 1.0, &dev)?;
+        bench("gru_h128_T50_b32", threads, &model, &vars, &x, &y, &Mse);
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! - milestone modules → `layers` → `fast`: no file of a later section (`optimization/`, `sequence_modeling/`,
 //!   `transformers/`) imports `deep_neural_networks`, and section 01 imports none of the later sections;
 //! - only `fast/`, `layers/` and the milestone modules whose op *is* the milestone (layer norm, Adam, the LSTM,
-//!   attention) name `fast::` outside their tests;
+//!   the tanh RNN, the GRU, attention) name `fast::` outside their tests;
 //! - `fast/` uses nothing of dlhist above it, only the two leaves below everything: the `Activation` type and
 //!   the seeded generator.
 
@@ -73,7 +73,7 @@ fn sections_do_not_import_each_other_across_section_01() {
 fn only_layers_and_the_milestone_ops_call_the_kernels() {
     let allowed =
         ["layers/", "fast/", "optimization/layer_norm.rs", "optimization/adam.rs", "sequence_modeling/lstm.rs"];
-    let allowed_too = ["transformers/attention.rs"];
+    let allowed_too = ["transformers/attention.rs", "sequence_modeling/rnn.rs", "sequence_modeling/gru.rs"];
     let files: Vec<PathBuf> = rust_files(&src())
         .into_iter()
         .filter(|f| {
@@ -87,7 +87,7 @@ fn only_layers_and_the_milestone_ops_call_the_kernels() {
     let bad = offenders(&files, &["fast::"], false);
     assert!(
         bad.is_empty(),
-        "only layers/, fast/ and the layer-norm, Adam, LSTM and attention modules may name fast:: (use a layer):\n{}",
+        "only layers/, fast/ and the layer-norm, Adam, LSTM, RNN, GRU and attention modules may name fast:: (use a layer):\n{}",
         bad.join("\n")
     );
 }

@@ -51,3 +51,14 @@ class LSTMNet(nn.Module):
     def __init__(s): super().__init__(); s.l = nn.LSTM(1, 128, batch_first=True); s.o = nn.Linear(128, 1)
     def forward(s, x): return s.o(s.l(x)[0][:, -1])
 bench("lstm_h128_T50_b32", LSTMNet(), lambda: (torch.randn(32, 50, 1), torch.randn(32, 1)), F.mse_loss)
+
+# The LSTM's twins: the same input, sizes, readout (the last step's output) and loss.
+class RNNNet(nn.Module):
+    def __init__(s): super().__init__(); s.l = nn.RNN(1, 128, nonlinearity="tanh", batch_first=True); s.o = nn.Linear(128, 1)
+    def forward(s, x): return s.o(s.l(x)[0][:, -1])
+bench("rnn_tanh_h128_T50_b32", RNNNet(), lambda: (torch.randn(32, 50, 1), torch.randn(32, 1)), F.mse_loss)
+
+class GRUNet(nn.Module):
+    def __init__(s): super().__init__(); s.l = nn.GRU(1, 128, batch_first=True); s.o = nn.Linear(128, 1)
+    def forward(s, x): return s.o(s.l(x)[0][:, -1])
+bench("gru_h128_T50_b32", GRUNet(), lambda: (torch.randn(32, 50, 1), torch.randn(32, 1)), F.mse_loss)

@@ -16,6 +16,8 @@
 //! | [`layer_norm`] | layer normalization's mean, variance, scale and shift | [`crate::optimization::LayerNorm`] |
 //! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products (one step) | step-by-step LSTM code |
 //! | [`lstm_sequence`], [`lstm_sequence_from`] | an LSTM's whole recurrence (either cell, any starting state), with back-propagation through time in one backward pass | [`crate::sequence_modeling::Lstm`] |
+//! | [`rnn_sequence`] | a tanh RNN's whole recurrence (any starting state), with back-propagation through time in one backward pass | [`crate::sequence_modeling::Rnn`] |
+//! | [`gru_sequence`] | a GRU's whole recurrence in the reset-after form (PyTorch's; any starting state), with back-propagation through time in one backward pass; the reset-before form stays plain | [`crate::sequence_modeling::Gru`] |
 //! | [`causal_softmax`] | attention's scale, causal mask and softmax | attention code that forms the scores itself |
 //! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections | [`crate::transformers::CausalSelfAttention`] |
 //! | [`adam_update`] | Adam's moment, bias-correction and parameter arithmetic, in place | [`crate::optimization::Adam`] |
@@ -41,6 +43,7 @@ mod adam;
 mod attention;
 mod conv;
 mod gemm;
+mod gru_seq;
 mod linear;
 mod loss;
 mod lrn;
@@ -48,11 +51,13 @@ mod lstm_cell;
 mod lstm_seq;
 mod norm;
 mod pool;
+mod rnn_seq;
 mod vmath;
 
 pub use adam::{adam_update, AdamMoments, AdamStep};
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
+pub use gru_seq::gru_sequence;
 pub use linear::linear;
 pub use loss::softmax_cross_entropy;
 pub use lrn::local_response_norm;
@@ -60,6 +65,7 @@ pub use lstm_cell::lstm_cell;
 pub use lstm_seq::{lstm_sequence, lstm_sequence_from};
 pub use norm::{causal_softmax, layer_norm};
 pub use pool::max_pool2d;
+pub use rnn_seq::rnn_sequence;
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 

@@ -48,6 +48,7 @@
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::fast;
 use crate::layers::{check_recurrent_input, Recurrent, RecurrentState};
 
 /// Where the GRU's reset gate enters the candidate `n` (see the [module docs](self)).
@@ -158,9 +159,30 @@ impl Recurrent for Gru {
 
     /// Runs `x` (`[B, T, I]`) from `state` (zero when `None`; a state with a cell is refused): every step's
     /// `h_t` (`[B, T, H]`) and the final state `h_T`.
+    ///
+    /// For [`GruVariant::ResetAfter`] on the CPU in f32 the recurrence runs as one op
+    /// ([`crate::fast::gru_sequence`]) whose backward pass is back-propagation through time written out;
+    /// otherwise (reset-before always, other dtypes and devices, or under `DLHIST_FUSED=0`) it runs step by step
+    /// as the candle ops below, and candle's autograd does the back-propagation through time.
     fn forward_from(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<(Tensor, RecurrentState)> {
         let (b, t) = check_recurrent_input("Gru", self.input, self.hidden, false, x, state)?;
         let hsz = self.hidden;
+        let x2 = x.reshape((b * t, self.input))?;
+        let h0 = match state {
+            Some(s) => s.h.clone(),
+            None => Tensor::zeros((b, hsz), x.dtype(), x.device())?,
+        };
+        let fused = [&x2, &self.weight_ih, &self.weight_hh, &self.bias_ih, &self.bias_hh, &h0];
+        if self.variant == GruVariant::ResetAfter && fast::applies(&fused) {
+            // Fused: the input part x W_ihᵀ + b_ih as one fused linear op (crate::fast::linear), then the whole
+            // recurrence, forward and back-propagation through time, as one op (crate::fast::gru_sequence), which
+            // adds all of b_hh inside its recurrent product h_{t−1} W_hhᵀ + b_hh.
+            let xp = fast::linear(&x2, &self.weight_ih, &self.bias_ih, None)?.reshape((b, t, 3 * hsz))?;
+            let hs = fast::gru_sequence(&xp, &self.weight_hh, &self.bias_hh, &h0)?;
+            let h = hs.narrow(1, t - 1, 1)?.squeeze(1)?;
+            return Ok((hs, RecurrentState { h, c: None }));
+        }
+        // Plain: the equations of the module docs, one time step after another.
         let (b_hrz, b_hn) = (self.bias_hh.narrow(0, 0, 2 * hsz)?, self.bias_hh.narrow(0, 2 * hsz, hsz)?);
         // Every bias that is added outside r joins the input projection, computed for all T steps with one
         // matrix product: b_hr and b_hz always, b_hn only for reset-before. For reset-after, r multiplies
@@ -170,12 +192,9 @@ impl Recurrent for Gru {
             GruVariant::ResetAfter => b_hn.zeros_like()?,
         };
         let bias = (&self.bias_ih + Tensor::cat(&[&b_hrz, &b_hn_outside], 0)?)?;
-        let xp = x.reshape((b * t, self.input))?.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?;
+        let xp = x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?;
         let xp = xp.reshape((b, t, 3 * hsz))?;
-        let mut h = match state {
-            Some(s) => s.h.clone(),
-            None => Tensor::zeros((b, hsz), xp.dtype(), xp.device())?,
-        };
+        let mut h = h0;
         // Row vectors: W h is h Wᵀ for the whole batch. Rows 0..2H of W_hh feed r and z, rows 2H..3H the
         // candidate.
         let w_hh_t = self.weight_hh.t()?;
@@ -455,6 +474,37 @@ mod tests {
                 assert!(second > 0.0);
                 assert_eq!(first == 0.0, detach, "{variant:?}: first chunk's input gradient {first}, detach {detach}");
             }
+        }
+        Ok(())
+    }
+
+    /// The fused and plain paths of the reset-after GRU in f32: outputs, final state, and the gradients of every
+    /// parameter, of the input and of the starting state; long and tiny sequences (T = 1, H = 1), strided input.
+    #[test]
+    fn fused_and_plain_paths_agree() -> Result<()> {
+        use crate::fast::testing::{assert_paths_agree, strided};
+        let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true), (5, 1, 1, true)];
+        for ((b, t, h, non_contiguous), from_state) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (vars, vb) = crate::init::seeded(21, DType::F32, &Device::Cpu);
+            let gru = Gru::new(3, h, GruVariant::ResetAfter, vb)?;
+            let x = Var::from_tensor(&randn(&[b, t, 3], 22))?;
+            let xi = if non_contiguous { strided(x.as_tensor())? } else { x.as_tensor().clone() };
+            // Each case from the zero state and from a random one, whose gradient is checked too.
+            let h0 = Var::from_tensor(&randn(&[b, h], 23))?;
+            let start = state(&h0);
+            let run = || -> Result<Tensor> {
+                let (hs, end) = gru.forward_from(&xi, if from_state { Some(&start) } else { None })?;
+                Tensor::cat(&[hs.flatten_from(1)?, end.h], 1)
+            };
+            let (fused, plain) = (run()?, crate::fast::plain(run)?);
+            let inputs: Vec<&Var> = if from_state { vec![&x, &h0] } else { vec![&x] };
+            assert_paths_agree(
+                &fused,
+                &plain,
+                &vars,
+                &inputs,
+                &format!("b {b} t {t} h {h} from a state {from_state}"),
+            )?;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::fast;
 use crate::layers::{check_recurrent_input, Recurrent, RecurrentState};
 
 /// One fully recurrent tanh layer over sequences `[B, T, I]` (batch first), hidden size `H`:
@@ -130,17 +131,32 @@ impl Recurrent for Rnn {
 
     /// Runs `x` (`[B, T, I]`) from `state` (zero when `None`; a state with a cell is refused): every step's
     /// `h_t` (`[B, T, H]`) and the final state `h_T`.
+    ///
+    /// On the CPU in f32 the recurrence runs as one op ([`crate::fast::rnn_sequence`]) whose backward pass is
+    /// back-propagation through time written out; otherwise (or under `DLHIST_FUSED=0`) it runs step by step as
+    /// the candle ops below, and candle's autograd does the back-propagation through time.
     fn forward_from(&self, x: &Tensor, state: Option<&RecurrentState>) -> Result<(Tensor, RecurrentState)> {
         let (b, t) = check_recurrent_input("Rnn", self.input, self.hidden, false, x, state)?;
         // The input part W_ih x_t + b_ih + b_hh does not depend on the recurrence: one matrix product for all
         // T steps instead of T small ones, both biases folded in once.
         let bias = (&self.bias_ih + &self.bias_hh)?;
-        let xp = x.reshape((b * t, self.input))?.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?;
-        let xp = xp.reshape((b, t, self.hidden))?;
-        let mut h = match state {
+        let x2 = x.reshape((b * t, self.input))?;
+        let h0 = match state {
             Some(s) => s.h.clone(),
-            None => Tensor::zeros((b, self.hidden), xp.dtype(), xp.device())?,
+            None => Tensor::zeros((b, self.hidden), x.dtype(), x.device())?,
         };
+        if fast::applies(&[&x2, &self.weight_ih, &self.weight_hh, &bias, &h0]) {
+            // Fused: the input part as one fused linear op (crate::fast::linear), then the whole recurrence,
+            // forward and back-propagation through time, as one op (crate::fast::rnn_sequence).
+            let xp = fast::linear(&x2, &self.weight_ih, &bias, None)?.reshape((b, t, self.hidden))?;
+            let hs = fast::rnn_sequence(&xp, &self.weight_hh, &h0)?;
+            let h = hs.narrow(1, t - 1, 1)?.squeeze(1)?;
+            return Ok((hs, RecurrentState { h, c: None }));
+        }
+        // Plain: the equation of the module docs, one time step after another.
+        let xp = x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?;
+        let xp = xp.reshape((b, t, self.hidden))?;
+        let mut h = h0;
         // Row vectors: W_hh h_{t−1} is h_{t−1} W_hhᵀ for the whole batch at once.
         let w_hh_t = self.weight_hh.t()?;
         let mut hs = Vec::with_capacity(t);
@@ -292,6 +308,37 @@ mod tests {
             assert!(second > 0.0);
             assert_eq!(first == 0.0, detach, "first chunk's input gradient {first}, detach {detach}");
             assert!(grads.get(&rnn.weight_hh).is_some());
+        }
+        Ok(())
+    }
+
+    /// The fused and plain paths in f32: outputs, final state, and the gradients of every parameter, of the input
+    /// and of the starting state; long and tiny sequences (T = 1, H = 1), strided input.
+    #[test]
+    fn fused_and_plain_paths_agree() -> Result<()> {
+        use crate::fast::testing::{assert_paths_agree, strided};
+        let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true), (5, 1, 1, true)];
+        for ((b, t, h, non_contiguous), from_state) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+            let (vars, vb) = crate::init::seeded(21, DType::F32, &Device::Cpu);
+            let rnn = Rnn::new(3, h, vb)?;
+            let x = Var::from_tensor(&randn(&[b, t, 3], 22))?;
+            let xi = if non_contiguous { strided(x.as_tensor())? } else { x.as_tensor().clone() };
+            // Each case from the zero state and from a random one, whose gradient is checked too.
+            let h0 = Var::from_tensor(&randn(&[b, h], 23))?;
+            let start = RecurrentState { h: h0.as_tensor().clone(), c: None };
+            let run = || -> Result<Tensor> {
+                let (hs, end) = rnn.forward_from(&xi, if from_state { Some(&start) } else { None })?;
+                Tensor::cat(&[hs.flatten_from(1)?, end.h], 1)
+            };
+            let (fused, plain) = (run()?, crate::fast::plain(run)?);
+            let inputs: Vec<&Var> = if from_state { vec![&x, &h0] } else { vec![&x] };
+            assert_paths_agree(
+                &fused,
+                &plain,
+                &vars,
+                &inputs,
+                &format!("b {b} t {t} h {h} from a state {from_state}"),
+            )?;
         }
         Ok(())
     }
