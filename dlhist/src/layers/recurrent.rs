@@ -149,7 +149,8 @@ pub(crate) fn check_input(
 pub fn reverse_time(x: &Tensor) -> Result<Tensor> {
     let t = x.dims().get(1).copied().unwrap_or(0);
     let idx: Vec<u32> = (0..t as u32).rev().collect();
-    x.index_select(&Tensor::from_vec(idx, t, x.device())?, 1)
+    // index_select wants a contiguous source; a layer's outputs are often a view (a narrow of a larger result).
+    x.contiguous()?.index_select(&Tensor::from_vec(idx, t, x.device())?, 1)
 }
 
 /// Two recurrent layers reading the sequence in opposite directions, their outputs concatenated per step:
@@ -391,6 +392,28 @@ mod tests {
         let (hs, _) = gru.forward_resetting(&x.i((0..1, 0..4))?, None, &keep)?;
         let (fresh, _) = gru.forward_from(&x.i((0..1, 2..4))?, None)?;
         crate::fast::testing::assert_close(&hs.i((.., 2..4))?, &fresh, "default resetting loop")?;
+        Ok(())
+    }
+
+    /// The backward half of a bidirectional layer at step t has read x_T … x_t: it equals the backward layer run
+    /// on the reversed sequence, flipped back; the forward half is the forward layer alone.
+    #[test]
+    fn bidirectional_reads_both_ways_and_lines_the_steps_up() -> Result<()> {
+        use crate::sequence_modeling::Lstm;
+        use candle_core::IndexOp;
+        let dev = Device::Cpu;
+        let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
+        let (f, b) = (Lstm::new(2, 3, vb.pp("f"))?, Lstm::new(2, 3, vb.pp("b"))?);
+        let bi = Bidirectional::new(f.clone(), b.clone())?;
+        let x = crate::rng::Rng::new(4).normal_tensor((2, 5, 2), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
+        let hs = bi.forward(&x)?;
+        crate::fast::testing::assert_close(&hs.i((.., .., 0..3))?, &f.forward(&x)?, "forward half")?;
+        // Step 4's backward output has read only x_4; step 0's has read the whole sequence backwards.
+        let last_only = b.forward(&x.i((.., 4..5))?)?;
+        crate::fast::testing::assert_close(&hs.i((.., 4..5, 3..6))?, &last_only, "backward half at the end")?;
+        let whole = b.forward(&reverse_time(&x)?)?;
+        crate::fast::testing::assert_close(&hs.i((.., 0, 3..6))?, &whole.i((.., 4))?, "backward half at the start")?;
+        assert!(Bidirectional::new(f, Lstm::new(2, 4, vb.pp("other"))?).is_err());
         Ok(())
     }
 
