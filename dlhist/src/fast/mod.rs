@@ -395,6 +395,32 @@ mod block_sum_tests {
 
 #[cfg(test)]
 pub(crate) mod testing {
+
+    /// Every value of `t` as f64, flattened row-major: for references written as scalar loops.
+    pub(crate) fn values_f64(t: &Tensor) -> Vec<f64> {
+        t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    }
+
+    /// Central differences (step 1e-6) of `f` with respect to every entry of every vector in `p`.
+    pub(crate) fn central_differences(p: &[Vec<f64>], f: impl Fn(&[Vec<f64>]) -> f64) -> Vec<Vec<f64>> {
+        let eps = 1e-6;
+        let mut q = p.to_vec();
+        let mut grads = vec![];
+        for k in 0..p.len() {
+            let mut g = vec![0.0; p[k].len()];
+            for (j, gj) in g.iter_mut().enumerate() {
+                let orig = q[k][j];
+                q[k][j] = orig + eps;
+                let up = f(&q);
+                q[k][j] = orig - eps;
+                let down = f(&q);
+                q[k][j] = orig;
+                *gj = (up - down) / (2.0 * eps);
+            }
+            grads.push(g);
+        }
+        grads
+    }
     use candle_core::{Result, Tensor};
 
     /// `max|a − b| / max(max|b|, 1e-30)`: the relative error the fast paths are held to (1e-5 in f32).

@@ -326,6 +326,43 @@ impl candle_core::ModuleT for RecurrentNet {
     }
 }
 
+/// Test helper: running `x` (`[B, T, I]`, T ≥ 2) from `start` in two chunks split at `split`, the state carried
+/// across, gives the outputs and final state of one call; and the second chunk's gradient reaches the first
+/// chunk's inputs through the carried state and not through the detached one.
+#[cfg(test)]
+pub(crate) fn assert_carried_state_continues(
+    layer: &dyn Recurrent,
+    x: &candle_core::Var,
+    start: &RecurrentState,
+    split: usize,
+    what: &str,
+) -> Result<()> {
+    use crate::fast::testing::assert_close;
+    let t = x.dims()[1];
+    let (whole, end) = layer.forward_from(x, Some(start))?;
+    let (a, mid) = layer.forward_from(&x.narrow(1, 0, split)?, Some(start))?;
+    let (b, end2) = layer.forward_from(&x.narrow(1, split, t - split)?, Some(&mid))?;
+    assert_close(&Tensor::cat(&[a, b], 1)?, &whole, &format!("{what}: chunked outputs"))?;
+    assert_close(&end2.h, &end.h, &format!("{what}: final h"))?;
+    if let (Some(c2), Some(c)) = (&end2.c, &end.c) {
+        assert_close(c2, c, &format!("{what}: final c"))?;
+    }
+    // Only the second chunk enters the loss: through the carried state the error reaches the first chunk's
+    // inputs; through the detached state it does not.
+    for detach in [false, true] {
+        let (_, mid) = layer.forward_from(&x.narrow(1, 0, split)?, Some(start))?;
+        let carried = if detach { mid.detach() } else { mid };
+        let (b, _) = layer.forward_from(&x.narrow(1, split, t - split)?, Some(&carried))?;
+        let grads = b.sum_all()?.backward()?;
+        let gx = grads.get(x).expect("x is a variable");
+        let first = gx.narrow(1, 0, split)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        let second = gx.narrow(1, split, t - split)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        assert!(second > 0.0, "{what}: no gradient in the second chunk");
+        assert_eq!(first == 0.0, detach, "{what}: first chunk's input gradient {first}, detach {detach}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

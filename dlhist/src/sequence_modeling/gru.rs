@@ -248,10 +248,6 @@ mod tests {
 
     const VARIANTS: [GruVariant; 2] = [GruVariant::ResetBefore, GruVariant::ResetAfter];
 
-    fn values(t: &Tensor) -> Vec<f64> {
-        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
-    }
-
     /// The equations written out in f64 scalars, one example, one step and one unit at a time. `p` holds
     /// `[weight_ih, weight_hh, bias_ih, bias_hh, x, h0]`, each flattened row-major; returns `[B, T, H]` flat.
     fn naive(p: &[Vec<f64>], variant: GruVariant, (b, t, inp, hsz): (usize, usize, usize, usize)) -> Vec<f64> {
@@ -287,29 +283,11 @@ mod tests {
         out
     }
 
-    /// Central differences of `f` with respect to every entry of every vector in `p`.
-    fn numeric_grads(p: &[Vec<f64>], f: impl Fn(&[Vec<f64>]) -> f64) -> Vec<Vec<f64>> {
-        let eps = 1e-6;
-        let mut q = p.to_vec();
-        let mut grads = vec![];
-        for k in 0..p.len() {
-            let mut g = vec![0.0; p[k].len()];
-            for (j, gj) in g.iter_mut().enumerate() {
-                let orig = q[k][j];
-                q[k][j] = orig + eps;
-                let up = f(&q);
-                q[k][j] = orig - eps;
-                let down = f(&q);
-                q[k][j] = orig;
-                *gj = (up - down) / (2.0 * eps);
-            }
-            grads.push(g);
-        }
-        grads
-    }
-
     fn params(gru: &Gru, x: &Tensor, h0: &Tensor) -> Vec<Vec<f64>> {
-        [&gru.weight_ih, &gru.weight_hh, &gru.bias_ih, &gru.bias_hh, x, h0].iter().map(|t| values(t)).collect()
+        [&gru.weight_ih, &gru.weight_hh, &gru.bias_ih, &gru.bias_hh, x, h0]
+            .iter()
+            .map(|t| crate::fast::testing::values_f64(t))
+            .collect()
     }
 
     fn state(h: &Tensor) -> RecurrentState {
@@ -324,7 +302,9 @@ mod tests {
             let gru = Gru::new(3, 5, variant, vb)?;
             let (x, h0) = (randn(&[2, 7, 3], 4), randn(&[2, 5], 5).tanh()?);
             let (hs, last) = gru.forward_from(&x, Some(&state(&h0)))?;
-            for (g, w) in values(&hs).iter().zip(naive(&params(&gru, &x, &h0), variant, (2, 7, 3, 5))) {
+            for (g, w) in
+                crate::fast::testing::values_f64(&hs).iter().zip(naive(&params(&gru, &x, &h0), variant, (2, 7, 3, 5)))
+            {
                 assert!((g - w).abs() < 1e-5, "{variant:?}: {g} vs {w}");
             }
             assert_eq!(last.h.to_vec2::<f32>()?, hs.i((.., 6))?.to_vec2::<f32>()?);
@@ -347,14 +327,16 @@ mod tests {
             let r = randn(&[b, t, hsz], 9).to_dtype(DType::F64)?;
             let (hs, _) = gru.forward_from(&x, Some(&state(&h0)))?;
             let grads = (&hs * &r)?.sum_all()?.backward()?;
-            let rv = values(&r);
+            let rv = crate::fast::testing::values_f64(&r);
             let loss =
                 |p: &[Vec<f64>]| naive(p, variant, (b, t, inp, hsz)).iter().zip(&rv).map(|(o, w)| o * w).sum::<f64>();
-            let want = numeric_grads(&params(&gru, &x, &h0), loss);
+            let want = crate::fast::testing::central_differences(&params(&gru, &x, &h0), loss);
             let tensors = [&gru.weight_ih, &gru.weight_hh, &gru.bias_ih, &gru.bias_hh, x.as_tensor(), h0.as_tensor()];
             let names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "x", "h0"];
             for ((t, name), w) in tensors.iter().zip(names).zip(&want) {
-                let got = values(grads.get(t).unwrap_or_else(|| panic!("{variant:?}: {name} has no gradient")));
+                let got = crate::fast::testing::values_f64(
+                    grads.get(t).unwrap_or_else(|| panic!("{variant:?}: {name} has no gradient")),
+                );
                 for (g, w) in got.iter().zip(w) {
                     assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{variant:?} {name}: {g} vs {w}");
                 }
@@ -449,31 +431,12 @@ mod tests {
 
     #[test]
     fn chunks_with_carried_state_equal_one_call_and_detach_cuts_the_gradient() -> Result<()> {
-        let dev = Device::Cpu;
         for variant in VARIANTS {
-            let (_vars, vb) = crate::init::seeded(18, DType::F32, &dev);
+            let (_vars, vb) = crate::init::seeded(18, DType::F32, &Device::Cpu);
             let gru = Gru::new(2, 6, variant, vb)?;
             let x = Var::from_tensor(&randn(&[3, 9, 2], 19))?;
             let h0 = state(&randn(&[3, 6], 20).tanh()?);
-            let (whole, end) = gru.forward_from(&x, Some(&h0))?;
-            let (a, mid) = gru.forward_from(&x.narrow(1, 0, 4)?, Some(&h0))?;
-            let (b, end2) = gru.forward_from(&x.narrow(1, 4, 5)?, Some(&mid))?;
-            assert_close(&Tensor::cat(&[a, b], 1)?, &whole, &format!("{variant:?}: chunked outputs"))?;
-            assert_close(&end2.h, &end.h, &format!("{variant:?}: final state"))?;
-
-            // Only the second chunk enters the loss: through the carried state the error reaches the first
-            // chunk's inputs; through the detached state it does not.
-            for detach in [false, true] {
-                let (_, mid) = gru.forward_from(&x.narrow(1, 0, 4)?, Some(&h0))?;
-                let carried = if detach { mid.detach() } else { mid };
-                let (b, _) = gru.forward_from(&x.narrow(1, 4, 5)?, Some(&carried))?;
-                let grads = b.sum_all()?.backward()?;
-                let gx = grads.get(&x).unwrap();
-                let first = gx.narrow(1, 0, 4)?.abs()?.sum_all()?.to_scalar::<f32>()?;
-                let second = gx.narrow(1, 4, 5)?.abs()?.sum_all()?.to_scalar::<f32>()?;
-                assert!(second > 0.0);
-                assert_eq!(first == 0.0, detach, "{variant:?}: first chunk's input gradient {first}, detach {detach}");
-            }
+            crate::layers::assert_carried_state_continues(&gru, &x, &h0, 4, &format!("{variant:?}"))?;
         }
         Ok(())
     }

@@ -179,12 +179,8 @@ impl Module for Rnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_close, randn};
+    use crate::fast::testing::randn;
     use candle_core::{DType, Device, Var};
-
-    fn values(t: &Tensor) -> Vec<f64> {
-        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
-    }
 
     /// The equation written out in f64 scalars, one example and one step at a time. `p` holds
     /// `[weight_ih, weight_hh, bias_ih, bias_hh, x, h0]`, each flattened row-major; returns `[B, T, H]` flat.
@@ -213,29 +209,11 @@ mod tests {
         out
     }
 
-    /// Central differences of `f` with respect to every entry of every vector in `p`.
-    fn numeric_grads(p: &[Vec<f64>], f: impl Fn(&[Vec<f64>]) -> f64) -> Vec<Vec<f64>> {
-        let eps = 1e-6;
-        let mut q = p.to_vec();
-        let mut grads = vec![];
-        for k in 0..p.len() {
-            let mut g = vec![0.0; p[k].len()];
-            for (j, gj) in g.iter_mut().enumerate() {
-                let orig = q[k][j];
-                q[k][j] = orig + eps;
-                let up = f(&q);
-                q[k][j] = orig - eps;
-                let down = f(&q);
-                q[k][j] = orig;
-                *gj = (up - down) / (2.0 * eps);
-            }
-            grads.push(g);
-        }
-        grads
-    }
-
     fn params(rnn: &Rnn, x: &Tensor, h0: &Tensor) -> Vec<Vec<f64>> {
-        [&rnn.weight_ih, &rnn.weight_hh, &rnn.bias_ih, &rnn.bias_hh, x, h0].iter().map(|t| values(t)).collect()
+        [&rnn.weight_ih, &rnn.weight_hh, &rnn.bias_ih, &rnn.bias_hh, x, h0]
+            .iter()
+            .map(|t| crate::fast::testing::values_f64(t))
+            .collect()
     }
 
     #[test]
@@ -246,7 +224,7 @@ mod tests {
         let (x, h0) = (randn(&[2, 7, 3], 4), randn(&[2, 5], 5).tanh()?);
         let (hs, last) = rnn.forward_from(&x, Some(&RecurrentState { h: h0.clone(), c: None }))?;
         let want = naive(&params(&rnn, &x, &h0), (2, 7, 3, 5));
-        for (g, w) in values(&hs).iter().zip(&want) {
+        for (g, w) in crate::fast::testing::values_f64(&hs).iter().zip(&want) {
             assert!((g - w).abs() < 1e-5, "{g} vs {w}");
         }
         // The final state is the last output.
@@ -268,13 +246,14 @@ mod tests {
         let r = randn(&[b, t, hsz], 9).to_dtype(DType::F64)?;
         let (hs, _) = rnn.forward_from(&x, Some(&RecurrentState { h: h0.as_tensor().clone(), c: None }))?;
         let grads = (&hs * &r)?.sum_all()?.backward()?;
-        let rv = values(&r);
+        let rv = crate::fast::testing::values_f64(&r);
         let loss = |p: &[Vec<f64>]| naive(p, (b, t, inp, hsz)).iter().zip(&rv).map(|(o, w)| o * w).sum::<f64>();
-        let want = numeric_grads(&params(&rnn, &x, &h0), loss);
+        let want = crate::fast::testing::central_differences(&params(&rnn, &x, &h0), loss);
         let tensors = [&rnn.weight_ih, &rnn.weight_hh, &rnn.bias_ih, &rnn.bias_hh, x.as_tensor(), h0.as_tensor()];
         let names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "x", "h0"];
         for ((t, name), w) in tensors.iter().zip(names).zip(&want) {
-            let got = values(grads.get(t).unwrap_or_else(|| panic!("{name} has no gradient")));
+            let got =
+                crate::fast::testing::values_f64(grads.get(t).unwrap_or_else(|| panic!("{name} has no gradient")));
             for (g, w) in got.iter().zip(w) {
                 assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{name}: {g} vs {w}");
             }
@@ -284,32 +263,11 @@ mod tests {
 
     #[test]
     fn chunks_with_carried_state_equal_one_call_and_detach_cuts_the_gradient() -> Result<()> {
-        let dev = Device::Cpu;
-        let (_vars, vb) = crate::init::seeded(10, DType::F32, &dev);
+        let (_vars, vb) = crate::init::seeded(10, DType::F32, &Device::Cpu);
         let rnn = Rnn::new(2, 6, vb)?;
         let x = Var::from_tensor(&randn(&[3, 9, 2], 11))?;
         let h0 = RecurrentState { h: randn(&[3, 6], 12).tanh()?, c: None };
-        let (whole, end) = rnn.forward_from(&x, Some(&h0))?;
-        let (a, mid) = rnn.forward_from(&x.narrow(1, 0, 4)?, Some(&h0))?;
-        let (b, end2) = rnn.forward_from(&x.narrow(1, 4, 5)?, Some(&mid))?;
-        assert_close(&Tensor::cat(&[a, b], 1)?, &whole, "chunked outputs")?;
-        assert_close(&end2.h, &end.h, "final state")?;
-
-        // Only the second chunk enters the loss: through the carried state the error reaches the first chunk's
-        // inputs; through the detached state it does not.
-        for detach in [false, true] {
-            let (_, mid) = rnn.forward_from(&x.narrow(1, 0, 4)?, Some(&h0))?;
-            let carried = if detach { mid.detach() } else { mid };
-            let (b, _) = rnn.forward_from(&x.narrow(1, 4, 5)?, Some(&carried))?;
-            let grads = b.sum_all()?.backward()?;
-            let gx = grads.get(&x).unwrap();
-            let first = gx.narrow(1, 0, 4)?.abs()?.sum_all()?.to_scalar::<f32>()?;
-            let second = gx.narrow(1, 4, 5)?.abs()?.sum_all()?.to_scalar::<f32>()?;
-            assert!(second > 0.0);
-            assert_eq!(first == 0.0, detach, "first chunk's input gradient {first}, detach {detach}");
-            assert!(grads.get(&rnn.weight_hh).is_some());
-        }
-        Ok(())
+        crate::layers::assert_carried_state_continues(&rnn, &x, &h0, 4, "Rnn")
     }
 
     /// The fused and plain paths in f32: outputs, final state, and the gradients of every parameter, of the input
