@@ -53,7 +53,8 @@ pub use dropout::{dropout, Dropout};
 pub use loss::cross_entropy;
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, MaxPool2d};
-#[cfg(test)]
-pub(crate) use recurrent::assert_carried_state_continues;
 pub(crate) use recurrent::check_input as check_recurrent_input;
+pub(crate) use recurrent::check_keep;
+#[cfg(test)]
+pub(crate) use recurrent::{assert_carried_state_continues, assert_fused_and_plain_agree};
 pub use recurrent::{reverse_time, Bidirectional, Readout, Recurrent, RecurrentNet, RecurrentState};

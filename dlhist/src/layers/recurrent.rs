@@ -90,12 +90,7 @@ pub trait Recurrent {
     ) -> Result<(Tensor, RecurrentState)> {
         let (b, t) =
             check_input("forward_resetting", self.input_size(), self.hidden_size(), self.has_cell(), x, state)?;
-        if keep.dims() != [b, t] {
-            candle_core::bail!(
-                "forward_resetting: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}",
-                keep.dims()
-            )
-        }
+        check_keep("forward_resetting", (b, t), keep)?;
         let mut s = match state {
             Some(s) => s.clone(),
             None => self.zero_state(b, x.dtype(), x.device())?,
@@ -143,6 +138,14 @@ pub(crate) fn check_input(
         }
     }
     Ok((b, t))
+}
+
+/// Checks a reset mask `keep` against the input's `(B, T)`.
+pub(crate) fn check_keep(layer: &str, (b, t): (usize, usize), keep: &Tensor) -> Result<()> {
+    if keep.dims() != [b, t] {
+        candle_core::bail!("{layer}: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}", keep.dims())
+    }
+    Ok(())
 }
 
 /// Reverses a batch-first sequence `[B, T, …]` in time.
@@ -324,6 +327,35 @@ impl candle_core::ModuleT for RecurrentNet {
             Readout::EveryStep => self.out.forward(&hs),
         }
     }
+}
+
+/// Test helper: the fused and the plain path of `layer` on `x` (given strided when `non_contiguous`), from the
+/// zero state or from `start` (`h_0`, and `c_0` for an LSTM): the same outputs and final state, and the same
+/// gradients of every parameter in `vars`, of `x` and of the starting state.
+#[cfg(test)]
+pub(crate) fn assert_fused_and_plain_agree(
+    layer: &dyn Recurrent,
+    vars: &candle_nn::VarMap,
+    x: &candle_core::Var,
+    non_contiguous: bool,
+    start: Option<(&candle_core::Var, Option<&candle_core::Var>)>,
+    what: &str,
+) -> Result<()> {
+    let xi = if non_contiguous { crate::fast::testing::strided(x.as_tensor())? } else { x.as_tensor().clone() };
+    let state = start.map(|(h, c)| RecurrentState { h: h.as_tensor().clone(), c: c.map(|c| c.as_tensor().clone()) });
+    let run = || -> Result<Tensor> {
+        let (hs, end) = layer.forward_from(&xi, state.as_ref())?;
+        let mut parts = vec![hs.flatten_from(1)?, end.h];
+        parts.extend(end.c);
+        Tensor::cat(&parts, 1)
+    };
+    let (fused, plain) = (run()?, crate::fast::plain(run)?);
+    let mut inputs = vec![x];
+    if let Some((h, c)) = start {
+        inputs.push(h);
+        inputs.extend(c);
+    }
+    crate::fast::testing::assert_paths_agree(&fused, &plain, vars, &inputs, what)
 }
 
 /// Test helper: running `x` (`[B, T, I]`, T ≥ 2) from `start` in two chunks split at `split`, the state carried

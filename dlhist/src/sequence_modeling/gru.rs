@@ -445,29 +445,16 @@ mod tests {
     /// parameter, of the input and of the starting state; long and tiny sequences (T = 1, H = 1), strided input.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        use crate::fast::testing::{assert_paths_agree, strided};
         let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true), (5, 1, 1, true)];
         for ((b, t, h, non_contiguous), from_state) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
             let (vars, vb) = crate::init::seeded(21, DType::F32, &Device::Cpu);
             let gru = Gru::new(3, h, GruVariant::ResetAfter, vb)?;
             let x = Var::from_tensor(&randn(&[b, t, 3], 22))?;
-            let xi = if non_contiguous { strided(x.as_tensor())? } else { x.as_tensor().clone() };
             // Each case from the zero state and from a random one, whose gradient is checked too.
             let h0 = Var::from_tensor(&randn(&[b, h], 23))?;
-            let start = state(&h0);
-            let run = || -> Result<Tensor> {
-                let (hs, end) = gru.forward_from(&xi, if from_state { Some(&start) } else { None })?;
-                Tensor::cat(&[hs.flatten_from(1)?, end.h], 1)
-            };
-            let (fused, plain) = (run()?, crate::fast::plain(run)?);
-            let inputs: Vec<&Var> = if from_state { vec![&x, &h0] } else { vec![&x] };
-            assert_paths_agree(
-                &fused,
-                &plain,
-                &vars,
-                &inputs,
-                &format!("b {b} t {t} h {h} from a state {from_state}"),
-            )?;
+            let start = if from_state { Some((&h0, None)) } else { None };
+            let what = format!("b {b} t {t} h {h} from a state {from_state}");
+            crate::layers::assert_fused_and_plain_agree(&gru, &vars, &x, non_contiguous, start, &what)?;
         }
         Ok(())
     }

@@ -314,9 +314,7 @@ impl Recurrent for Lstm {
         keep: &Tensor,
     ) -> Result<(Tensor, RecurrentState)> {
         let (b, t) = check_recurrent_input("Lstm", self.weight_ih.dims()[1], self.hidden, true, x, state)?;
-        if keep.dims() != [b, t] {
-            candle_core::bail!("Lstm: keep must be [B, T] = [{b}, {t}] (1 keep, 0 reset); got {:?}", keep.dims())
-        }
+        crate::layers::check_keep("Lstm", (b, t), keep)?;
         self.run(x, state, Some(keep))
     }
 }
@@ -538,22 +536,14 @@ mod tests {
                 let (vars, vb) = crate::init::seeded(21, DType::F32, &dev);
                 let lstm = Lstm::with_config(3, h, config, vb)?;
                 let x = candle_core::Var::from_tensor(&randn(22, &[b, t, 3])?)?;
-                let xi =
-                    if non_contiguous { crate::fast::testing::strided(x.as_tensor())? } else { x.as_tensor().clone() };
                 // Every other case starts from a random state, whose gradient is checked too.
                 let (h0, c0) = (
                     candle_core::Var::from_tensor(&randn(23, &[b, h])?)?,
                     candle_core::Var::from_tensor(&randn(24, &[b, h])?)?,
                 );
-                let start = RecurrentState { h: h0.as_tensor().clone(), c: Some(c0.as_tensor().clone()) };
-                let run = || -> Result<Tensor> {
-                    let (hs, end) = lstm.forward_from(&xi, if k % 2 == 1 { Some(&start) } else { None })?;
-                    Tensor::cat(&[hs.flatten_from(1)?, end.c.unwrap()], 1)
-                };
-                let (fused, plain) = (run()?, crate::fast::plain(run)?);
-                let inputs: Vec<&candle_core::Var> = if k % 2 == 1 { vec![&x, &h0, &c0] } else { vec![&x] };
+                let start = if k % 2 == 1 { Some((&h0, Some(&c0))) } else { None };
                 let what = format!("{config:?} b {b} t {t} h {h}");
-                crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &inputs, &what)?;
+                crate::layers::assert_fused_and_plain_agree(&lstm, &vars, &x, non_contiguous, start, &what)?;
             }
         }
         Ok(())
