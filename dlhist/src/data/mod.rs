@@ -11,6 +11,7 @@
 //! | [`two_moons`], [`spirals`], [`blobs`] | seeded 2-D classification toys |
 //! | [`Augmentation`] | random crops and horizontal flips of image batches |
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
+//! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
 //! | [`delayed_xor`], [`a_then_b`], [`oscillator`], [`adding_problem`], [`temporal_order`], [`continual_reber`] | seeded sequence tasks of Williams & Zipser 1989, Hochreiter & Schmidhuber 1997 and Gers et al. 2000 ([`sequences`]) |
 //!
 //! ## Where the files come from
@@ -25,6 +26,7 @@ mod augment;
 pub mod download;
 mod locate;
 pub mod mnist;
+pub mod pairs;
 mod segmentation;
 pub mod sequences;
 pub mod synthetic;

@@ -19,6 +19,7 @@
 //! | [`Recurrent`], [`RecurrentState`] | the interface of recurrent layers, and the state carried between steps and chunks (truncated back-propagation through time) | 03 RNN |
 //! | [`RecurrentNet`], [`Readout`] | a recurrent layer and a linear readout, optionally carrying its state across calls | 03 LSTM |
 //! | [`Bidirectional`], [`reverse_time`] | two recurrent layers reading in opposite directions | 03 attention |
+//! | [`StepDecoder`], [`greedy_decode`], [`beam_search`], [`sequence_cross_entropy`], [`SequenceCrossEntropy`] | what every encoder-decoder shares: one decoder step, greedy and beam decoding, the masked teacher-forced loss | 03 seq2seq |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
 //! [`crate::optimization::LayerNorm`], [`crate::optimization::BatchNorm`], [`crate::sequence_modeling::Lstm`],
@@ -39,6 +40,7 @@
 //! ```
 
 mod conv;
+mod decode;
 mod dense;
 mod dropout;
 mod loss;
@@ -48,6 +50,9 @@ mod recurrent;
 
 pub use crate::activation::Activation;
 pub use conv::ConvBlock;
+pub use decode::{
+    beam_search, greedy_decode, length_penalty, sequence_cross_entropy, SequenceCrossEntropy, StepDecoder,
+};
 pub use dense::Dense;
 pub use dropout::{dropout, Dropout};
 pub use loss::cross_entropy;

@@ -11,6 +11,7 @@ mod history;
 mod loss;
 mod metrics;
 mod progress;
+mod text_metrics;
 
 pub use batcher::Batcher;
 pub use experiment::{Experiment, Run, Trial};
@@ -21,3 +22,4 @@ pub use history::{History, Record};
 pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss};
 pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity};
 pub use progress::Progress;
+pub use text_metrics::{corpus_bleu, edit_distance, sequence_error_rate, token_error_rate};
