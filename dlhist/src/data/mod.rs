@@ -12,6 +12,7 @@
 //! | [`Augmentation`] | random crops and horizontal flips of image batches |
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
+//! | [`TranslationTask`] | a seeded synthetic translation task with known word alignments (a lexicon, adjective-noun swaps, one-to-two expansions) for attention models |
 //! | [`delayed_xor`], [`a_then_b`], [`oscillator`], [`adding_problem`], [`temporal_order`], [`continual_reber`] | seeded sequence tasks of Williams & Zipser 1989, Hochreiter & Schmidhuber 1997 and Gers et al. 2000 ([`sequences`]) |
 //!
 //! ## Where the files come from
@@ -31,6 +32,7 @@ mod segmentation;
 pub mod sequences;
 pub mod synthetic;
 pub mod text;
+mod translation;
 
 pub use augment::Augmentation;
 pub use mnist::{fashion_mnist, mnist, ImageClassification};
@@ -43,6 +45,7 @@ pub use sequences::{
 };
 pub use synthetic::{blobs, spirals, two_moons};
 pub use text::{tiny_shakespeare, CharVocab};
+pub use translation::{TranslationTask, Translations, WordClass};
 
 use candle_core::{Device, Tensor};
 

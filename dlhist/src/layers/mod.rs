@@ -19,6 +19,7 @@
 //! | [`Recurrent`], [`RecurrentState`] | the interface of recurrent layers, and the state carried between steps and chunks (truncated back-propagation through time) | 03 RNN |
 //! | [`RecurrentNet`], [`Readout`] | a recurrent layer and a linear readout, optionally carrying its state across calls | 03 LSTM |
 //! | [`Bidirectional`], [`reverse_time`] | two recurrent layers reading in opposite directions | 03 attention |
+//! | [`AdditiveAttention`], [`masked_softmax`] | Bahdanau's score `vᵀ tanh(W s + U h_j)` and the softmax over a row's real (unpadded) positions | 03 attention |
 //! | [`StepDecoder`], [`greedy_decode`], [`beam_search`], [`sequence_cross_entropy`], [`SequenceCrossEntropy`] | what every encoder-decoder shares: one decoder step, greedy and beam decoding, the masked teacher-forced loss | 03 seq2seq |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
@@ -39,6 +40,7 @@
 //! # Ok::<(), dlhist::Error>(())
 //! ```
 
+mod additive_attention;
 mod conv;
 mod decode;
 mod dense;
@@ -49,6 +51,7 @@ mod pool;
 mod recurrent;
 
 pub use crate::activation::Activation;
+pub use additive_attention::{masked_softmax, AdditiveAttention};
 pub use conv::ConvBlock;
 pub use decode::{
     beam_search, greedy_decode, length_penalty, sequence_cross_entropy, SequenceCrossEntropy, StepDecoder,

@@ -5,7 +5,9 @@
 //! | fully recurrent tanh RNN (Williams & Zipser 1989, Elman 1990) | [`rnn`] |
 //! | LSTM (Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000) | [`lstm`] |
 //! | GRU (Cho et al. 2014), the reset gate before or after the recurrent product | [`gru`] |
+//! | RNNsearch: a bidirectional encoder and additive attention (Bahdanau, Cho & Bengio 2014) | [`attention`] |
 
+pub mod attention;
 pub mod gru;
 pub mod lstm;
 pub mod rnn;
