@@ -55,7 +55,7 @@ pub const QUESTION_MARK_CELL: &str = "Ok::<(), String>(())?;";
 /// Runs all steps.
 pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     let started = std::time::Instant::now();
-    let mut progress = Progress::new(if opts.warm { 6 } else { 5 });
+    let mut progress = Progress::new(if opts.warm { 7 } else { 6 });
     progress.step("check cargo and python3", || check_tools().map(|()| None))?;
     progress.step("Python venv with Jupyter (.venv, xtask/requirements.txt)", || ensure_venv(project))?;
     let mut installed = false;
@@ -69,6 +69,9 @@ pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     })?;
     progress
         .step("offline data from a local mirror ($DLHIST_MIRROR, or ../shared/data)", || install_mirror(project))?;
+    progress.step(&format!("word-similarity and analogy sets (gensim {GENSIM_VERSION}'s wheel from PyPI)"), || {
+        install_word_benchmarks(project)
+    })?;
     if opts.warm {
         progress.step("warm the kernel's build of dlhist (standard setup cell)", || warm(project))?;
     }
@@ -95,6 +98,52 @@ fn install_mirror(project: &Project) -> Result<Option<String>> {
     if written.is_empty() {
         return Ok(Some(format!("nothing new in {} (already in the cache, or not mirrored)", dir.display())));
     }
+    for path in &written {
+        println!("      installed {}", path.display());
+    }
+    Ok(None)
+}
+
+/// The gensim release whose test data (`gensim/test/test_data/`) holds WordSim353, SimLex-999 and the analogy
+/// questions; dlhist pins the files' SHA-256 (`dlhist::data::words`).
+const GENSIM_VERSION: &str = "4.4.0";
+
+/// The evaluation sets of the word2vec notebook: they are test data inside gensim's wheel on PyPI (a package index
+/// is reachable where the web is not), so pip downloads the wheel (no install, no dependencies) and the three files
+/// are taken out of it into a mirror folder, from which dlhist verifies and installs them into its cache.
+fn install_word_benchmarks(project: &Project) -> Result<Option<String>> {
+    if dlhist::data::words::benchmarks_installed() {
+        return Ok(Some("already installed (dlhist's cache or $DLHIST_DATA/word-benchmarks)".into()));
+    }
+    let wheels = project.target_dir().join("wheels");
+    run_checked(
+        Command::new(project.venv_python())
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+            .arg(format!("gensim=={GENSIM_VERSION}"))
+            .arg("-d")
+            .arg(&wheels),
+        &format!("pip download gensim=={GENSIM_VERSION} (its wheel holds the word benchmarks)"),
+    )?;
+    let mirror = wheels.join("mirror");
+    let extract = r#"
+import glob, os, sys, zipfile
+wheels, version, out = sys.argv[1], sys.argv[2], sys.argv[3]
+wheel = sorted(glob.glob(os.path.join(wheels, f"gensim-{version}-*.whl")))[-1]
+os.makedirs(out, exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in ("wordsim353.tsv", "simlex999.txt", "questions-words.txt"):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(z.read("gensim/test/test_data/" + name))
+"#;
+    run_checked(
+        Command::new(project.venv_python())
+            .args(["-c", extract])
+            .arg(&wheels)
+            .arg(GENSIM_VERSION)
+            .arg(mirror.join("word-benchmarks")),
+        "taking the word benchmarks out of gensim's wheel",
+    )?;
+    let written = dlhist::data::install_mirror(&mirror).context("installing the word benchmarks")?;
     for path in &written {
         println!("      installed {}", path.display());
     }

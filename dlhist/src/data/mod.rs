@@ -11,6 +11,8 @@
 //! | [`two_moons`], [`spirals`], [`blobs`] | seeded 2-D classification toys |
 //! | [`Augmentation`] | random crops and horizontal flips of image batches |
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
+//! | [`words::english_corpus`], [`words::gcide`], [`words::text8`] | English as a stream of lowercase words (the Webster 1913 dictionary from Debian's `dict-gcide`, or text8) |
+//! | [`words::word_similarity`], [`words::analogy_questions`] | WordSim353, SimLex-999 and the analogy questions of Mikolov et al. 2013a ([`words`]) |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
 //! | [`TranslationTask`] | a seeded synthetic translation task with known word alignments (a lexicon, adjective-noun swaps, one-to-two expansions) for attention models |
 //! | [`delayed_xor`], [`a_then_b`], [`oscillator`], [`adding_problem`], [`temporal_order`], [`continual_reber`] | seeded sequence tasks of Williams & Zipser 1989, Hochreiter & Schmidhuber 1997 and Gers et al. 2000 ([`sequences`]) |
@@ -33,6 +35,7 @@ pub mod sequences;
 pub mod synthetic;
 pub mod text;
 mod translation;
+pub mod words;
 
 pub use augment::Augmentation;
 pub use mnist::{fashion_mnist, mnist, ImageClassification};
@@ -49,7 +52,7 @@ pub use translation::{TranslationTask, Translations, WordClass};
 
 use candle_core::{Device, Tensor};
 
-/// Installs the datasets dlhist would download (today Tiny Shakespeare) from a local mirror folder laid out like
+/// Installs the datasets dlhist would download (Tiny Shakespeare, text8, the word-similarity and analogy sets) from a local mirror folder laid out like
 /// `$DLHIST_DATA` (`<dir>/<dataset>/<file>`) into the user cache, so that machines without the web find them:
 /// each file is checked against its SHA-256 and written atomically; files the mirror lacks are skipped. Returns
 /// the cache paths written (none when everything was already there). `cargo xtask setup` calls it with
@@ -62,7 +65,9 @@ use candle_core::{Device, Tensor};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn install_mirror(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-    locate::install_mirror_into(&[text::tiny_shakespeare_spec()], dir, &locate::Roots::from_env())
+    let mut specs = vec![text::tiny_shakespeare_spec(), words::text8_spec()];
+    specs.extend(words::benchmark_specs());
+    locate::install_mirror_into(&specs, dir, &locate::Roots::from_env())
 }
 
 use crate::rng::Rng;
