@@ -6,11 +6,13 @@
 //! | LSTM (Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000) | [`lstm`] |
 //! | GRU (Cho et al. 2014), the reset gate before or after the recurrent product | [`gru`] |
 //! | RNNsearch: a bidirectional encoder and additive attention (Bahdanau, Cho & Bengio 2014) | [`attention`] |
+//! | word2vec: skip-gram and CBOW with negative sampling, subsampling, phrases (Mikolov et al. 2013a, 2013b) | [`word2vec`] |
 
 pub mod attention;
 pub mod gru;
 pub mod lstm;
 pub mod rnn;
+pub mod word2vec;
 
 pub use gru::{Gru, GruVariant};
 pub use lstm::{Lstm, LstmConfig};

@@ -168,6 +168,63 @@ pub fn boundary_iou(pred: &Tensor, target: &Tensor, class: u32, d: usize) -> Res
     Ok(ratio(pairs.into_iter()))
 }
 
+/// Spearman's rank correlation ρ of two paired samples: Pearson's correlation of their ranks, tied values
+/// sharing the mean of the ranks they span (as `scipy.stats.spearmanr` does). Word-similarity benchmarks
+/// (WordSim353, SimLex-999) score embeddings by ρ between model and human similarities.
+///
+/// Errors when the lengths differ, there are fewer than two pairs, or a side is constant (ρ is undefined).
+///
+/// ```
+/// use dlhist::train::spearman;
+/// assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0])? - 1.0).abs() < 1e-12);
+/// assert!((spearman(&[1.0, 2.0, 3.0], &[9.0, 4.0, 1.0])? + 1.0).abs() < 1e-12);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
+    if x.len() != y.len() {
+        return Err(Error::Invalid(format!(
+            "spearman: the samples must pair up; got {} and {} values",
+            x.len(),
+            y.len()
+        )));
+    }
+    if x.len() < 2 {
+        return Err(Error::Invalid(format!("spearman needs at least 2 pairs; got {}", x.len())));
+    }
+    /// 1-based ranks, ties averaged.
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            let mean_rank = (i + j) as f64 / 2.0 + 1.0; // positions i..=j share their mean rank
+            for &k in &order[i..=j] {
+                r[k] = mean_rank;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return Err(Error::Invalid("spearman: one sample is constant, so ρ is undefined".into()));
+    }
+    Ok(sxy / (sxx * syy).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +288,15 @@ mod tests {
         assert!((boundary_iou(&pred, &target, 1, 1)? - 15.0 / 16.0).abs() < 1e-12);
         assert!(iou(&pred, &Tensor::zeros((1, 6, 5), DType::U32, &dev)?, 1).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn spearman_averages_tied_ranks_like_scipy() {
+        // scipy.stats.spearmanr(x, y).statistic computed with scipy 1.17.1: 0.36728395061728397.
+        let x = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0];
+        let y = [2.7, 1.8, 2.8, 1.8, 2.8, 4.5, 9.0, 4.5, 2.3, 5.3];
+        assert!((spearman(&x, &y).unwrap() - 0.36728395061728397).abs() < 1e-12);
+        assert!(spearman(&x, &y[..3]).unwrap_err().to_string().contains("pair up"));
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).unwrap_err().to_string().contains("constant"));
     }
 }

@@ -20,6 +20,6 @@ pub use fit::{
 };
 pub use history::{History, Record};
 pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss};
-pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity};
+pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity, spearman};
 pub use progress::Progress;
 pub use text_metrics::{corpus_bleu, edit_distance, sequence_error_rate, token_error_rate};
