@@ -18,6 +18,7 @@
 //! | [`lstm_sequence`], [`lstm_sequence_from`] | an LSTM's whole recurrence (either cell, any starting state), with back-propagation through time in one backward pass | [`crate::sequence_modeling::Lstm`] |
 //! | [`rnn_sequence`] | a tanh RNN's whole recurrence (any starting state), with back-propagation through time in one backward pass | [`crate::sequence_modeling::Rnn`] |
 //! | [`gru_sequence`] | a GRU's whole recurrence in the reset-after form (PyTorch's; any starting state), with back-propagation through time in one backward pass; the reset-before form stays plain | [`crate::sequence_modeling::Gru`] |
+//! | [`additive_scores`] | Bahdanau's attention score `vᵀ tanh(k + q)`: a broadcast add, a tanh and a product over `[B, S, A]`, and their backward | [`crate::layers::AdditiveAttention`] |
 //! | [`causal_softmax`] | attention's scale, causal mask and softmax | attention code that forms the scores itself |
 //! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections | [`crate::transformers::CausalSelfAttention`] |
 //! | [`adam_update`] | Adam's moment, bias-correction and parameter arithmetic, in place | [`crate::optimization::Adam`] |
@@ -40,6 +41,7 @@
 //! [`crate::layers::Activation`]) and the seeded generator its tests draw from.
 
 mod adam;
+mod additive_attention;
 mod attention;
 mod conv;
 mod gemm;
@@ -55,6 +57,7 @@ mod rnn_seq;
 mod vmath;
 
 pub use adam::{adam_update, AdamMoments, AdamStep};
+pub use additive_attention::additive_scores;
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
 pub use gru_seq::gru_sequence;

@@ -16,6 +16,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
+use crate::fast;
+
 /// Additive (Bahdanau) attention from queries of `query_dim` features over keys of `key_dim` features, through
 /// an alignment layer of `align_dim` units. Parameters: `{path}.w` `[align, query]`, `{path}.u`
 /// `[align, key]` (no biases, as in the paper's appendix A.1.2), `{path}.v` `[align]`.
@@ -87,8 +89,14 @@ impl AdditiveAttention {
                 query.dims()
             )
         }
-        // W s_{i−1}, broadcast over the S positions: [B, 1, align] + [B, S, align].
-        let hidden = keys.broadcast_add(&self.w.forward(query)?.unsqueeze(1)?)?.tanh()?;
+        let wq = self.w.forward(query)?; // W s_{i−1}, [B, align]
+        if fast::applies(&[keys, &wq, &self.v]) {
+            // Fused (crate::fast::additive_scores): the add, tanh and product below in one pass over [B, S, align],
+            // and a backward pass that recomputes the tanh instead of storing it.
+            return fast::additive_scores(keys, &wq, &self.v);
+        }
+        // Plain: W s_{i−1} broadcast over the S positions, [B, 1, align] + [B, S, align].
+        let hidden = keys.broadcast_add(&wq.unsqueeze(1)?)?.tanh()?;
         // vᵀ tanh(·): one matrix product [B·S, align] × [align, 1].
         hidden.reshape((b * s, a))?.matmul(&self.v.unsqueeze(1)?)?.reshape((b, s))
     }
@@ -215,6 +223,20 @@ mod tests {
         let gh = grads.get(&h).unwrap().to_vec3::<f32>()?;
         assert!(gh[1][2..].iter().flatten().all(|&x| x == 0.0), "padded positions get no gradient");
         assert!(gh[1][..2].iter().flatten().any(|&x| x != 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn fused_and_plain_paths_agree() -> crate::Result<()> {
+        let (vars, att) = layer();
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(5);
+        let h = candle_core::Var::from_tensor(&rng.normal_tensor((2, 4, 4), 0.0, 1.0, &dev)?)?;
+        let q = candle_core::Var::from_tensor(&rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?)?;
+        let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &dev)?;
+        let run = || att.attend(&q, &att.project_keys(&h).unwrap(), &h, &mask).unwrap().0;
+        let (fused, plain) = (run(), crate::fast::plain(run));
+        crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &[&h, &q], "additive attention")?;
         Ok(())
     }
 
