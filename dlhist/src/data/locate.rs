@@ -121,6 +121,18 @@ pub(crate) fn locate_or_fetch(spec: &FileSpec, roots: &Roots) -> Result<Found> {
 
     let what = format!("{}/{}", spec.dataset, spec.file);
     let paths: Vec<PathBuf> = searched.iter().map(|(p, _)| p.clone()).collect();
+    if spec.urls.is_empty() {
+        // Nothing to download (a file only a system package ships): say where it was looked for.
+        return Err(Error::NotFound {
+            what,
+            searched: paths,
+            hint: format!(
+                "dlhist cannot download it; put it in one of those folders (or point {DATA_ENV} at a folder holding {}/){}",
+                spec.dataset,
+                other_source(spec)
+            ),
+        });
+    }
     if roots.offline {
         return Err(Error::NotFound {
             what,

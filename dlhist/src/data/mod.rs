@@ -13,6 +13,7 @@
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //! | [`words::english_corpus`], [`words::gcide`], [`words::text8`] | English as a stream of lowercase words (the Webster 1913 dictionary from Debian's `dict-gcide`, or text8) |
 //! | [`words::word_similarity`], [`words::analogy_questions`] | WordSim353, SimLex-999 and the analogy questions of Mikolov et al. 2013a ([`words`]) |
+//! | [`g2p::g2p`] | the CMU pronouncing dictionary (Debian's `festlex-cmu`) as letters → phonemes, split by word |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
 //! | [`TranslationTask`] | a seeded synthetic translation task with known word alignments (a lexicon, adjective-noun swaps, one-to-two expansions) for attention models |
 //! | [`delayed_xor`], [`a_then_b`], [`oscillator`], [`adding_problem`], [`temporal_order`], [`continual_reber`] | seeded sequence tasks of Williams & Zipser 1989, Hochreiter & Schmidhuber 1997 and Gers et al. 2000 ([`sequences`]) |
@@ -27,6 +28,7 @@
 
 mod augment;
 pub mod download;
+pub mod g2p;
 mod locate;
 pub mod mnist;
 pub mod pairs;
