@@ -62,3 +62,34 @@ class GRUNet(nn.Module):
     def __init__(s): super().__init__(); s.l = nn.GRU(1, 128, batch_first=True); s.o = nn.Linear(128, 1)
     def forward(s, x): return s.o(s.l(x)[0][:, -1])
 bench("gru_h128_T50_b32", GRUNet(), lambda: (torch.randn(32, 50, 1), torch.randn(32, 1)), F.mse_loss)
+
+# RNNsearch (Bahdanau et al. 2014), dlhist's sequence_modeling::attention::RnnSearch: a bidirectional GRU encoder,
+# additive attention e = v·tanh(W s + U h) with U h computed once per batch, a GRU decoder fed [E y; c], s_0 =
+# tanh(W_s h<-_1), a linear readout of [s; c; E y]; teacher-forced on 30-word pairs without padding.
+class RNNsearch(nn.Module):
+    def __init__(s, V_src=63, V_tgt=70, m=32, n=64, a=64):
+        super().__init__()
+        s.src_emb = nn.Embedding(V_src, m); s.tgt_emb = nn.Embedding(V_tgt, m)
+        s.enc = nn.GRU(m, n, batch_first=True, bidirectional=True)
+        s.init = nn.Linear(n, n); s.W = nn.Linear(n, a, bias=False); s.U = nn.Linear(2 * n, a, bias=False)
+        s.v = nn.Parameter(torch.randn(a) / a ** 0.5)
+        s.dec = nn.GRUCell(m + 2 * n, n); s.out = nn.Linear(3 * n + m, V_tgt); s.n = n
+    def forward(s, x):
+        src, tgt_in = x[:, 0], x[:, 1]
+        h, _ = s.enc(s.src_emb(src))                      # [B, S, 2n]
+        st = torch.tanh(s.init(h[:, 0, s.n:]))            # s_0 from the backward direction's h<-_1
+        keys = s.U(h)                                     # U h_j, once
+        emb = s.tgt_emb(tgt_in)
+        states, ctxs = [], []
+        for i in range(tgt_in.shape[1]):
+            e = torch.tanh(keys + s.W(st).unsqueeze(1)) @ s.v          # [B, S]
+            alpha = torch.softmax(e, dim=1)
+            c = torch.bmm(alpha.unsqueeze(1), h).squeeze(1)            # [B, 2n]
+            st = s.dec(torch.cat([emb[:, i], c], 1), st)
+            states.append(st); ctxs.append(c)
+        return s.out(torch.cat([torch.stack(states, 1), torch.stack(ctxs, 1), emb], 2))
+def _rnnsearch_batch(B=32, L=30):
+    x = torch.stack([torch.randint(3, 63, (B, L)), torch.cat([torch.ones(B, 1, dtype=torch.long), torch.randint(3, 70, (B, L - 1))], 1)], 1)
+    y = torch.cat([x[:, 1, 1:], torch.full((B, 1), 2)], 1)
+    return x, y
+bench("rnnsearch_h64_S30_T30_b32", RNNsearch(), _rnnsearch_batch, lambda out, y: F.cross_entropy(out.reshape(-1, 70), y.reshape(-1)))
