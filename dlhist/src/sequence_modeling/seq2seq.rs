@@ -296,7 +296,8 @@ impl StepDecoder for Seq2Seq {
     }
 
     fn select_rows(&self, state: &Seq2SeqState, rows: &Tensor) -> Result<Seq2SeqState> {
-        let pick = |t: &Tensor| t.index_select(rows, 0);
+        // index_select needs a contiguous source; the fused layers' states are often views of a larger output.
+        let pick = |t: &Tensor| t.contiguous()?.index_select(rows, 0);
         Ok(Seq2SeqState {
             rnn: RecurrentState { h: pick(&state.rnn.h)?, c: state.rnn.c.as_ref().map(pick).transpose()? },
             context: pick(&state.context)?,
