@@ -445,7 +445,6 @@ impl Word2Vec {
             handles.into_iter().map(|h| h.join().expect("a word2vec thread panicked")).sum()
         });
         let train_seconds = start.elapsed().as_secs_f64();
-        drop(shared);
         let report = TrainReport {
             corpus_words: corpus.len() as u64,
             vocab_words: ids.len() as u64,
