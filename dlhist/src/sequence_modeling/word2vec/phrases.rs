@@ -83,13 +83,16 @@ pub fn phrase_score(count_ab: u64, count_a: u64, count_b: u64, delta: f64, total
 ///
 /// ```
 /// use dlhist::sequence_modeling::word2vec::{phrase_pass, PhraseConfig};
+/// // Filler words whose pairs each occur only a few times, and "new york" planted 100 times.
 /// let mut words = vec![];
-/// for i in 0..200 {
-///     words.extend(["in", "new", "york", "the", "new", "idea", "of", "york"].map(String::from));
-///     words.push(format!("w{}", i % 50)); // filler words, so that the corpus is not one repeated sentence
+/// for i in 0..300 {
+///     words.extend([format!("w{}", i % 37), format!("v{}", i % 41)]);
+///     if i % 3 == 0 {
+///         words.extend(["new".to_string(), "york".to_string()]);
+///     }
 /// }
 /// let pass = phrase_pass(&words, &PhraseConfig { min_count: 5, delta: 5.0, threshold: 2.0 })?;
-/// assert!(pass.words.contains(&"new_york".to_string()));
+/// assert_eq!(pass.phrases.iter().map(|p| p.joined()).collect::<Vec<_>>(), ["new_york"]);
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn phrase_pass<S: AsRef<str>>(words: &[S], cfg: &PhraseConfig) -> Result<PhrasePass> {

@@ -372,7 +372,7 @@ impl Word2Vec {
     ///
     /// ```
     /// use dlhist::sequence_modeling::word2vec::{Word2Vec, Word2VecConfig};
-    /// let corpus: Vec<String> = "the cat sat on the mat the dog sat on the log".repeat(50)
+    /// let corpus: Vec<String> = "the cat sat on the mat the dog sat on the log ".repeat(50)
     ///     .split_whitespace().map(String::from).collect();
     /// let cfg = Word2VecConfig { dim: 8, min_count: 1, epochs: 2, threads: 1, ..Word2VecConfig::skip_gram() };
     /// let model = Word2Vec::train(&corpus, &cfg)?;
