@@ -58,6 +58,14 @@ impl Roots {
     }
 }
 
+#[cfg(test)]
+impl Roots {
+    /// Offline roots inside `dir` (`d/` for `$DLHIST_DATA`, `c/` for the cache), for tests of what is searched.
+    pub fn offline_in(dir: &Path) -> Roots {
+        Roots { data: Some(dir.join("d")), cache: Some(dir.join("c")), offline: true, progress: false }
+    }
+}
+
 /// Where a candidate path came from: decides the advice when its content is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -306,12 +314,7 @@ mod tests {
     #[test]
     fn offline_lists_every_searched_path() {
         let tmp = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            data: Some(tmp.path().join("d")),
-            cache: Some(tmp.path().join("c")),
-            offline: true,
-            progress: false,
-        };
+        let roots = Roots::offline_in(tmp.path());
         let s = spec("toy", "f.bin", b"x", vec![tmp.path().join("s")], vec!["http://127.0.0.1:9/f.bin".into()]);
         let err = locate_or_fetch(&s, &roots).unwrap_err();
         match &err {

@@ -541,12 +541,7 @@ mod tests {
     #[test]
     fn missing_gcide_says_which_package_to_install_and_where_it_looked() {
         let tmp = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            data: Some(tmp.path().join("d")),
-            cache: Some(tmp.path().join("c")),
-            offline: true,
-            progress: false,
-        };
+        let roots = Roots::offline_in(tmp.path());
         let mut spec = gcide_spec();
         spec.system_dirs = vec![tmp.path().join("sys")];
         let msg = locate_or_fetch(&spec, &roots).unwrap_err().to_string();
@@ -637,12 +632,7 @@ mod tests {
     #[test]
     fn english_corpus_names_both_sources_when_neither_is_there() {
         let tmp = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            data: Some(tmp.path().join("d")),
-            cache: Some(tmp.path().join("c")),
-            offline: true,
-            progress: false,
-        };
+        let roots = Roots::offline_in(tmp.path());
         // GCIDE's system folder is real, so this only checks the case where Debian's package is absent.
         if Path::new(GCIDE_DIR).join("gcide.dict.dz").exists() {
             let corpus = english_corpus_in(&roots).unwrap();
