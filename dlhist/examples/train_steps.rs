@@ -124,7 +124,8 @@ fn main() -> dlhist::Result<()> {
     if wanted("rnnsearch_h64_S30_T30_b32") {
         use dlhist::sequence_modeling::attention::{RnnSearch, RnnSearchConfig};
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
-        let cfg = RnnSearchConfig { src_vocab: 63, tgt_vocab: 70, embed: 32, hidden: 64, align: 64 };
+        let cfg =
+            RnnSearchConfig { src_vocab: 63, tgt_vocab: 70, embed: 32, hidden: 64, align: 64, bidirectional: true };
         let model = RnnSearch::new(cfg, vb)?;
         // Packed pairs [B, 2, 30] (source; <s> y_1 … y_29) and targets [B, 30] (y_1 … y_29 </s>).
         let (b, l) = (32, 30);

@@ -30,6 +30,12 @@
 //!   with each row reversed within its length.
 //!
 //! With that, a row's outputs do not depend on how much padding its batch added (a test holds this).
+//!
+//! Where does the attention look? [`alignment_offsets`] measures, for data whose true alignment is known, how
+//! far each output's argmax lies from the word it translates. The annotations are contextual: `h←_{j−1}` has just
+//! read word `j`, and `h→_{j+1}` read it one step earlier, so the likelihood is served as well by a neighbour as
+//! by word `j` itself. `RnnSearchConfig::bidirectional = false` keeps only the forward half, an ablation that
+//! shows which neighbour the attention then prefers.
 
 use candle_core::{DType, Device, IndexOp, Module, ModuleT, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
@@ -51,13 +57,17 @@ pub struct RnnSearchConfig {
     pub hidden: usize,
     /// Units `n'` of the alignment layer (the paper: 1000).
     pub align: usize,
+    /// The paper's bidirectional annotations `h_j = [h→_j ; h←_j]` (`true`), or the forward states alone,
+    /// `h_j = h→_j`, with the decoder started from the last one, `s_0 = tanh(W_s h→_m)` (`false`): an ablation
+    /// that shows what the backward half does to where the attention looks.
+    pub bidirectional: bool,
 }
 
-/// What the encoder leaves for the decoder: the annotations `h_j` (`[B, S, 2n]`), their projections `U h_j`
+/// What the encoder leaves for the decoder: the annotations `h_j` (`[B, S, 2n]`; `[B, S, n]` forward-only), their projections `U h_j`
 /// (`[B, S, n']`), and the source mask (`[B, S]`, 1 real / 0 padding).
 #[derive(Debug, Clone)]
 pub struct Memory {
-    /// The annotations `h_j = [h→_j ; h←_j]`, `[B, S, 2n]`.
+    /// The annotations `h_j = [h→_j ; h←_j]`, `[B, S, 2n]` (or `h→_j`, `[B, S, n]`, without the backward half).
     pub annotations: Tensor,
     /// `U h_j`, computed once per sentence, `[B, S, n']`.
     pub keys: Tensor,
@@ -100,7 +110,7 @@ pub struct Attended {
 /// let v = Vocab::new(["a", "b", "c"])?;
 /// let pairs = SeqPairs::new(vec![vec![3, 4, 5], vec![4]], vec![vec![5, 4], vec![3]], v.clone(), v)?;
 /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
-/// let cfg = RnnSearchConfig { src_vocab: 6, tgt_vocab: 6, embed: 8, hidden: 16, align: 12 };
+/// let cfg = RnnSearchConfig { src_vocab: 6, tgt_vocab: 6, embed: 8, hidden: 16, align: 12, bidirectional: true };
 /// let model = RnnSearch::new(cfg, vb)?;
 /// let b = pairs.batch(&[0, 1], &dev)?;
 /// let out = model.forward_with_attention(&b.src, &b.src_mask, &b.src_lens, &b.tgt_in)?;
@@ -115,7 +125,7 @@ pub struct RnnSearch {
     src_embed: Embedding,
     tgt_embed: Embedding,
     enc_fwd: Gru,
-    enc_bwd: Gru,
+    enc_bwd: Option<Gru>,
     init: Dense,
     attention: AdditiveAttention,
     decoder: Gru,
@@ -139,16 +149,21 @@ impl RnnSearch {
     /// The model of `cfg`, its parameters under `vb`.
     pub fn new(cfg: RnnSearchConfig, vb: VarBuilder) -> Result<Self> {
         let (m, n) = (cfg.embed, cfg.hidden);
+        // The width of one annotation: both directions, or the forward one alone.
+        let a = if cfg.bidirectional { 2 * n } else { n };
         Ok(RnnSearch {
             cfg,
             src_embed: candle_nn::embedding(cfg.src_vocab, m, vb.pp("src_embed"))?,
             tgt_embed: candle_nn::embedding(cfg.tgt_vocab, m, vb.pp("tgt_embed"))?,
             enc_fwd: Gru::new(m, n, GruVariant::ResetAfter, vb.pp("enc_fwd"))?,
-            enc_bwd: Gru::new(m, n, GruVariant::ResetAfter, vb.pp("enc_bwd"))?,
+            enc_bwd: match cfg.bidirectional {
+                true => Some(Gru::new(m, n, GruVariant::ResetAfter, vb.pp("enc_bwd"))?),
+                false => None,
+            },
             init: Dense::new(n, n, Some(Activation::Tanh), vb.pp("init"))?,
-            attention: AdditiveAttention::new(n, 2 * n, cfg.align, vb.pp("attention"))?,
-            decoder: Gru::new(m + 2 * n, n, GruVariant::ResetAfter, vb.pp("decoder"))?,
-            out: Dense::new(n + 2 * n + m, cfg.tgt_vocab, None, vb.pp("out"))?,
+            attention: AdditiveAttention::new(n, a, cfg.align, vb.pp("attention"))?,
+            decoder: Gru::new(m + a, n, GruVariant::ResetAfter, vb.pp("decoder"))?,
+            out: Dense::new(n + a + m, cfg.tgt_vocab, None, vb.pp("out"))?,
         })
     }
 
@@ -175,15 +190,27 @@ impl RnnSearch {
         let (hf, _) = self.enc_fwd.forward_from(&x, None)?;
         // The backward GRU reads each row from its last real word back to its first (see the module docs).
         let rev = reverse_within_lengths(lens, s, src.device())?;
-        let flip = |t: &Tensor| -> Result<Tensor> {
-            let d = t.dims()[2];
-            t.reshape((b * s, d))?.index_select(&rev, 0)?.reshape((b, s, d))
+        let (annotations, s0) = match &self.enc_bwd {
+            Some(enc_bwd) => {
+                let flip = |t: &Tensor| -> Result<Tensor> {
+                    let d = t.dims()[2];
+                    t.reshape((b * s, d))?.index_select(&rev, 0)?.reshape((b, s, d))
+                };
+                let (hb_rev, _) = enc_bwd.forward_from(&flip(&x)?, None)?;
+                let hb = flip(&hb_rev)?;
+                // The backward GRU's state after reading back to word 1 is h←_1; the paper starts the decoder
+                // from it.
+                (Tensor::cat(&[&hf, &hb], 2)?, self.init.forward(&hb.i((.., 0, ..))?)?)
+                // h_j = [h→_j ; h←_j]
+            }
+            None => {
+                // The forward state that has read the whole row is at the row's own last word, not at S − 1.
+                let last: Vec<u32> = lens.iter().enumerate().map(|(r, &l)| (r * s + l - 1) as u32).collect();
+                let last = Tensor::from_vec(last, b, src.device())?;
+                let n = self.cfg.hidden;
+                (hf.clone(), self.init.forward(&hf.reshape((b * s, n))?.index_select(&last, 0)?)?)
+            }
         };
-        let (hb_rev, _) = self.enc_bwd.forward_from(&flip(&x)?, None)?;
-        let hb = flip(&hb_rev)?;
-        let annotations = Tensor::cat(&[&hf, &hb], 2)?; // h_j = [h→_j ; h←_j], [B, S, 2n]
-                                                        // The backward GRU's state after reading back to word 1 is h←_1; the paper starts the decoder from it.
-        let s0 = self.init.forward(&hb.i((.., 0, ..))?)?;
         // U h_j does not depend on the output step i: computing it here, once, instead of inside every step saves
         // T − 1 of T products of the [B·S, 2n] × [2n, n'] size, the largest of the attention (appendix A.1.2).
         let keys = self.attention.project_keys(&annotations)?;
@@ -285,10 +312,39 @@ impl StepDecoder for RnnSearch {
     }
 }
 
-/// The share of target tokens whose attention argmax is the source position they truly come from: `weights`
-/// `[B, T, S]` (teacher-forced, [`Attended::weights`]) against `alignment[b][i]` for the real target tokens of
-/// row `b` (`alignment[b].len()` of them; the `</s>` step and padding are not scored). Returns
-/// `(matched, scored)`.
+/// For every real target token, how far its attention argmax lies from the source position it truly comes from:
+/// `argmax_j α_ij − alignment[b][i]` (0 on the true word, −1 on the word before it, …). `weights` are
+/// `[B, T, S]` (teacher-forced, [`Attended::weights`]); `alignment[b]` holds the true positions of row `b`'s real
+/// target tokens (the `</s>` step and padding are not scored). Offsets come row by row, token by token.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::sequence_modeling::attention::alignment_offsets;
+/// // One sentence, three decoder steps over two source words; the first two target tokens come from word 0.
+/// let w = Tensor::new(&[[[0.9f32, 0.1], [0.2, 0.8], [0.5, 0.5]]], &Device::Cpu)?; // [1, 3, 2]
+/// assert_eq!(alignment_offsets(&w, &[vec![0, 0]])?, vec![0, 1]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn alignment_offsets(weights: &Tensor, alignment: &[Vec<u32>]) -> Result<Vec<i64>> {
+    let (b, t, _) = weights.dims3()?;
+    if alignment.len() != b || alignment.iter().any(|a| a.len() > t) {
+        candle_core::bail!(
+            "alignment_offsets: weights {:?} need {b} alignments of at most {t} tokens; got {} (longest {})",
+            weights.dims(),
+            alignment.len(),
+            alignment.iter().map(Vec::len).max().unwrap_or(0)
+        )
+    }
+    let argmax = weights.argmax(2)?.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    Ok(argmax
+        .iter()
+        .zip(alignment)
+        .flat_map(|(row, al)| al.iter().enumerate().map(|(i, &j)| row[i] as i64 - j as i64))
+        .collect())
+}
+
+/// The share of target tokens whose attention argmax is the source position they truly come from, as
+/// `(matched, scored)`: the zeros among [`alignment_offsets`].
 ///
 /// ```
 /// use dlhist::prelude::*;
@@ -298,24 +354,8 @@ impl StepDecoder for RnnSearch {
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn alignment_matches(weights: &Tensor, alignment: &[Vec<u32>]) -> Result<(usize, usize)> {
-    let (b, t, _) = weights.dims3()?;
-    if alignment.len() != b || alignment.iter().any(|a| a.len() > t) {
-        candle_core::bail!(
-            "alignment_matches: weights {:?} need {b} alignments of at most {t} tokens; got {} (longest {})",
-            weights.dims(),
-            alignment.len(),
-            alignment.iter().map(Vec::len).max().unwrap_or(0)
-        )
-    }
-    let argmax = weights.argmax(2)?.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-    let (mut hit, mut total) = (0, 0);
-    for (row, al) in argmax.iter().zip(alignment) {
-        for (i, &j) in al.iter().enumerate() {
-            hit += usize::from(row[i] == j);
-            total += 1;
-        }
-    }
-    Ok((hit, total))
+    let offsets = alignment_offsets(weights, alignment)?;
+    Ok((offsets.iter().filter(|&&d| d == 0).count(), offsets.len()))
 }
 
 #[cfg(test)]
@@ -325,6 +365,10 @@ mod tests {
     use crate::layers::{beam_search, greedy_decode};
 
     fn toy() -> (candle_nn::VarMap, RnnSearch, SeqPairs) {
+        toy_with(true)
+    }
+
+    fn toy_with(bidirectional: bool) -> (candle_nn::VarMap, RnnSearch, SeqPairs) {
         let v = Vocab::new(["a", "b", "c", "d"]).unwrap();
         let pairs = SeqPairs::new(
             vec![vec![3, 4, 5, 6, 3], vec![4, 5], vec![6]],
@@ -334,7 +378,7 @@ mod tests {
         )
         .unwrap();
         let (vars, vb) = crate::init::seeded(3, DType::F32, &Device::Cpu);
-        let cfg = RnnSearchConfig { src_vocab: 7, tgt_vocab: 7, embed: 5, hidden: 6, align: 4 };
+        let cfg = RnnSearchConfig { src_vocab: 7, tgt_vocab: 7, embed: 5, hidden: 6, align: 4, bidirectional };
         (vars, RnnSearch::new(cfg, vb).unwrap(), pairs)
     }
 
@@ -344,7 +388,14 @@ mod tests {
 
     #[test]
     fn a_row_does_not_depend_on_its_batch_padding() -> crate::Result<()> {
-        let (_vars, model, pairs) = toy();
+        for bidirectional in [true, false] {
+            a_row_does_not_depend_on_its_batch_padding_with(bidirectional)?;
+        }
+        Ok(())
+    }
+
+    fn a_row_does_not_depend_on_its_batch_padding_with(bidirectional: bool) -> crate::Result<()> {
+        let (_vars, model, pairs) = toy_with(bidirectional);
         let dev = Device::Cpu;
         // Row 1 alone (no padding) and in a batch padded to row 0's five source words.
         let alone = pairs.batch(&[1], &dev)?;
@@ -370,13 +421,29 @@ mod tests {
         let st = model.encode(&padded.src, &padded.src_mask, &padded.src_lens)?;
         // h←_1 of row 1 by hand: the backward GRU over its two words, last word first.
         let x = model.src_embed.forward(&Tensor::new(&[[5u32, 4]], &dev)?)?;
-        let (hb, _) = model.enc_bwd.forward_from(&x, None)?;
+        let (hb, _) = model.enc_bwd.as_ref().unwrap().forward_from(&x, None)?;
         let n = model.cfg.hidden;
         let got = st.memory.annotations.i((1, 0, n..))?;
         assert!(max_diff(&got, &hb.i((0, 1))?) < 1e-6);
         assert!(max_diff(&st.s.i(1)?, &model.init.forward(&hb.i((.., 1))?)?.i(0)?) < 1e-6);
         assert!(reverse_within_lengths(&[3, 0], 3, &dev).is_err());
         assert_eq!(reverse_within_lengths(&[2, 3], 3, &dev)?.to_vec1::<u32>()?, vec![1, 0, 2, 5, 4, 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn forward_only_annotations_are_the_forward_states_and_start_from_each_rows_end() -> crate::Result<()> {
+        let (vars, model, pairs) = toy_with(false);
+        let dev = Device::Cpu;
+        assert!(!vars.data().lock().unwrap().keys().any(|k| k.starts_with("enc_bwd")), "no backward GRU");
+        let padded = pairs.batch(&[0, 1], &dev)?;
+        let st = model.encode(&padded.src, &padded.src_mask, &padded.src_lens)?;
+        assert_eq!(st.memory.annotations.dims(), &[2, 5, 6]);
+        // Row 1 has two words: s_0 comes from h→_2, not from the forward state after three pads.
+        let x = model.src_embed.forward(&Tensor::new(&[[4u32, 5]], &dev)?)?;
+        let (hf, _) = model.enc_fwd.forward_from(&x, None)?;
+        assert!(max_diff(&st.memory.annotations.i((1, ..2))?, &hf.i(0)?) < 1e-6);
+        assert!(max_diff(&st.s.i(1)?, &model.init.forward(&hf.i((.., 1))?)?.i(0)?) < 1e-6);
         Ok(())
     }
 
@@ -420,7 +487,7 @@ mod tests {
     fn alignment_matches_refuses_mismatched_shapes() {
         let w = Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
         assert!(alignment_matches(&w, &[vec![0]]).is_err());
-        assert!(alignment_matches(&w, &[vec![0; 4], vec![]]).unwrap_err().to_string().contains("[2, 3, 4]"));
+        assert!(alignment_offsets(&w, &[vec![0; 4], vec![]]).unwrap_err().to_string().contains("[2, 3, 4]"));
         assert_eq!(alignment_matches(&w, &[vec![0, 0], vec![1]]).unwrap(), (2, 3));
     }
 }
