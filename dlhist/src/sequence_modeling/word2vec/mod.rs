@@ -132,6 +132,22 @@ mod tests {
     }
 
     #[test]
+    fn examples_count_pairs_for_skip_gram_and_windows_for_cbow() {
+        let corpus = toy_corpus(3000, 3);
+        let n = corpus.len() as u64;
+        let sg = Word2Vec::train(&corpus, &Word2VecConfig { threads: 1, ..small(Architecture::SkipGram) }).unwrap();
+        let cbow = Word2Vec::train(&corpus, &Word2VecConfig { threads: 1, ..small(Architecture::Cbow) }).unwrap();
+        let (epochs, window) = (cbow.config().epochs as u64, sg.config().window as f64);
+        // CBOW: one window per position (no subsampling here); a one-word last sentence would have none.
+        let c = cbow.report().examples;
+        assert!(c <= epochs * n && c >= epochs * (n - 1), "{c} windows for {n} words × {epochs} epochs");
+        // Skip-gram: 2·reach pairs per position, reach uniform in 1..=window, so window + 1 on average (fewer at
+        // sentence edges).
+        let ratio = sg.report().examples as f64 / c as f64;
+        assert!(ratio > 0.9 * (window + 1.0) && ratio < window + 1.1, "{ratio}");
+    }
+
+    #[test]
     fn subsampling_drops_frequent_words_only() {
         let corpus = toy_corpus(2000, 4);
         let cfg = Word2VecConfig { sample: 1e-2, epochs: 1, ..small(Architecture::Cbow) };

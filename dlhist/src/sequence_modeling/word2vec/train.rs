@@ -110,6 +110,10 @@ pub struct TrainReport {
     pub vocab_words: u64,
     /// Words actually trained on, summed over epochs (after subsampling).
     pub trained_words: u64,
+    /// Training examples, summed over epochs: (context, centre) pairs for skip-gram, windows for CBOW. Each is one
+    /// positive and `negative` noise logistic regressions, so this counts the work of a run independently of
+    /// the machine's speed.
+    pub examples: u64,
     /// Epochs run.
     pub epochs: usize,
     /// Threads used.
@@ -247,15 +251,16 @@ impl Job<'_> {
     }
 }
 
-/// The training loop of one thread; returns the number of words trained on. `inline(always)`, so that it is
+/// The training loop of one thread; returns the number of words trained on and of training examples (pairs or
+/// windows, see [`TrainReport::examples`]). `inline(always)`, so that it is
 /// compiled once for the CPU's vector extensions (in `run_avx2`) and once for any x86-64.
 #[inline(always)]
-fn run_body(job: &mut Job) -> u64 {
+fn run_body(job: &mut Job) -> (u64, u64) {
     let cfg = job.cfg;
     let dim = job.shared.dim;
     let (mut neu1, mut neu1e) = (vec![0f32; dim], vec![0f32; dim]);
     let mut kept: Vec<u32> = Vec::with_capacity(cfg.sentence_len);
-    let mut trained = 0u64;
+    let (mut trained, mut examples) = (0u64, 0u64);
     let mut lr = job.lr(job.progress.load(Ordering::Relaxed));
     for _ in 0..cfg.epochs {
         for sentence in job.ids.chunks(cfg.sentence_len) {
@@ -285,6 +290,7 @@ fn run_body(job: &mut Job) -> u64 {
                             // updates one input row per pair; the objective is symmetric in expectation).
                             // SAFETY: context < rows; this input row is the only one live in this thread.
                             let l1 = unsafe { job.shared.row(job.shared.input, context as usize) };
+                            examples += 1;
                             neu1e.fill(0.0);
                             negative_sampling(job, center, l1, &mut neu1e, lr);
                             axpy(1.0, &neu1e, l1);
@@ -305,6 +311,7 @@ fn run_body(job: &mut Job) -> u64 {
                         }
                         let inv = 1.0 / n as f32;
                         neu1.iter_mut().for_each(|v| *v *= inv); // the mean of the context (gensim's cbow_mean=1)
+                        examples += 1;
                         neu1e.fill(0.0);
                         negative_sampling(job, center, &neu1, &mut neu1e, lr);
                         // Every context word gets the whole error, unscaled (word2vec.c; gensim divides by n).
@@ -320,7 +327,7 @@ fn run_body(job: &mut Job) -> u64 {
             lr = job.lr(done);
         }
     }
-    trained
+    (trained, examples)
 }
 
 /// One positive and `negative` negative logistic regressions of the hidden vector `l1` against output vectors
@@ -352,11 +359,11 @@ fn negative_sampling(job: &mut Job, target: u32, l1: &[f32], neu1e: &mut [f32], 
 /// Only call when the CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn run_avx2(job: &mut Job) -> u64 {
+unsafe fn run_avx2(job: &mut Job) -> (u64, u64) {
     run_body(job)
 }
 
-fn run_thread(job: &mut Job) -> u64 {
+fn run_thread(job: &mut Job) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked on the line above.
@@ -423,7 +430,7 @@ impl Word2Vec {
         let sentences = ids.len().div_ceil(cfg.sentence_len);
         let threads = cfg.threads.min(sentences.max(1));
         let start = Instant::now();
-        let trained: u64 = std::thread::scope(|s| {
+        let (trained, examples) = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let (a, b) = (sentences * t / threads, sentences * (t + 1) / threads);
@@ -442,13 +449,17 @@ impl Word2Vec {
                     s.spawn(move || run_thread(&mut job))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a word2vec thread panicked")).sum()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a word2vec thread panicked"))
+                .fold((0u64, 0u64), |(t, e), (dt, de)| (t + dt, e + de))
         });
         let train_seconds = start.elapsed().as_secs_f64();
         let report = TrainReport {
             corpus_words: corpus.len() as u64,
             vocab_words: ids.len() as u64,
             trained_words: trained,
+            examples,
             epochs: cfg.epochs,
             threads,
             setup_seconds,
