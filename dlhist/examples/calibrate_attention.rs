@@ -15,23 +15,16 @@
 //! offsets −3 (or less) … +3 (or more). The notebook's learning rates and thresholds were chosen from such lines.
 
 use dlhist::data::TranslationTask;
-use dlhist::layers::{greedy_decode, SequenceCrossEntropy};
+use dlhist::layers::greedy_decode;
 use dlhist::prelude::*;
 use dlhist::sequence_modeling::attention::{alignment_offsets, RnnSearch, RnnSearchConfig};
 use dlhist::sequence_modeling::seq2seq::{Cell, Seq2Seq, Seq2SeqConfig};
 use dlhist::train::token_error_rate;
 
-/// The positional argument `i`, parsed, or `default` when it is absent.
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
-    match args.get(i) {
-        None => Ok(default),
-        Some(s) => s.parse().map_err(|_| {
-            dlhist::Error::Invalid(format!(
-                "argument {i} ({s:?}) does not parse; usage: MODEL STEPS HIDDEN LR SEED [BATCH] [MAX_WORDS]"
-            ))
-        }),
-    }
-}
+mod common;
+
+/// The usage line repeated by argument errors.
+const USAGE: &str = "MODEL STEPS HIDDEN LR SEED [BATCH] [MAX_WORDS]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,12 +32,12 @@ fn main() -> Result<()> {
     if !["search", "fwdsearch", "encdec"].contains(&kind.as_str()) {
         return Err(dlhist::Error::Invalid(format!("MODEL must be search, fwdsearch or encdec; got {kind:?}")));
     }
-    let steps: usize = arg(&args, 1, 300)?;
-    let hidden: usize = arg(&args, 2, 64)?;
-    let lr: f64 = arg(&args, 3, 3e-3)?;
-    let seed: u64 = arg(&args, 4, 0)?;
-    let batch: usize = arg(&args, 5, 64)?;
-    let max_words: usize = arg(&args, 6, 50)?;
+    let steps: usize = common::arg(&args, 1, 300, USAGE)?;
+    let hidden: usize = common::arg(&args, 2, 64, USAGE)?;
+    let lr: f64 = common::arg(&args, 3, 3e-3, USAGE)?;
+    let seed: u64 = common::arg(&args, 4, 0, USAGE)?;
+    let batch: usize = common::arg(&args, 5, 64, USAGE)?;
+    let max_words: usize = common::arg(&args, 6, 50, USAGE)?;
     let embed = 32; // the notebook's embedding width
     let dev = Device::Cpu;
     let task = TranslationTask::new(0);
@@ -76,15 +69,7 @@ fn main() -> Result<()> {
         _ => unreachable!("one model is built"),
     };
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-    let fc = FitConfig {
-        epochs: 1,
-        batch_size: batch,
-        shuffle: false,
-        max_steps: Some(steps),
-        loss: SequenceCrossEntropy.into(),
-        progress_every_s: Some(60.0),
-        ..Default::default()
-    };
+    let fc = common::sequence_fit(steps, batch);
     let started = std::time::Instant::now();
     let history = fit(model, &mut opt, &stream, None, &fc)?;
     let train_s = started.elapsed().as_secs_f64();

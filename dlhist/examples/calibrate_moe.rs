@@ -16,17 +16,10 @@ use dlhist::prelude::*;
 use dlhist::sequence_modeling::moe::{Ffn, MoeConfig, MoeLm};
 use dlhist::train::evaluate;
 
-/// The positional argument `i`, parsed, or `default` when it is absent.
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
-    match args.get(i) {
-        None => Ok(default),
-        Some(s) => s.parse().map_err(|_| {
-            dlhist::Error::Invalid(format!(
-                "argument {i} ({s:?}) does not parse; usage: EXPERTS STEPS SEED [BATCH] [SEQ_LEN] [LR]"
-            ))
-        }),
-    }
-}
+mod common;
+
+/// The usage line repeated by argument errors.
+const USAGE: &str = "EXPERTS STEPS SEED [BATCH] [SEQ_LEN] [LR]";
 
 /// Consecutive `len`-character sequences of `ids` and the characters that follow each.
 fn chunks(ids: &[u32], len: usize, dev: &Device) -> Result<Dataset> {
@@ -39,12 +32,12 @@ fn chunks(ids: &[u32], len: usize, dev: &Device) -> Result<Dataset> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let experts: usize = arg(&args, 0, 16)?;
-    let steps: usize = arg(&args, 1, 150)?;
-    let seed: u64 = arg(&args, 2, 2017)?;
-    let batch: usize = arg(&args, 3, 32)?;
-    let seq_len: usize = arg(&args, 4, 64)?;
-    let lr: f64 = arg(&args, 5, 3e-3)?;
+    let experts: usize = common::arg(&args, 0, 16, USAGE)?;
+    let steps: usize = common::arg(&args, 1, 150, USAGE)?;
+    let seed: u64 = common::arg(&args, 2, 2017, USAGE)?;
+    let batch: usize = common::arg(&args, 3, 32, USAGE)?;
+    let seq_len: usize = common::arg(&args, 4, 64, USAGE)?;
+    let lr: f64 = common::arg(&args, 5, 3e-3, USAGE)?;
     let (hidden, expert_hidden, k) = (64, 64, 2);
     let dev = Device::Cpu;
     let text = dlhist::data::tiny_shakespeare()?;

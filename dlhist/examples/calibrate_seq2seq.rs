@@ -18,17 +18,10 @@ use dlhist::prelude::*;
 use dlhist::sequence_modeling::seq2seq::{Cell, Seq2Seq, Seq2SeqConfig};
 use dlhist::train::{evaluate, sequence_error_rate, token_error_rate};
 
-/// The positional argument `i`, parsed, or `default` when it is absent.
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
-    match args.get(i) {
-        None => Ok(default),
-        Some(s) => s.parse().map_err(|_| {
-            dlhist::Error::Invalid(format!(
-                "argument {i} ({s:?}) does not parse; usage: CELL DIR STEPS HIDDEN LR SEED [BATCH] [BEAM]"
-            ))
-        }),
-    }
-}
+mod common;
+
+/// The usage line repeated by argument errors.
+const USAGE: &str = "CELL DIR STEPS HIDDEN LR SEED [BATCH] [BEAM]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,12 +36,12 @@ fn main() -> Result<()> {
         "rev" => true,
         other => return Err(dlhist::Error::Invalid(format!("DIR must be fwd or rev; got {other:?}"))),
     };
-    let steps: usize = arg(&args, 2, 300)?;
-    let hidden: usize = arg(&args, 3, 128)?;
-    let lr: f64 = arg(&args, 4, 3e-3)?;
-    let seed: u64 = arg(&args, 5, 0)?;
-    let batch: usize = arg(&args, 6, 64)?;
-    let beam: usize = arg(&args, 7, 1)?;
+    let steps: usize = common::arg(&args, 2, 300, USAGE)?;
+    let hidden: usize = common::arg(&args, 3, 128, USAGE)?;
+    let lr: f64 = common::arg(&args, 4, 3e-3, USAGE)?;
+    let seed: u64 = common::arg(&args, 5, 0, USAGE)?;
+    let batch: usize = common::arg(&args, 6, 64, USAGE)?;
+    let beam: usize = common::arg(&args, 7, 1, USAGE)?;
     let embed = 64; // the notebook's embedding width
     let dev = Device::Cpu;
 
@@ -70,15 +63,7 @@ fn main() -> Result<()> {
     let (vars, vb) = dlhist::init::seeded(seed, DType::F32, &dev);
     let model = Seq2Seq::new(cfg, vb)?;
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-    let fc = FitConfig {
-        epochs: 1,
-        batch_size: batch,
-        shuffle: false,
-        max_steps: Some(steps),
-        loss: SequenceCrossEntropy.into(),
-        progress_every_s: Some(60.0),
-        ..Default::default()
-    };
+    let fc = common::sequence_fit(steps, batch);
     let started = std::time::Instant::now();
     let history = fit(&model, &mut opt, &stream, None, &fc)?;
     let train_s = started.elapsed().as_secs_f64();

@@ -1,0 +1,33 @@
+//! What the calibration examples share: reading positional arguments, and the training configuration of the
+//! sequence-to-sequence notebooks.
+
+// Each example compiles this module on its own, and not every example uses every helper.
+#![allow(dead_code)]
+
+use dlhist::layers::SequenceCrossEntropy;
+use dlhist::prelude::*;
+
+/// The positional argument `i` of `args`, parsed, or `default` when it is absent; a value that does not parse is
+/// an error that repeats the example's `usage`.
+pub fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T, usage: &str) -> Result<T> {
+    match args.get(i) {
+        None => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| dlhist::Error::Invalid(format!("argument {i} ({s:?}) does not parse; usage: {usage}"))),
+    }
+}
+
+/// How the Seq2Seq and Attention notebooks train: `steps` steps over a stream already cut into length-bucketed
+/// batches of `batch` (so in order, not shuffled), on the masked sequence cross-entropy, a progress line a minute.
+pub fn sequence_fit(steps: usize, batch: usize) -> FitConfig<'static> {
+    FitConfig {
+        epochs: 1,
+        batch_size: batch,
+        shuffle: false,
+        max_steps: Some(steps),
+        loss: SequenceCrossEntropy.into(),
+        progress_every_s: Some(60.0),
+        ..Default::default()
+    }
+}
