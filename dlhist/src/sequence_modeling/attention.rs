@@ -45,6 +45,19 @@ use crate::layers::{Activation, AdditiveAttention, Dense, Recurrent, RecurrentSt
 use crate::sequence_modeling::{Gru, GruVariant};
 
 /// The sizes of an [`RnnSearch`].
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::sequence_modeling::attention::{RnnSearch, RnnSearchConfig};
+/// let cfg = RnnSearchConfig { src_vocab: 10, tgt_vocab: 12, embed: 8, hidden: 16, align: 16, bidirectional: true };
+/// let (both, vb) = dlhist::init::seeded(0, DType::F32, &Device::Cpu);
+/// RnnSearch::new(cfg, vb)?;
+/// let (forward, vb) = dlhist::init::seeded(0, DType::F32, &Device::Cpu);
+/// RnnSearch::new(RnnSearchConfig { bidirectional: false, ..cfg }, vb)?;
+/// // Without the backward GRU: its weights, and narrower annotations for the attention, decoder and readout.
+/// assert!(dlhist::init::param_count(&forward) < dlhist::init::param_count(&both));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RnnSearchConfig {
     /// Source vocabulary size (the reserved ids included).
