@@ -148,14 +148,21 @@ pub struct RnnSearch {
 /// Flat row indices `b·S + j'` that reverse each row `b` of a `[B, S, …]` batch within its first `lens[b]`
 /// positions and leave its padding in place. The permutation is its own inverse.
 fn reverse_within_lengths(lens: &[usize], s: usize, dev: &Device) -> Result<Tensor> {
-    let mut idx = Vec::with_capacity(lens.len() * s);
-    for (b, &l) in lens.iter().enumerate() {
-        if l == 0 || l > s {
-            candle_core::bail!("RnnSearch: row {b} has source length {l}; lengths must lie in 1..={s}")
-        }
-        idx.extend((0..s).map(|j| (b * s + if j < l { l - 1 - j } else { j }) as u32));
-    }
+    check_lengths(lens, s)?;
+    let idx: Vec<u32> = lens
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &l)| (0..s).map(move |j| (b * s + if j < l { l - 1 - j } else { j }) as u32))
+        .collect();
     Tensor::from_vec(idx, lens.len() * s, dev)
+}
+
+/// Every row's source length must lie in `1..=s`: a row has at least one word and no more than the batch holds.
+fn check_lengths(lens: &[usize], s: usize) -> Result<()> {
+    match lens.iter().enumerate().find(|&(_, &l)| l == 0 || l > s) {
+        Some((b, l)) => candle_core::bail!("RnnSearch: row {b} has source length {l}; lengths must lie in 1..={s}"),
+        None => Ok(()),
+    }
 }
 
 impl RnnSearch {
@@ -199,12 +206,13 @@ impl RnnSearch {
                 lens.len()
             )
         }
+        check_lengths(lens, s)?;
         let x = self.src_embed.forward(src)?; // [B, S, m]
         let (hf, _) = self.enc_fwd.forward_from(&x, None)?;
-        // The backward GRU reads each row from its last real word back to its first (see the module docs).
-        let rev = reverse_within_lengths(lens, s, src.device())?;
         let (annotations, s0) = match &self.enc_bwd {
             Some(enc_bwd) => {
+                // The backward GRU reads each row from its last real word back to its first (see the module docs).
+                let rev = reverse_within_lengths(lens, s, src.device())?;
                 let flip = |t: &Tensor| -> Result<Tensor> {
                     let d = t.dims()[2];
                     t.reshape((b * s, d))?.index_select(&rev, 0)?.reshape((b, s, d))
