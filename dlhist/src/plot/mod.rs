@@ -70,6 +70,7 @@ pub mod bar;
 pub mod heatmap;
 pub mod images;
 pub mod line;
+pub mod pca;
 mod render;
 pub mod scatter;
 
@@ -77,6 +78,7 @@ pub use bar::BarChart;
 pub use heatmap::{confusion_counts, confusion_matrix, Heatmap, IntoMatrix};
 pub use images::{image_grid, ImageGrid, Normalize};
 pub use line::LineChart;
+pub use pca::Pca;
 pub use scatter::{DecisionPlot, ScatterPlot};
 
 // ---------------------------------------------------------------------------------------------

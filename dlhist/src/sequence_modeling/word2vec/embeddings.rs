@@ -301,77 +301,18 @@ impl Embeddings {
         if words.len() < 3 {
             return Err(Error::Invalid(format!("project_2d needs at least 3 words; got {}", words.len())));
         }
-        let d = self.dim;
         let rows: Vec<Vec<f64>> = words
             .iter()
             .map(|w| Ok(self.unit_row(self.id(w.as_ref())?).iter().map(|&v| f64::from(v)).collect()))
             .collect::<Result<_>>()?;
-        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64).collect();
-        let centered: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().zip(&mean).map(|(v, m)| v - m).collect()).collect();
-        let mut cov = vec![0f64; d * d];
-        for r in &centered {
-            for i in 0..d {
-                for j in 0..d {
-                    cov[i * d + j] += r[i] * r[j];
-                }
-            }
-        }
-        let pcs = top_eigenvectors(&mut cov, d, 2);
-        Ok(centered
-            .iter()
-            .map(|r| {
-                let p = |v: &[f64]| r.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
-                (p(&pcs[0]), p(&pcs[1]))
-            })
-            .collect())
+        let pca = crate::plot::Pca::fit(&rows, 2)?;
+        rows.iter().map(|r| pca.project(r).map(|p| (p[0], p[1]))).collect()
     }
-}
-
-/// The top `k` eigenvectors of the symmetric matrix `m` (`d × d`, row-major) by power iteration with deflation:
-/// repeatedly multiply a start vector by `m` until it stops turning; that is the eigenvector of the largest
-/// eigenvalue λ; subtract λ v vᵀ from `m` and repeat. The start vector is fixed, so the result is reproducible.
-fn top_eigenvectors(m: &mut [f64], d: usize, k: usize) -> Vec<Vec<f64>> {
-    let mut out = vec![];
-    for e in 0..k {
-        // A fixed start with every coordinate different, so it is not orthogonal to the top eigenvector by accident.
-        let mut v: Vec<f64> = (0..d).map(|i| 1.0 + ((i * 7 + e * 3) % 11) as f64 / 10.0).collect();
-        let mut lambda = 0.0;
-        for _ in 0..1000 {
-            let w: Vec<f64> = (0..d).map(|i| (0..d).map(|j| m[i * d + j] * v[j]).sum()).collect();
-            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm == 0.0 {
-                break;
-            }
-            let next: Vec<f64> = w.iter().map(|x| x / norm).collect();
-            let change: f64 = next.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
-            v = next;
-            lambda = norm;
-            if change < 1e-12 {
-                break;
-            }
-        }
-        for i in 0..d {
-            for j in 0..d {
-                m[i * d + j] -= lambda * v[i] * v[j];
-            }
-        }
-        out.push(v);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn power_iteration_finds_the_principal_axes() {
-        // diag(5, 3, 1) rotated by 90° in the first two coordinates: eigenvectors e1 (λ 5) and e0 (λ 3).
-        let mut m = vec![3.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 1.0];
-        let v = top_eigenvectors(&mut m, 3, 2);
-        assert!((v[0][1].abs() - 1.0).abs() < 1e-9, "{:?}", v[0]);
-        assert!((v[1][0].abs() - 1.0).abs() < 1e-9, "{:?}", v[1]);
-    }
 
     #[test]
     fn analogies_by_3cosadd_and_their_restriction() {
