@@ -97,12 +97,12 @@ fn sorted_keys<V>(m: &std::collections::HashMap<String, V>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     #[test]
     fn round_trip_restores_exact_values() -> Result<()> {
         let dir = tempfile::tempdir().unwrap();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(10, DType::F32, &dev);
         let a = candle_nn::linear(4, 3, vb.pp("a"))?;
         let path = dir.path().join("sub/ck.safetensors");
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn mismatches_are_named() -> Result<()> {
         let dir = tempfile::tempdir().unwrap();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
         candle_nn::linear(4, 3, vb.pp("a"))?;
         let path = dir.path().join("ck.safetensors");

@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn schemes_have_the_documented_spread() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = Rng::new(1);
         let shape = (200, 300); // fan_in 300, fan_out 200
         let (_, std, _) = stats(&Initializer::XavierNormal { gain: 1.0 }.sample(shape, DType::F32, &dev, &mut rng)?);
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn seeded_builder_is_reproducible_and_order_independent() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (m1, vb1) = seeded(3, DType::F32, &dev);
         let _a = candle_nn::linear(5, 4, vb1.pp("a"))?;
         let b1 = candle_nn::linear(4, 2, vb1.pp("b"))?;
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn overrides_and_reinit_apply() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let opts = SeededInit::new(0).weights(Initializer::Constant(0.25)).biases(Initializer::Constant(-1.0));
         let (map, vb) = seeded_with(opts, DType::F32, &dev);
         let l = candle_nn::linear(3, 2, vb.pp("l"))?;
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn shape_conflict_is_an_error_naming_shapes() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_, vb) = seeded(0, DType::F32, &dev);
         let _ = vb.get_with_hints((2, 3), "w", Init::Const(0.0)).unwrap();
         let e = vb.get_with_hints((3, 3), "w", Init::Const(0.0)).unwrap_err().to_string();

@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn bernoulli_rate_matches_p() -> Result<()> {
-        let t = Rng::new(2).bernoulli_tensor((10_000,), 0.3, &Device::Cpu)?;
+        let t = Rng::new(2).bernoulli_tensor((10_000,), 0.3, &crate::device::test_device())?;
         let rate = t.mean_all()?.to_scalar::<f32>()?;
         assert!((rate - 0.3).abs() < 0.02, "rate {rate}");
         Ok(())

@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn shifts_stay_within_pad_flips_happen_and_seeds_repeat() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         // One bright pixel per image at (row 3, col 1) of a 6×6 image.
         let mut v = vec![0f32; 200 * 36];
         for i in 0..200 {

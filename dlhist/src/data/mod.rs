@@ -142,6 +142,10 @@ impl Dataset {
                 "subset index {bad} is out of range for a dataset of {n} samples (valid: 0..{n})"
             )));
         }
+        if indices.is_empty() {
+            // An empty view: candle's CUDA backend cannot copy an empty slice to the GPU ("invalid argument").
+            return self.take(0);
+        }
         let idx = Tensor::from_slice(indices, indices.len(), self.x.device())?;
         let y_idx =
             if self.y.device().same_device(self.x.device()) { idx.clone() } else { idx.to_device(self.y.device())? };
@@ -173,18 +177,18 @@ mod tests {
     use super::*;
 
     fn toy(n: usize) -> Dataset {
-        let x = Tensor::arange(0f32, (3 * n) as f32, &Device::Cpu).unwrap().reshape((n, 3)).unwrap();
-        let y = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
+        let x = Tensor::arange(0f32, (3 * n) as f32, &crate::device::test_device()).unwrap().reshape((n, 3)).unwrap();
+        let y = Tensor::arange(0u32, n as u32, &crate::device::test_device()).unwrap();
         Dataset::new(x, y).unwrap()
     }
 
     #[test]
     fn new_rejects_mismatched_lengths_naming_both_shapes() {
-        let x = Tensor::zeros((4, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let y = Tensor::zeros(5, candle_core::DType::U32, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((4, 2), candle_core::DType::F32, &crate::device::test_device()).unwrap();
+        let y = Tensor::zeros(5, candle_core::DType::U32, &crate::device::test_device()).unwrap();
         let msg = Dataset::new(x.clone(), y).unwrap_err().to_string();
         assert!(msg.contains("[4, 2]") && msg.contains("[5]"), "{msg}");
-        let scalar = Tensor::new(1u32, &Device::Cpu).unwrap();
+        let scalar = Tensor::new(1u32, &crate::device::test_device()).unwrap();
         assert!(Dataset::new(x, scalar).is_err());
     }
 

@@ -479,14 +479,14 @@ mod tests {
     #[test]
     fn batch_pads_frames_and_masks() -> Result<()> {
         let p = toy();
-        let b = p.batch(&[3, 1], &Device::Cpu)?;
+        let b = p.batch(&[3, 1], &crate::device::test_device())?;
         assert_eq!(b.src.to_vec2::<u32>()?, vec![vec![3, 3, 3, 3, 3], vec![4, 0, 0, 0, 0]]);
         assert_eq!(b.src_mask.to_vec2::<f32>()?[1], vec![1., 0., 0., 0., 0.]);
         assert_eq!(b.tgt_in.to_vec2::<u32>()?, vec![vec![BOS, 0, 0, 0], vec![BOS, 3, 4, 5]]);
         assert_eq!(b.tgt_out.to_vec2::<u32>()?, vec![vec![EOS, 0, 0, 0], vec![3, 4, 5, EOS]]);
         assert_eq!((b.src_lens.clone(), b.tgt_lens.clone(), b.len()), (vec![5, 1], vec![1, 4], 2));
-        assert!(p.batch(&[9], &Device::Cpu).is_err());
-        assert!(PairBatch::new(&[vec![1]], &[vec![3]], &Device::Cpu).is_err(), "reserved id inside");
+        assert!(p.batch(&[9], &crate::device::test_device()).is_err());
+        assert!(PairBatch::new(&[vec![1]], &[vec![3]], &crate::device::test_device()).is_err(), "reserved id inside");
         assert!(SeqPairs::new(vec![vec![]], vec![vec![3]], p.src_vocab.clone(), p.tgt_vocab.clone()).is_err());
         assert!(SeqPairs::new(vec![vec![9]], vec![vec![3]], p.src_vocab.clone(), p.tgt_vocab.clone()).is_err());
         Ok(())
@@ -495,13 +495,13 @@ mod tests {
     #[test]
     fn packed_rows_unpack_to_the_batch() -> Result<()> {
         let p = toy();
-        let d = p.packed(&[0, 1, 2, 3], &Device::Cpu)?;
+        let d = p.packed(&[0, 1, 2, 3], &crate::device::test_device())?;
         assert_eq!(d.x.dims(), &[4, 2, 5]);
         for rows in [vec![0usize, 1], vec![2], vec![3, 0, 2]] {
             let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
             let sub = d.subset(&idx)?;
             let (src, mask, lens, tgt_in) = unpack_inputs(&sub.x)?;
-            let b = p.batch(&rows, &Device::Cpu)?;
+            let b = p.batch(&rows, &crate::device::test_device())?;
             assert_eq!(src.to_vec2::<u32>()?, b.src.to_vec2::<u32>()?);
             assert_eq!(mask.to_vec2::<f32>()?, b.src_mask.to_vec2::<f32>()?);
             assert_eq!(lens, b.src_lens);
@@ -509,8 +509,10 @@ mod tests {
             let t = b.tgt_out.dims()[1];
             assert_eq!(sub.y.narrow(1, 0, t)?.to_vec2::<u32>()?, b.tgt_out.to_vec2::<u32>()?);
         }
-        assert!(unpack_inputs(&Tensor::zeros((2, 3, 4), candle_core::DType::U32, &Device::Cpu)?).is_err());
-        let gap = Tensor::new(&[[[3u32, 0, 3], [1, 3, 0]]], &Device::Cpu)?;
+        assert!(
+            unpack_inputs(&Tensor::zeros((2, 3, 4), candle_core::DType::U32, &crate::device::test_device())?).is_err()
+        );
+        let gap = Tensor::new(&[[[3u32, 0, 3], [1, 3, 0]]], &crate::device::test_device())?;
         assert!(unpack_inputs(&gap).unwrap_err().to_string().contains("after padding"));
         Ok(())
     }
@@ -537,9 +539,9 @@ mod tests {
             .sum::<f64>()
             / a.len() as f64;
         assert!(spread < 2.0, "mean spread {spread}");
-        let stream = p.training_stream(10, 2, 5, &Device::Cpu)?;
+        let stream = p.training_stream(10, 2, 5, &crate::device::test_device())?;
         assert_eq!(stream.len(), 2000);
-        assert!(p.take(999).training_stream(10, 1, 5, &Device::Cpu).is_err());
+        assert!(p.take(999).training_stream(10, 1, 5, &crate::device::test_device()).is_err());
         Ok(())
     }
 }

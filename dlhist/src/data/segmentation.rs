@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn masks_weights_and_separations_are_consistent() -> Result<()> {
         let cfg = CellsConfig::default();
-        let data = cells(12, &cfg, &mut Rng::new(7), &Device::Cpu)?;
+        let data = cells(12, &cfg, &mut Rng::new(7), &crate::device::test_device())?;
         let masks: Vec<u32> = data.masks.flatten_all()?.to_vec1()?;
         let seps: Vec<u32> = data.separations.flatten_all()?.to_vec1()?;
         let w: Vec<f32> = data.weights.flatten_all()?.to_vec1()?;
@@ -282,10 +282,12 @@ mod tests {
         }
         assert!(mean(&on) > mean(&off) + 0.3);
         // Seeded.
-        let again = cells(12, &cfg, &mut Rng::new(7), &Device::Cpu)?;
+        let again = cells(12, &cfg, &mut Rng::new(7), &crate::device::test_device())?;
         assert_eq!(again.images.flatten_all()?.to_vec1::<f32>()?, img);
         assert_eq!(data.dataset()?.y.dims(), &[12, 2, 48, 48]);
-        assert!(cells(1, &CellsConfig { cells: (3, 2), ..cfg }, &mut Rng::new(0), &Device::Cpu).is_err());
+        assert!(
+            cells(1, &CellsConfig { cells: (3, 2), ..cfg }, &mut Rng::new(0), &crate::device::test_device()).is_err()
+        );
         Ok(())
     }
 }

@@ -1039,7 +1039,7 @@ mod tests {
     #[test]
     fn streams_convert_to_tensors_step_by_step() -> Result<()> {
         let s = a_then_b(30, 4, &mut Rng::new(9))?;
-        let (x, y) = s.to_tensors(&Device::Cpu)?;
+        let (x, y) = s.to_tensors(&crate::device::test_device())?;
         let (x, y) = (x.squeeze(0)?.to_vec2::<f32>()?, y.squeeze(0)?.to_vec2::<f32>()?);
         for t in 0..s.steps {
             assert_eq!(x[t], s.input(t));
@@ -1053,7 +1053,7 @@ mod tests {
     #[test]
     fn adding_problem_marks_where_the_paper_allows_and_targets_add_up() -> Result<()> {
         let (n, length) = (20_000, 40);
-        let data = adding_problem(n, length, &mut Rng::new(3), &Device::Cpu)?;
+        let data = adding_problem(n, length, &mut Rng::new(3), &crate::device::test_device())?;
         let x = data.x.to_vec3::<f32>()?;
         let y: Vec<f32> = data.y.flatten_all()?.to_vec1::<f32>()?;
         let mut in_first_ten = 0;
@@ -1096,10 +1096,10 @@ mod tests {
         let mse = adding_problem_constant_mse();
         assert!((var - mse).abs() < 0.025 * mse, "target variance {var} vs {mse}");
 
-        assert!(adding_problem(5, 19, &mut Rng::new(0), &Device::Cpu).is_err());
-        assert!(adding_problem(0, 100, &mut Rng::new(0), &Device::Cpu).is_err());
-        let a = adding_problem(3, 20, &mut Rng::new(8), &Device::Cpu)?;
-        let b = adding_problem(3, 20, &mut Rng::new(8), &Device::Cpu)?;
+        assert!(adding_problem(5, 19, &mut Rng::new(0), &crate::device::test_device()).is_err());
+        assert!(adding_problem(0, 100, &mut Rng::new(0), &crate::device::test_device()).is_err());
+        let a = adding_problem(3, 20, &mut Rng::new(8), &crate::device::test_device())?;
+        let b = adding_problem(3, 20, &mut Rng::new(8), &crate::device::test_device())?;
         assert_eq!(a.x.to_vec3::<f32>()?, b.x.to_vec3::<f32>()?);
         Ok(())
     }
@@ -1107,7 +1107,7 @@ mod tests {
     #[test]
     fn temporal_order_follows_task_6a() -> Result<()> {
         let n = 4000;
-        let data = temporal_order(n, &mut Rng::new(6), &Device::Cpu)?;
+        let data = temporal_order(n, &mut Rng::new(6), &crate::device::test_device())?;
         assert_eq!(data.x.dims(), &[n, 110, 8]);
         let x = data.x.to_vec3::<f32>()?;
         let y = data.y.to_vec1::<u32>()?;
@@ -1155,7 +1155,7 @@ mod tests {
         }
         let total: usize = distractors.iter().sum();
         assert!(distractors.iter().all(|&c| (c as f32 / total as f32 - 0.25).abs() < 0.01), "{distractors:?}");
-        assert!(temporal_order(0, &mut Rng::new(0), &Device::Cpu).is_err());
+        assert!(temporal_order(0, &mut Rng::new(0), &crate::device::test_device()).is_err());
         Ok(())
     }
 
@@ -1324,7 +1324,7 @@ mod tests {
 
     #[test]
     fn reber_tensors_and_parallel_batches_line_up() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let s = continual_reber(30, &mut Rng::new(13));
         let (x, y) = s.to_tensors(&dev)?;
         let (x, y) = (x.squeeze(0)?.to_vec2::<f32>()?, y.squeeze(0)?.to_vec2::<f32>()?);

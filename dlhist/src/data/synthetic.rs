@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn two_moons_geometry_balance_and_seeding() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let d = two_moons(101, 0.0, &mut Rng::new(4), &dev).unwrap();
         let (x, y) = rows(&d);
         assert_eq!(d.x.dims(), &[101, 2]);
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn spirals_shape_balance_and_radius() {
-        let d = spirals(50, 3, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
+        let d = spirals(50, 3, 0.0, &mut Rng::new(0), &crate::device::test_device()).unwrap();
         let (x, y) = rows(&d);
         assert_eq!(d.x.dims(), &[150, 2]);
         assert_eq!(histogram(&y, 3), vec![50, 50, 50]);
@@ -178,16 +178,16 @@ mod tests {
             let angle = 2.0 * PI * k as f32 / 3.0 + 1.5 * PI;
             assert!((p[0] - angle.cos()).abs() < 1e-5 && (p[1] - angle.sin()).abs() < 1e-5, "{p:?}");
         }
-        let noisy = spirals(50, 3, 0.05, &mut Rng::new(9), &Device::Cpu).unwrap();
-        assert_eq!(rows(&noisy), rows(&spirals(50, 3, 0.05, &mut Rng::new(9), &Device::Cpu).unwrap()));
+        let noisy = spirals(50, 3, 0.05, &mut Rng::new(9), &crate::device::test_device()).unwrap();
+        assert_eq!(rows(&noisy), rows(&spirals(50, 3, 0.05, &mut Rng::new(9), &crate::device::test_device()).unwrap()));
         assert_ne!(rows(&noisy).0, x);
-        assert!(spirals(10, 0, 0.1, &mut Rng::new(0), &Device::Cpu).is_err());
+        assert!(spirals(10, 0, 0.1, &mut Rng::new(0), &crate::device::test_device()).is_err());
     }
 
     #[test]
     fn blobs_centre_and_spread() {
         let centers = [(-3.0, 1.0), (4.0, -2.0)];
-        let d = blobs(2000, &centers, 0.5, &mut Rng::new(8), &Device::Cpu).unwrap();
+        let d = blobs(2000, &centers, 0.5, &mut Rng::new(8), &crate::device::test_device()).unwrap();
         let (x, y) = rows(&d);
         assert_eq!(histogram(&y, 2), vec![2000, 2000]);
         for (k, &(cx, cy)) in centers.iter().enumerate() {
@@ -198,7 +198,7 @@ mod tests {
             assert!((mx - cx).abs() < 0.05 && (my - cy).abs() < 0.05, "centre {mx},{my}");
             assert!((sd - 0.5).abs() < 0.03, "std {sd}");
         }
-        assert!(blobs(5, &[], 1.0, &mut Rng::new(0), &Device::Cpu).is_err());
-        assert!(blobs(5, &centers, f32::NAN, &mut Rng::new(0), &Device::Cpu).is_err());
+        assert!(blobs(5, &[], 1.0, &mut Rng::new(0), &crate::device::test_device()).is_err());
+        assert!(blobs(5, &centers, f32::NAN, &mut Rng::new(0), &crate::device::test_device()).is_err());
     }
 }

@@ -172,7 +172,7 @@ mod tests {
         assert!(msg.contains("id 99") && msg.contains("position 1"), "{msg}");
         assert_eq!(v.id('T'), Some(v.encode("T").unwrap()[0]));
         assert_eq!(v.char(v.len() as u32), None);
-        let t = v.encode_tensor("to be", &Device::Cpu).unwrap();
+        let t = v.encode_tensor("to be", &crate::device::test_device()).unwrap();
         assert_eq!(t.dims(), &[5]);
         assert!(CharVocab::new("").is_empty());
     }

@@ -187,11 +187,11 @@ impl ModuleT for AlexNet {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     #[test]
     fn fused_and_plain_paths_agree_in_values_and_gradients() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let x = crate::rng::Rng::new(2).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
         for activation in [Activation::Relu, Activation::Tanh] {
             for lrn in [true, false] {
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_variant_has_the_same_map_sizes_and_trains() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = crate::rng::Rng::new(1).uniform_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
         let y = Tensor::new(&[1u32, 2, 3], &dev)?;
         for (relu, lrn, overlap, dropout) in

@@ -161,7 +161,7 @@ impl ModuleT for SmallCnn {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
     use candle_nn::Conv2dConfig;
 
     fn padded(padding: usize) -> Conv2dConfig {
@@ -198,7 +198,7 @@ mod tests {
                 }
             }
         }
-        Ok(Tensor::from_vec(out, (n, o, oh, ow), &Device::Cpu)?)
+        Ok(Tensor::from_vec(out, (n, o, oh, ow), &crate::device::test_device())?)
     }
 
     #[test]
@@ -206,9 +206,9 @@ mod tests {
         let mut rng = crate::rng::Rng::new(2);
         for (n, c, o, side, k, pad) in [(2, 1, 3, 7, 5, 2), (1, 3, 2, 6, 3, 0), (3, 2, 4, 5, 1, 0), (1, 1, 1, 4, 3, 1)]
         {
-            let x = rng.normal_tensor((n, c, side, side), 0.0, 1.0, &Device::Cpu)?;
-            let w = rng.normal_tensor((o, c, k, k), 0.0, 1.0, &Device::Cpu)?;
-            let b = rng.normal_tensor(o, 0.0, 1.0, &Device::Cpu)?;
+            let x = rng.normal_tensor((n, c, side, side), 0.0, 1.0, &crate::device::test_device())?;
+            let w = rng.normal_tensor((o, c, k, k), 0.0, 1.0, &crate::device::test_device())?;
+            let b = rng.normal_tensor(o, 0.0, 1.0, &crate::device::test_device())?;
             let layer = candle_nn::Conv2d::new(w.clone(), Some(b.clone()), padded(pad));
             let got = layer.forward(&x)?.to_dtype(DType::F64)?;
             let want = naive_conv(&x, &w, &b, pad)?;
@@ -221,7 +221,7 @@ mod tests {
     /// Both networks: the fused and plain paths give the same values and gradients.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let x = crate::rng::Rng::new(4).normal_tensor((3, 1, 28, 28), 0.0, 1.0, &dev)?;
         let y = Tensor::new(&[0u32, 3, 9], &dev)?;
         for which in ["lenet", "small"] {
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn shapes_and_every_parameter_gets_a_gradient() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = crate::rng::Rng::new(1).uniform_tensor((4, 1, 28, 28), 0.0, 1.0, &dev)?;
         let y = Tensor::new(&[0u32, 3, 9, 1], &dev)?;
         for which in ["lenet", "small"] {

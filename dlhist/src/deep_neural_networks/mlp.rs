@@ -99,11 +99,11 @@ impl Module for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     #[test]
     fn forward_matches_a_hand_computed_network() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
         let mlp = Mlp::new(&[2, 2, 1], Activation::Relu, vb)?;
         let set = |name: &str, t: Tensor| vars.data().lock().unwrap()[name].set(&t);
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn gradients_reach_every_layer() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
         let mlp = Mlp::new(&[3, 8, 8, 2], Activation::Tanh, vb)?;
         let x = crate::rng::Rng::new(0).normal_tensor((4, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
@@ -138,7 +138,7 @@ mod tests {
     /// The fused and plain paths: same values and gradients, every activation.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Elu] {
             let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);
             let mlp = Mlp::new(&[5, 9, 4, 3], act, vb)?;
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn bad_sizes_and_inputs_are_errors() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_, vb) = crate::init::seeded(0, DType::F32, &dev);
         assert!(Mlp::new(&[3], Activation::Relu, vb.clone()).is_err());
         let mlp = Mlp::new(&[3, 2], Activation::Relu, vb).unwrap();

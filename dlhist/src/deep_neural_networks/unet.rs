@@ -249,11 +249,10 @@ impl Loss for WeightedPixelCrossEntropy {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::Device;
 
     #[test]
     fn shapes_parameters_and_gradients_with_and_without_skips() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = crate::rng::Rng::new(0).uniform_tensor((2, 1, 8, 8), 0.0, 1.0, &dev)?;
         let t = Tensor::from_vec((0..128u32).map(|i| (i / 3) % 2).collect::<Vec<_>>(), (2, 8, 8), &dev)?;
         let w = Tensor::ones((2, 8, 8), DType::F32, &dev)?;
@@ -280,7 +279,7 @@ mod tests {
 
     #[test]
     fn weighted_loss_matches_the_formula_by_hand() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = crate::rng::Rng::new(3);
         let logits = rng.normal_tensor((2, 3, 2, 2), 0.0, 2.0, &dev)?;
         let targets = Tensor::new(&[[[0u32, 1], [2, 1]], [[2, 2], [0, 1]]], &dev)?;

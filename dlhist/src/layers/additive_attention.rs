@@ -149,10 +149,14 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     fn layer() -> (candle_nn::VarMap, AdditiveAttention) {
-        let (vars, vb) = crate::init::seeded(4, DType::F32, &Device::Cpu);
+        layer_on(&crate::device::test_device())
+    }
+
+    fn layer_on(dev: &candle_core::Device) -> (candle_nn::VarMap, AdditiveAttention) {
+        let (vars, vb) = crate::init::seeded(4, DType::F32, dev);
         let att = AdditiveAttention::new(3, 4, 5, vb).unwrap();
         (vars, att)
     }
@@ -160,7 +164,7 @@ mod tests {
     #[test]
     fn scores_follow_the_equation_position_by_position() -> crate::Result<()> {
         let (_vars, att) = layer();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = Rng::new(0);
         let h = rng.normal_tensor((2, 3, 4), 0.0, 1.0, &dev)?;
         let s = rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?;
@@ -184,7 +188,7 @@ mod tests {
     #[test]
     fn padding_does_not_change_the_context_or_the_weights() -> crate::Result<()> {
         let (_vars, att) = layer();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = Rng::new(1);
         let real = rng.normal_tensor((1, 3, 4), 0.0, 1.0, &dev)?;
         let q = rng.normal_tensor((1, 3), 0.0, 1.0, &dev)?;
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn gradients_reach_every_parameter_and_none_reach_padding() -> crate::Result<()> {
         let (vars, att) = layer();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = Rng::new(2);
         let h = candle_core::Var::from_tensor(&rng.normal_tensor((2, 4, 4), 0.0, 1.0, &dev)?)?;
         let q = rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?;
@@ -228,8 +232,8 @@ mod tests {
 
     #[test]
     fn fused_and_plain_paths_agree() -> crate::Result<()> {
-        let (vars, att) = layer();
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
+        let (vars, att) = layer_on(&dev);
         let mut rng = Rng::new(5);
         let h = candle_core::Var::from_tensor(&rng.normal_tensor((2, 4, 4), 0.0, 1.0, &dev)?)?;
         let q = candle_core::Var::from_tensor(&rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?)?;
@@ -243,7 +247,7 @@ mod tests {
     #[test]
     fn shape_errors_name_the_shapes() {
         let (_vars, att) = layer();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let h = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
         let keys = att.project_keys(&h).unwrap();
         let msg = att.scores(&Tensor::zeros((2, 7), DType::F32, &dev).unwrap(), &keys).unwrap_err().to_string();

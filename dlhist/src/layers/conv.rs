@@ -106,12 +106,12 @@ impl Module for ConvBlock {
 mod tests {
     use super::*;
     use crate::fast::testing::assert_paths_agree;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     /// Both paths, with and without pooling, every activation: the same values and gradients.
     #[test]
     fn fused_and_plain_paths_agree() -> crate::Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let acts =
             [None, Some(Activation::Relu), Some(Activation::Tanh), Some(Activation::Gelu), Some(Activation::Sigmoid)];
         for act in acts {

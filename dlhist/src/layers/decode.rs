@@ -368,7 +368,8 @@ mod tests {
         }
         /// log p(token | step, prev, row) as `log_probs` computes it.
         fn lp(&self, step: usize, prev: u32, row: usize) -> Vec<f64> {
-            let l = Tensor::new(self.logits[step][prev as usize + self.v * row].clone(), &Device::Cpu).unwrap();
+            let l = Tensor::new(self.logits[step][prev as usize + self.v * row].clone(), &crate::device::test_device())
+                .unwrap();
             log_probs(&l.unsqueeze(0).unwrap()).unwrap().remove(0)
         }
     }
@@ -381,7 +382,7 @@ mod tests {
             assert_eq!(prev.len(), state.len());
             let rows: Vec<Vec<f32>> =
                 prev.iter().zip(state).map(|(&p, &(t, r))| self.logits[t][p as usize + self.v * r].clone()).collect();
-            Ok((Tensor::new(rows, &Device::Cpu)?, state.iter().map(|&(t, r)| (t + 1, r)).collect()))
+            Ok((Tensor::new(rows, &crate::device::test_device())?, state.iter().map(|&(t, r)| (t + 1, r)).collect()))
         }
         fn select_rows(&self, state: &Self::State, rows: &Tensor) -> Result<Self::State> {
             Ok(rows.to_vec1::<u32>()?.iter().map(|&i| state[i as usize]).collect())
@@ -390,7 +391,7 @@ mod tests {
             state.len()
         }
         fn device(&self) -> Device {
-            Device::Cpu
+            crate::device::test_device()
         }
     }
 
@@ -467,7 +468,7 @@ mod tests {
                     }
                 }
             }
-            let greedy = greedy_decode(&dec, start.clone(), 3, 4, &Device::Cpu)?;
+            let greedy = greedy_decode(&dec, start.clone(), 3, 4, &crate::device::test_device())?;
             assert_eq!(beam_search(&dec, start.clone(), 1, 4, 0.0)?, greedy, "seed {seed}");
         }
         Ok(())
@@ -481,7 +482,7 @@ mod tests {
         for seed in 0..40 {
             let dec = Table::new(5, 6, 100 + seed, 1.0);
             let start = vec![(0usize, 0usize)];
-            let g = &greedy_decode(&dec, start.clone(), 1, 4, &Device::Cpu)?[0];
+            let g = &greedy_decode(&dec, start.clone(), 1, 4, &crate::device::test_device())?[0];
             let b = &beam_search(&dec, start.clone(), 3, 4, 0.0)?[0];
             let (sg, sb) = (score(&dec, 0, g, 4, 0.0), score(&dec, 0, b, 4, 0.0));
             if sb > sg + 1e-12 {
@@ -496,7 +497,7 @@ mod tests {
 
     #[test]
     fn sequence_loss_is_the_mean_over_real_tokens_and_pads_get_no_gradient() -> crate::Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = Rng::new(3);
         let z = Var::from_tensor(&rng.normal_tensor((2, 3, 5), 0.0, 1.0, &dev)?)?;
         let y = Tensor::new(&[[3u32, 4, 2], [2, 0, 0]], &dev)?;

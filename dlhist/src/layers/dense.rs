@@ -71,12 +71,12 @@ impl Module for Dense {
 mod tests {
     use super::*;
     use crate::fast::testing::assert_paths_agree;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     /// Both paths, every activation, 2-D and 3-D inputs: same values and gradients (inputs and parameters).
     #[test]
     fn fused_and_plain_paths_agree() -> crate::Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for act in [
             None,
             Some(Activation::Relu),
@@ -99,9 +99,12 @@ mod tests {
 
     #[test]
     fn wrong_width_names_the_shapes() {
-        let (_, vb) = crate::init::seeded(0, DType::F32, &Device::Cpu);
+        let (_, vb) = crate::init::seeded(0, DType::F32, &crate::device::test_device());
         let layer = Dense::new(3, 2, None, vb).unwrap();
-        let e = layer.forward(&Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
+        let e = layer
+            .forward(&Tensor::zeros((2, 4), DType::F32, &crate::device::test_device()).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[.., 3]") && e.contains("[2, 4]"), "{e}");
     }
 }

@@ -123,10 +123,10 @@ impl ModuleT for Dropout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     fn ones(n: usize) -> Result<Tensor> {
-        Ok(Tensor::ones(n, DType::F32, &Device::Cpu)?)
+        Ok(Tensor::ones(n, DType::F32, &crate::device::test_device())?)
     }
 
     #[test]
@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn eval_and_p_zero_are_identity() -> Result<()> {
-        let x = Tensor::new(&[1.5f32, -2.0, 3.0], &Device::Cpu)?;
+        let x = Tensor::new(&[1.5f32, -2.0, 3.0], &crate::device::test_device())?;
         assert_eq!(Dropout::new(0.9, 1)?.forward_t(&x, false)?.to_vec1::<f32>()?, vec![1.5, -2.0, 3.0]);
         assert_eq!(Dropout::new(0.0, 1)?.forward_t(&x, true)?.to_vec1::<f32>()?, vec![1.5, -2.0, 3.0]);
         Ok(())
@@ -160,7 +160,7 @@ mod tests {
     fn inverted_scaling_preserves_the_mean() -> Result<()> {
         // 100 000 activations of 3.0 with p = 0.3: survivors become 3/0.7 = 4.2857; the mean stays ≈ 3.
         // The sample mean's standard error is 3·√(p/(1−p))/√n ≈ 0.0062, so 0.05 is ~8 standard errors.
-        let x = Tensor::full(3f32, 100_000, &Device::Cpu)?;
+        let x = Tensor::full(3f32, 100_000, &crate::device::test_device())?;
         let y = dropout(&x, 0.3, &mut Rng::new(5))?;
         let mean = y.mean_all()?.to_scalar::<f32>()?;
         assert!((mean - 3.0).abs() < 0.05, "mean {mean}");
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn f64_input_keeps_its_dtype() -> Result<()> {
-        let x = Tensor::ones(16, DType::F64, &Device::Cpu)?;
+        let x = Tensor::ones(16, DType::F64, &crate::device::test_device())?;
         let y = dropout(&x, 0.25, &mut Rng::new(3))?;
         assert_eq!(y.dtype(), DType::F64);
         assert!(y.to_vec1::<f64>()?.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-12));

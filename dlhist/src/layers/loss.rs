@@ -43,7 +43,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::fast::testing::{assert_same_values_and_grads, strided};
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     #[test]
     fn fused_and_plain_paths_agree_and_match_candle() -> crate::Result<()> {
@@ -51,9 +51,9 @@ mod tests {
         for (n, c, scale, non_contiguous) in
             [(100, 10, 1.0, false), (7, 3, 5.0, true), (1, 1, 1.0, false), (768, 65, 3.0, true), (3, 2, 100.0, false)]
         {
-            let z = Var::from_tensor(&rng.normal_tensor((n, c), 0.0, scale, &Device::Cpu)?)?;
+            let z = Var::from_tensor(&rng.normal_tensor((n, c), 0.0, scale, &candle_core::Device::Cpu)?)?;
             let ids: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
-            let y = Tensor::from_vec(ids, n, &Device::Cpu)?;
+            let y = Tensor::from_vec(ids, n, &candle_core::Device::Cpu)?;
             let zi = if non_contiguous { strided(z.as_tensor())? } else { z.as_tensor().clone() };
             let (fused, plain) = (cross_entropy(&zi, &y)?, fast::plain(|| cross_entropy(&zi, &y))?);
             let what = format!("n {n} c {c} scale {scale}");
@@ -62,8 +62,11 @@ mod tests {
             let theirs = candle_nn::loss::cross_entropy(&zi, &y)?;
             crate::fast::testing::assert_close(&plain, &theirs, &format!("{what}: candle-nn"))?;
         }
-        assert!(cross_entropy(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, &Tensor::new(&[0u32], &Device::Cpu)?)
-            .is_err());
+        assert!(cross_entropy(
+            &Tensor::zeros((2, 3), DType::F32, &candle_core::Device::Cpu)?,
+            &Tensor::new(&[0u32], &candle_core::Device::Cpu)?
+        )
+        .is_err());
         Ok(())
     }
 }

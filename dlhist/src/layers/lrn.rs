@@ -74,7 +74,7 @@ mod tests {
     use super::*;
     use crate::fast::testing::{assert_same_values_and_grads, randn, strided};
     use crate::Result;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     /// The paper's formula, loop by loop, in f64.
     fn naive_lrn(x: &Tensor, l: &LocalResponseNorm) -> Result<Vec<f64>> {
@@ -100,13 +100,17 @@ mod tests {
         // Large activations and a large α, so the normalization is far from the identity (f64: the plain path).
         let l = LocalResponseNorm { size: 5, alpha: 0.1, beta: 0.75, k: 2.0 };
         for shape in [(2, 7, 3, 2), (1, 1, 2, 2), (1, 3, 1, 1)] {
-            let x = crate::rng::Rng::new(3).normal_tensor(shape, 0.0, 5.0, &Device::Cpu)?.to_dtype(DType::F64)?;
+            let x = crate::rng::Rng::new(3)
+                .normal_tensor(shape, 0.0, 5.0, &crate::device::test_device())?
+                .to_dtype(DType::F64)?;
             let got: Vec<f64> = l.forward(&x)?.flatten_all()?.to_vec1()?;
             for (g, w) in got.iter().zip(&naive_lrn(&x, &l)?) {
                 assert!((g - w).abs() < 1e-12, "{shape:?}: {g} vs {w}");
             }
         }
-        let x = crate::rng::Rng::new(4).normal_tensor((1, 6, 2, 2), 0.0, 3.0, &Device::Cpu)?.to_dtype(DType::F64)?;
+        let x = crate::rng::Rng::new(4)
+            .normal_tensor((1, 6, 2, 2), 0.0, 3.0, &crate::device::test_device())?
+            .to_dtype(DType::F64)?;
         let var = Var::from_tensor(&x)?;
         let g: Vec<f64> =
             l.forward(var.as_tensor())?.sum_all()?.backward()?.get(&var).unwrap().flatten_all()?.to_vec1()?;
@@ -115,7 +119,9 @@ mod tests {
             let f = |d: f64| -> Result<f64> {
                 let mut b = base.clone();
                 b[i] += d;
-                Ok(l.forward(&Tensor::from_vec(b, (1, 6, 2, 2), &Device::Cpu)?)?.sum_all()?.to_scalar()?)
+                Ok(l.forward(&Tensor::from_vec(b, (1, 6, 2, 2), &crate::device::test_device())?)?
+                    .sum_all()?
+                    .to_scalar()?)
             };
             let fd = (f(1e-6)? - f(-1e-6)?) / 2e-6;
             assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);

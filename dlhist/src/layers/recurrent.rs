@@ -322,7 +322,9 @@ impl candle_core::ModuleT for RecurrentNet {
         match self.readout {
             Readout::Last => {
                 let t = hs.dims()[1];
-                self.out.forward(&hs.narrow(1, t - 1, 1)?.squeeze(1)?)
+                // `contiguous`: the last step of [B, T, H] has a row stride of T·H, and candle's CUDA matrix
+                // product only takes packed rows (a no-op copy of B·H values on the CPU).
+                self.out.forward(&hs.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?)
             }
             Readout::EveryStep => self.out.forward(&hs),
         }
@@ -402,7 +404,7 @@ mod tests {
 
     #[test]
     fn reverse_time_flips_only_the_time_axis() -> Result<()> {
-        let x = Tensor::arange(0f32, 12., &Device::Cpu)?.reshape((2, 3, 2))?;
+        let x = Tensor::arange(0f32, 12., &crate::device::test_device())?.reshape((2, 3, 2))?;
         let r = reverse_time(&x)?;
         assert_eq!(r.i((1, 0))?.to_vec1::<f32>()?, vec![10., 11.]);
         assert_eq!(r.i((0, 2))?.to_vec1::<f32>()?, vec![0., 1.]);
@@ -412,7 +414,7 @@ mod tests {
 
     #[test]
     fn reset_where_zeroes_only_the_marked_rows_and_detach_keeps_values() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let s = RecurrentState {
             h: Tensor::ones((3, 2), DType::F32, &dev)?,
             c: Some(Tensor::ones((3, 2), DType::F32, &dev)?),
@@ -431,7 +433,7 @@ mod tests {
     fn stateful_net_continues_streams_and_reset_on_restarts_them() -> Result<()> {
         use crate::sequence_modeling::{Gru, GruVariant, Lstm};
         use candle_core::{IndexOp, ModuleT};
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = crate::rng::Rng::new(1).normal_tensor((2, 9, 3), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
         let (_vars, vb) = crate::init::seeded(2, DType::F32, &dev);
         let whole = RecurrentNet::new(Lstm::new(3, 4, vb.pp("rnn"))?, 2, Readout::EveryStep, vb.pp("out"))?;
@@ -470,7 +472,7 @@ mod tests {
     fn bidirectional_reads_both_ways_and_lines_the_steps_up() -> Result<()> {
         use crate::sequence_modeling::Lstm;
         use candle_core::IndexOp;
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
         let (f, b) = (Lstm::new(2, 3, vb.pp("f"))?, Lstm::new(2, 3, vb.pp("b"))?);
         let bi = Bidirectional::new(f.clone(), b.clone())?;
@@ -488,7 +490,7 @@ mod tests {
 
     #[test]
     fn check_input_names_the_shapes() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = Tensor::zeros((2, 4, 3), DType::F32, &dev).unwrap();
         assert_eq!(check_input("L", 3, 5, false, &x, None).unwrap(), (2, 4));
         let e = check_input("L", 2, 5, false, &x, None).unwrap_err().to_string();

@@ -120,19 +120,18 @@ pub fn clip_grad_value(grads: &mut GradStore, vars: &[Var], clip_value: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     fn store(pairs: &[(&Var, &[f32])]) -> Result<GradStore> {
         let mut grads = GradStore::default();
         for (v, g) in pairs {
-            grads.insert(v.as_tensor(), Tensor::new(*g, &Device::Cpu)?);
+            grads.insert(v.as_tensor(), Tensor::new(*g, &crate::device::test_device())?);
         }
         Ok(grads)
     }
 
     #[test]
     fn large_gradients_are_scaled_to_max_norm() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let a = Var::new(&[0f32, 0.0], &dev)?;
         let b = Var::new(&[0f32], &dev)?;
         let c = Var::new(&[0f32], &dev)?; // no gradient: skipped, not an error
@@ -150,7 +149,7 @@ mod tests {
 
     #[test]
     fn small_gradients_are_untouched() -> Result<()> {
-        let a = Var::new(&[0f32, 0.0], &Device::Cpu)?;
+        let a = Var::new(&[0f32, 0.0], &crate::device::test_device())?;
         let mut grads = store(&[(&a, &[0.3, 0.4])])?;
         let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&a), 1.0)?;
         assert!((norm - 0.5).abs() < 1e-7);
@@ -160,7 +159,7 @@ mod tests {
 
     #[test]
     fn non_finite_norm_leaves_gradients_and_reports_it() -> Result<()> {
-        let a = Var::new(&[0f32, 0.0], &Device::Cpu)?;
+        let a = Var::new(&[0f32, 0.0], &crate::device::test_device())?;
         let mut grads = store(&[(&a, &[f32::INFINITY, 1.0])])?;
         let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&a), 1.0)?;
         assert!(norm.is_infinite());
@@ -170,7 +169,7 @@ mod tests {
 
     #[test]
     fn value_clipping_clamps_components() -> Result<()> {
-        let a = Var::new(&[0f32, 0.0, 0.0], &Device::Cpu)?;
+        let a = Var::new(&[0f32, 0.0, 0.0], &crate::device::test_device())?;
         let mut grads = store(&[(&a, &[2.0, -0.5, -3.0])])?;
         clip_grad_value(&mut grads, std::slice::from_ref(&a), 1.0)?;
         assert_eq!(grads.get(&a).unwrap().to_vec1::<f32>()?, vec![1.0, -0.5, -1.0]);
@@ -179,7 +178,7 @@ mod tests {
 
     #[test]
     fn bad_thresholds_error() -> Result<()> {
-        let a = Var::new(&[0f32], &Device::Cpu)?;
+        let a = Var::new(&[0f32], &crate::device::test_device())?;
         let mut grads = store(&[(&a, &[1.0])])?;
         assert!(clip_grad_norm(&mut grads, std::slice::from_ref(&a), -1.0).is_err());
         assert!(clip_grad_norm(&mut grads, std::slice::from_ref(&a), f64::NAN).is_err());

@@ -108,14 +108,14 @@ pub(crate) mod test_util {
 mod tests {
     use super::*;
     use crate::optimization::{Adam, AdamConfig, AdamW, AdamWConfig, WeightDecay};
-    use candle_core::{Device, Tensor};
+    use candle_core::Tensor;
     use candle_nn::Optimizer;
 
     /// Minimises the ill-conditioned quadratic f(θ) = ½·(1·(θ0 − 3)² + 10·(θ1 + 1)²) from θ = 0 for
     /// `steps` steps, the learning rate cosine-annealed from `lr` to 0; returns (initial loss, final
     /// loss, final θ).
     fn minimise<O: Optimizer>(config: O::Config, lr: f64, steps: usize) -> crate::Result<(f32, f32, Vec<f32>)> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let theta = Var::new(&[0f32, 0.0], &dev)?;
         let curvature = Tensor::new(&[1f32, 10.0], &dev)?;
         let centre = Tensor::new(&[3f32, -1.0], &dev)?;

@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn f64_parameters_work_too() -> Result<()> {
         // Same as momentum_two_steps, in f64.
-        let w = Var::new(&[1f64, -2.0], &candle_core::Device::Cpu)?;
+        let w = Var::new(&[1f64, -2.0], &crate::device::test_device())?;
         let mut opt = Sgd::new(vec![w.clone()], SgdConfig::new(0.1).momentum(0.9))?;
         for _ in 0..2 {
             opt.step(&fixed_grads(&w, &[0.5, -1.0])?)?;
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn vars_without_gradient_are_untouched_and_lr_is_settable() -> Result<()> {
-        let dev = candle_core::Device::Cpu;
+        let dev = crate::device::test_device();
         let a = Var::new(&[1f32, 2.0], &dev)?;
         let b = Var::new(&[3f32], &dev)?;
         let mut opt = Sgd::new(vec![a.clone(), b.clone()], SgdConfig::new(0.1))?;

@@ -475,8 +475,8 @@ mod tests {
     /// parameters, and a non-contiguous gradient.
     #[test]
     fn fused_update_matches_the_tensor_arithmetic() -> Result<()> {
-        use candle_core::{Device, Var};
-        let dev = Device::Cpu;
+        use candle_core::Var;
+        let dev = crate::device::test_device();
         let configs = [
             AdamConfig::new(1e-2),
             AdamConfig::new(1e-2).weight_decay(WeightDecay::L2(0.1)),

@@ -149,10 +149,9 @@ impl ModuleT for BatchNorm {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::Device;
 
     fn rand(shape: &[usize], seed: u64) -> Result<Tensor> {
-        crate::rng::Rng::new(seed).normal_tensor(shape, 0.5, 2.0, &Device::Cpu)
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.5, 2.0, &crate::device::test_device())
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -163,12 +162,15 @@ mod tests {
     fn matches_candle_nn_in_train_and_eval_for_2d_and_4d() -> Result<()> {
         for shape in [vec![7, 3], vec![4, 5, 3, 2], vec![2, 1, 1, 1]] {
             let c = shape[1];
-            let (_m, vb) = crate::init::seeded(0, DType::F32, &Device::Cpu);
+            let (_m, vb) = crate::init::seeded(0, DType::F32, &crate::device::test_device());
             let ours = BatchNorm::new(c, vb.pp("ours"))?;
             let cfg = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
             let vm = candle_nn::VarMap::new();
-            let theirs =
-                candle_nn::batch_norm(c, cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu).pp("bn"))?;
+            let theirs = candle_nn::batch_norm(
+                c,
+                cfg,
+                VarBuilder::from_varmap(&vm, DType::F32, &crate::device::test_device()).pp("bn"),
+            )?;
             for step in 0..3 {
                 let x = rand(&shape, step)?;
                 let a = ours.forward_t(&x, true)?;
@@ -187,7 +189,7 @@ mod tests {
     #[test]
     fn gradients_match_the_formula_composed_by_hand() -> Result<()> {
         // The same function written the paper's way (no folding into scale/shift), differentiated by candle.
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = Var::from_tensor(&rand(&[6, 4], 3)?)?;
         let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
         let bn = BatchNorm::new(4, vb)?;
@@ -209,14 +211,17 @@ mod tests {
 
     #[test]
     fn bad_shapes_and_single_example_batches_are_named() -> Result<()> {
-        let (_m, vb) = crate::init::seeded(0, DType::F32, &Device::Cpu);
+        let (_m, vb) = crate::init::seeded(0, DType::F32, &crate::device::test_device());
         let bn = BatchNorm::new(3, vb)?;
-        let err = bn.forward_t(&Tensor::zeros((2, 4), DType::F32, &Device::Cpu)?, true).unwrap_err();
+        let err = bn.forward_t(&Tensor::zeros((2, 4), DType::F32, &crate::device::test_device())?, true).unwrap_err();
         assert!(err.to_string().contains("[2, 4]"), "{err}");
-        let err = bn.forward_t(&Tensor::zeros((1, 3), DType::F32, &Device::Cpu)?, true).unwrap_err();
+        let err = bn.forward_t(&Tensor::zeros((1, 3), DType::F32, &crate::device::test_device())?, true).unwrap_err();
         assert!(err.to_string().contains("at least 2"), "{err}");
         // Evaluation mode is fine with one example.
-        assert_eq!(bn.forward_t(&Tensor::zeros((1, 3), DType::F32, &Device::Cpu)?, false)?.dims(), &[1, 3]);
+        assert_eq!(
+            bn.forward_t(&Tensor::zeros((1, 3), DType::F32, &crate::device::test_device())?, false)?.dims(),
+            &[1, 3]
+        );
         Ok(())
     }
 }

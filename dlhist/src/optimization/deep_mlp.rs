@@ -247,12 +247,12 @@ impl ModuleT for DeepMlp {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     /// The fused and plain paths (layer norm's kernel against its composition), every norm, residual or not.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let x = crate::rng::Rng::new(3).normal_tensor((6, 5), 0.0, 1.0, &dev)?;
         for (norm, residual) in [(Norm::Layer, true), (Norm::Layer, false), (Norm::Batch, true), (Norm::None, true)] {
             let (vars, vb) = crate::init::seeded(4, DType::F32, &dev);
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn shapes_parameters_and_gradient_flow_for_every_variant() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for norm in [Norm::None, Norm::Batch, Norm::Layer] {
             for residual in [false, true] {
                 let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
@@ -298,7 +298,7 @@ mod tests {
     fn residual_block_with_zero_second_layer_is_the_identity_path() -> Result<()> {
         // With W₂ = 0 and b₂ = 0, a residual block returns relu(h) = h (h is already post-ReLU);
         // a plain block returns relu(0) = 0.
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for residual in [false, true] {
             let (vars, vb) = crate::init::seeded(3, DType::F32, &dev);
             let net = DeepMlp::new(DeepMlpConfig::new(2, 4, 1, 2).residual(residual), vb)?;
@@ -317,9 +317,9 @@ mod tests {
 
     #[test]
     fn wrong_input_width_is_named() -> Result<()> {
-        let (_v, vb) = crate::init::seeded(0, DType::F32, &Device::Cpu);
+        let (_v, vb) = crate::init::seeded(0, DType::F32, &crate::device::test_device());
         let net = DeepMlp::new(DeepMlpConfig::new(3, 4, 1, 2), vb)?;
-        let err = net.forward_t(&Tensor::zeros((2, 5), DType::F32, &Device::Cpu)?, false).unwrap_err();
+        let err = net.forward_t(&Tensor::zeros((2, 5), DType::F32, &crate::device::test_device())?, false).unwrap_err();
         assert!(err.to_string().contains("[N, 3]") && err.to_string().contains("[2, 5]"), "{err}");
         Ok(())
     }

@@ -63,14 +63,14 @@ pub fn gelu_derivative(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
     }
 
     fn grid() -> Result<Tensor> {
-        Tensor::arange_step(-6.0f64, 6.0, 0.01, &Device::Cpu)
+        Tensor::arange_step(-6.0f64, 6.0, 0.01, &crate::device::test_device())
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Module for LayerNorm {
 mod tests {
     use super::*;
     use crate::Result;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn matches_candle_nn_values_and_a_hand_composition_in_gradients() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for shape in [vec![5, 7], vec![2, 3, 1], vec![1, 16], vec![3, 2, 9]] {
             let h = *shape.last().unwrap();
             let x = Var::from_tensor(&crate::rng::Rng::new(4).normal_tensor(shape.as_slice(), 1.0, 3.0, &dev)?)?;
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
         use crate::fast::testing::{assert_paths_agree, strided};
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for (shape, non_contiguous) in
             [(vec![12, 64, 128], false), (vec![5, 7], true), (vec![1, 1], false), (vec![3, 2, 33], true)]
         {
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn non_contiguous_input_and_bad_shape() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_m, vb) = crate::init::seeded(0, DType::F32, &dev);
         let ln = LayerNorm::new(3, vb)?;
         let x = crate::rng::Rng::new(1).normal_tensor((3, 4), 0.0, 1.0, &dev)?;

@@ -60,11 +60,10 @@ pub fn weight_norm(vars: &[Var]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     #[test]
     fn penalty_gradient_is_the_weight_and_matrices_skip_biases() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
         let _l = candle_nn::linear(3, 2, vb.pp("b"))?;
         let _k = candle_nn::linear(2, 2, vb.pp("a"))?;

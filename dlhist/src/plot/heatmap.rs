@@ -519,7 +519,7 @@ pub fn confusion_matrix<S: ToString>(
 mod tests {
     use super::*;
     use crate::plot::test_util::*;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     /// The cells: filled rectangles inside the frame around the matrix.
     fn cells(svg: &str) -> usize {
@@ -587,7 +587,7 @@ mod tests {
 
     #[test]
     fn tensor_input_and_shape_errors() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let t = crate::rng::Rng::new(1).uniform_tensor((5, 7), 0.0, 1.0, &dev).expect("tensor");
         assert_eq!(cells(Heatmap::new(&t).render().expect("renders").svg()), 35);
         let cube = Tensor::zeros((2, 3, 4), DType::F32, &dev).expect("tensor");
@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn large_matrices_thin_labels_and_use_png() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let t = crate::rng::Rng::new(1).uniform_tensor((64, 64), 0.0, 1.0, &dev).expect("tensor");
         let fig = Heatmap::new(&t).render().expect("renders");
         assert_eq!(cells(fig.svg()), 4096);
@@ -618,7 +618,7 @@ mod tests {
 
     #[test]
     fn confusion_counts_count() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let scores = Tensor::new(&[[0.9f32, 0.1, 0.0], [0.1, 0.2, 0.7], [0.3, 0.6, 0.1], [0.2, 0.2, 0.6]], &dev)
             .expect("tensor");
         let target = Tensor::new(&[0i64, 2, 2, 1], &dev).expect("tensor");
@@ -633,7 +633,7 @@ mod tests {
 
     #[test]
     fn confusion_matrix_figure() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let pred = Tensor::new(&[0u8, 1, 1, 2, 2, 2], &dev).expect("tensor");
         let target = Tensor::new(&[0u8, 1, 2, 2, 2, 0], &dev).expect("tensor");
         let names = ["T-shirt/top", "Trouser", "Pullover"];

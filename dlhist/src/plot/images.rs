@@ -329,11 +329,10 @@ fn paint(
 mod tests {
     use super::*;
     use crate::plot::test_util::*;
-    use candle_core::Device;
 
     #[test]
     fn grid_has_one_image_per_input_and_captions() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let imgs = crate::rng::Rng::new(1).uniform_tensor((10, 28, 28), 0.0, 1.0, &dev).expect("tensor");
         let fig = ImageGrid::new(&imgs)
             .cols(4)
@@ -360,7 +359,7 @@ mod tests {
 
     #[test]
     fn accepts_all_layouts_and_dtypes() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for shape in [vec![3, 5, 7], vec![3, 1, 5, 7], vec![3, 3, 5, 7]] {
             let t = Tensor::ones(shape.as_slice(), DType::F32, &dev).expect("tensor");
             let fig = image_grid(&t, 2).expect("renders");
@@ -376,7 +375,7 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_shape() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let t = Tensor::zeros((2, 5), DType::F32, &dev).expect("tensor");
         let err = image_grid(&t, 2).expect_err("2-D");
         assert_eq!(err.to_string(), "image_grid expects [N, H, W], [N, 1, H, W] or [N, 3, H, W]; got [2, 5]");

@@ -446,7 +446,7 @@ mod tests {
 
     #[test]
     fn tensor_input() {
-        let dev = candle_core::Device::Cpu;
+        let dev = crate::device::test_device();
         let t = candle_core::Tensor::new(&[3f32, 2.0, 1.0], &dev).expect("tensor");
         let fig = LineChart::new("t").series_y("loss", &t).render().expect("renders");
         assert_eq!(line_points(fig.svg(), 0), vec![3]);

@@ -825,7 +825,7 @@ mod tests {
 
     #[test]
     fn class_ids_from_ids_and_scores() {
-        let dev = candle_core::Device::Cpu;
+        let dev = crate::device::test_device();
         let ids = Tensor::new(&[2u32, 0, 1], &dev).expect("tensor");
         assert_eq!(class_ids(&ids, "labels").expect("ids"), vec![2, 0, 1]);
         let scores = Tensor::new(&[[0.1f32, 0.9], [0.8, 0.2]], &dev).expect("tensor");
@@ -844,7 +844,7 @@ mod tests {
         use crate::deep_neural_networks::Mlp;
         use crate::layers::Activation;
         use candle_nn::Module;
-        let dev = candle_core::Device::Cpu;
+        let dev = crate::device::test_device();
         let rng = crate::rng::Rng::new(1986);
         let train = crate::data::two_moons(40, 0.1, &mut rng.fork("train"), &dev)?;
         let (_varmap, vb) = crate::init::seeded(1986, DType::F32, &dev);
@@ -873,7 +873,7 @@ mod tests {
     fn values_from_many_sources() {
         assert_eq!(vec![1u8, 2].into_values().expect("vec"), vec![1.0, 2.0]);
         assert_eq!((0..3).into_values().expect("range"), vec![0.0, 1.0, 2.0]);
-        let t = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &candle_core::Device::Cpu).expect("tensor");
+        let t = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &crate::device::test_device()).expect("tensor");
         assert_eq!((&t).into_values().expect("tensor"), vec![1.0, 2.0, 3.0, 4.0]);
     }
 }
@@ -885,7 +885,6 @@ mod tests {
 #[cfg(test)]
 mod gallery {
     use super::*;
-    use candle_core::Device;
 
     #[test]
     #[ignore = "writes files for a person to look at; set DLHIST_PLOT_GALLERY"]
@@ -893,7 +892,7 @@ mod gallery {
         let dir = std::path::PathBuf::from(
             std::env::var("DLHIST_PLOT_GALLERY").unwrap_or_else(|_| "/tmp/plot-examples".into()),
         );
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut rng = crate::rng::Rng::new(7);
 
         let steps = 2000;

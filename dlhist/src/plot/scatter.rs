@@ -410,7 +410,6 @@ fn draw(
 mod tests {
     use super::*;
     use crate::plot::test_util::*;
-    use candle_core::Device;
 
     fn moons(n: usize) -> (Tensor, Tensor) {
         let mut xy = Vec::new();
@@ -425,7 +424,7 @@ mod tests {
                 y.push(1u32);
             }
         }
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         (Tensor::from_vec(xy, (n, 2), &dev).expect("points"), Tensor::from_vec(y, n, &dev).expect("labels"))
     }
 
@@ -469,7 +468,7 @@ mod tests {
 
     #[test]
     fn shape_errors_are_errors() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let bad = Tensor::zeros((5, 3), DType::F32, &dev).expect("tensor");
         let y = Tensor::zeros(5, DType::U32, &dev).expect("tensor");
         let err = DecisionPlot::new(&bad, &y).render().expect_err("[5,3] points");

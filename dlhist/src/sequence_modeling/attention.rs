@@ -221,7 +221,9 @@ impl RnnSearch {
                 let hb = flip(&hb_rev)?;
                 // The backward GRU's state after reading back to word 1 is h←_1; the paper starts the decoder
                 // from it.
-                (Tensor::cat(&[&hf, &hb], 2)?, self.init.forward(&hb.i((.., 0, ..))?)?)
+                // (`contiguous`: a slice across rows has a row stride of S·n, and candle's CUDA matrix product
+                // only takes packed rows.)
+                (Tensor::cat(&[&hf, &hb], 2)?, self.init.forward(&hb.i((.., 0, ..))?.contiguous()?)?)
                 // h_j = [h→_j ; h←_j]
             }
             None => {
@@ -268,7 +270,8 @@ impl RnnSearch {
         let emb = self.tgt_embed.forward(tgt_in)?; // every E y_{i−1} at once, [B, T, m]
         let (mut states, mut contexts, mut weights) = (vec![], vec![], vec![]);
         for i in 0..t {
-            let (s, c, alpha) = self.step_embedded(&emb.i((.., i, ..))?, &state)?;
+            // One column of [B, T, m], packed for the GPU's matrix products (see above).
+            let (s, c, alpha) = self.step_embedded(&emb.i((.., i, ..))?.contiguous()?, &state)?;
             state.s = s.clone();
             states.push(s);
             contexts.push(c);
@@ -398,7 +401,7 @@ mod tests {
             v,
         )
         .unwrap();
-        let (vars, vb) = crate::init::seeded(3, DType::F32, &Device::Cpu);
+        let (vars, vb) = crate::init::seeded(3, DType::F32, &crate::device::test_device());
         let cfg = RnnSearchConfig { src_vocab: 7, tgt_vocab: 7, embed: 5, hidden: 6, align: 4, bidirectional };
         (vars, RnnSearch::new(cfg, vb).unwrap(), pairs)
     }
@@ -417,7 +420,7 @@ mod tests {
 
     fn a_row_does_not_depend_on_its_batch_padding_with(bidirectional: bool) -> crate::Result<()> {
         let (_vars, model, pairs) = toy_with(bidirectional);
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         // Row 1 alone (no padding) and in a batch padded to row 0's five source words.
         let alone = pairs.batch(&[1], &dev)?;
         let padded = pairs.batch(&[0, 1], &dev)?;
@@ -437,7 +440,7 @@ mod tests {
     #[test]
     fn the_backward_encoder_reads_each_row_from_its_own_end() -> crate::Result<()> {
         let (_vars, model, pairs) = toy();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let padded = pairs.batch(&[0, 1], &dev)?;
         let st = model.encode(&padded.src, &padded.src_mask, &padded.src_lens)?;
         // h←_1 of row 1 by hand: the backward GRU over its two words, last word first.
@@ -455,7 +458,7 @@ mod tests {
     #[test]
     fn forward_only_annotations_are_the_forward_states_and_start_from_each_rows_end() -> crate::Result<()> {
         let (vars, model, pairs) = toy_with(false);
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         assert!(!vars.data().lock().unwrap().keys().any(|k| k.starts_with("enc_bwd")), "no backward GRU");
         let padded = pairs.batch(&[0, 1], &dev)?;
         let st = model.encode(&padded.src, &padded.src_mask, &padded.src_lens)?;
@@ -471,7 +474,7 @@ mod tests {
     #[test]
     fn stepping_reproduces_teacher_forcing_and_decoders_run() -> crate::Result<()> {
         let (_vars, model, pairs) = toy();
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let b = pairs.batch(&[0, 1, 2], &dev)?;
         let tf = model.forward_with_attention(&b.src, &b.src_mask, &b.src_lens, &b.tgt_in)?;
         let mut state = model.start(&b.src, &b.src_mask, &b.src_lens)?;
@@ -493,7 +496,7 @@ mod tests {
     #[test]
     fn packed_input_trains_and_every_parameter_gets_a_gradient() -> crate::Result<()> {
         let (vars, model, pairs) = toy();
-        let data = pairs.packed(&[0, 1, 2], &Device::Cpu)?;
+        let data = pairs.packed(&[0, 1, 2], &crate::device::test_device())?;
         let logits = model.forward_t(&data.x, true)?;
         let loss = crate::train::Loss::compute(&crate::layers::SequenceCrossEntropy, &logits, &data.y)?;
         let grads = loss.backward()?;
@@ -506,7 +509,7 @@ mod tests {
 
     #[test]
     fn alignment_matches_refuses_mismatched_shapes() {
-        let w = Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((2, 3, 4), DType::F32, &crate::device::test_device()).unwrap();
         assert!(alignment_matches(&w, &[vec![0]]).is_err());
         assert!(alignment_offsets(&w, &[vec![0; 4], vec![]]).unwrap_err().to_string().contains("[2, 3, 4]"));
         assert_eq!(alignment_matches(&w, &[vec![0, 0], vec![1]]).unwrap(), (2, 3));

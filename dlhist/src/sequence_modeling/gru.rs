@@ -241,8 +241,13 @@ impl Module for Gru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::{assert_close, randn};
-    use candle_core::{DType, Device, Var};
+    use crate::fast::testing::assert_close;
+
+    /// `fast::testing::randn` on the device the tests run on (`DLHIST_DEVICE`).
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        crate::fast::testing::randn(shape, seed).to_device(&crate::device::test_device()).expect("to the test device")
+    }
+    use candle_core::{DType, Var};
     use candle_nn::rnn::{GRUConfig, GRUState, RNN};
     use candle_nn::VarMap;
 
@@ -296,7 +301,7 @@ mod tests {
 
     #[test]
     fn both_variants_match_the_equations_written_as_scalar_loops_from_a_nonzero_state() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for variant in VARIANTS {
             let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
             let gru = Gru::new(3, 5, variant, vb)?;
@@ -317,7 +322,7 @@ mod tests {
     /// parameter, the input and the starting state, both variants.
     #[test]
     fn gradients_match_finite_differences() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (b, t, inp, hsz) = (2, 5, 3, 4);
         for variant in VARIANTS {
             let (_vars, vb) = crate::init::seeded(6, DType::F64, &dev);
@@ -349,7 +354,7 @@ mod tests {
     /// schemes): outputs from a non-zero state, and the gradients of every weight, the input and the state.
     #[test]
     fn reset_after_matches_candle_nn_gru_values_and_gradients() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (inp, hsz) = (3, 5);
         let (_vars, vb) = crate::init::seeded(11, DType::F32, &dev);
         let ours = Gru::new(inp, hsz, GruVariant::ResetAfter, vb.pp("gru"))?;
@@ -391,7 +396,7 @@ mod tests {
     /// but as soon as b_hn ≠ 0 then, since reset-after scales b_hn by r and reset-before does not.
     #[test]
     fn the_variants_differ_exactly_where_the_reset_gate_enters() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (inp, hsz) = (3, 4);
         let (vars, vb) = crate::init::seeded(15, DType::F32, &dev);
         let after = Gru::new(inp, hsz, GruVariant::ResetAfter, vb.pp("gru"))?;
@@ -432,7 +437,7 @@ mod tests {
     #[test]
     fn chunks_with_carried_state_equal_one_call_and_detach_cuts_the_gradient() -> Result<()> {
         for variant in VARIANTS {
-            let (_vars, vb) = crate::init::seeded(18, DType::F32, &Device::Cpu);
+            let (_vars, vb) = crate::init::seeded(18, DType::F32, &crate::device::test_device());
             let gru = Gru::new(2, 6, variant, vb)?;
             let x = Var::from_tensor(&randn(&[3, 9, 2], 19))?;
             let h0 = state(&randn(&[3, 6], 20).tanh()?);
@@ -447,11 +452,11 @@ mod tests {
     fn fused_and_plain_paths_agree() -> Result<()> {
         let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true), (5, 1, 1, true)];
         for ((b, t, h, non_contiguous), from_state) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-            let (vars, vb) = crate::init::seeded(21, DType::F32, &Device::Cpu);
+            let (vars, vb) = crate::init::seeded(21, DType::F32, &candle_core::Device::Cpu);
             let gru = Gru::new(3, h, GruVariant::ResetAfter, vb)?;
-            let x = Var::from_tensor(&randn(&[b, t, 3], 22))?;
+            let x = Var::from_tensor(&crate::fast::testing::randn(&[b, t, 3], 22))?;
             // Each case from the zero state and from a random one, whose gradient is checked too.
-            let h0 = Var::from_tensor(&randn(&[b, h], 23))?;
+            let h0 = Var::from_tensor(&crate::fast::testing::randn(&[b, h], 23))?;
             let start = if from_state { Some((&h0, None)) } else { None };
             let what = format!("b {b} t {t} h {h} from a state {from_state}");
             crate::layers::assert_fused_and_plain_agree(&gru, &vars, &x, non_contiguous, start, &what)?;
@@ -461,7 +466,7 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_named_in_the_error() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(21, DType::F32, &dev);
         let gru = Gru::new(3, 4, GruVariant::ResetAfter, vb)?;
         let err = |x: &Tensor, s: Option<&RecurrentState>| gru.forward_from(x, s).unwrap_err().to_string();

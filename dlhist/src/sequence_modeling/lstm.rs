@@ -329,7 +329,7 @@ impl Module for Lstm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, IndexOp};
+    use candle_core::{DType, IndexOp};
 
     /// The equations written out in f64 scalars, one example and one step at a time, from the starting state
     /// `(h0, c0)` (`[B·H]` each; zeros when `None`), for either cell.
@@ -378,12 +378,16 @@ mod tests {
     }
 
     fn randn(seed: u64, shape: &[usize]) -> Result<Tensor> {
-        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, &Device::Cpu).map_err(candle_core::Error::wrap)
+        randn_on(seed, shape, &crate::device::test_device())
+    }
+
+    fn randn_on(seed: u64, shape: &[usize], dev: &candle_core::Device) -> Result<Tensor> {
+        crate::rng::Rng::new(seed).normal_tensor(shape, 0.0, 1.0, dev).map_err(candle_core::Error::wrap)
     }
 
     #[test]
     fn matches_the_equations_written_as_scalar_loops() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = randn(4, &[2, 7, 3])?;
         for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
             let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
@@ -408,7 +412,7 @@ mod tests {
     #[test]
     fn matches_candle_nn_lstm_values_and_gradients() -> Result<()> {
         use candle_nn::rnn::{LSTMConfig, RNN};
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(11, DType::F32, &dev);
         let ours = Lstm::new(3, 6, vb)?;
         // The same Var objects under candle-nn's names.
@@ -442,7 +446,7 @@ mod tests {
     /// a detached state stops the gradient at the cut.
     #[test]
     fn carried_state_continues_the_stream_and_detach_truncates_the_gradient() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
             let (_vars, vb) = crate::init::seeded(14, DType::F32, &dev);
             let lstm = Lstm::with_config(2, 4, config, vb)?;
@@ -455,7 +459,7 @@ mod tests {
 
     #[test]
     fn resets_restart_each_row_where_keep_is_zero() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(16, DType::F32, &dev);
         let lstm = Lstm::with_config(2, 3, LstmConfig::hochreiter_1997(), vb)?;
         let x = randn(17, &[2, 8, 2])?;
@@ -473,7 +477,7 @@ mod tests {
 
     #[test]
     fn bias_offsets_apply_when_created_not_when_loaded() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let cfg = LstmConfig { forget_bias: 1.0, output_bias: -2.0, input_bias: 0.5, forget_gate: true };
         let (vars, vb) = crate::init::seeded(18, DType::F32, &dev);
         let lstm = Lstm::with_config(2, 4, cfg, vb.clone())?;
@@ -497,7 +501,7 @@ mod tests {
     /// state and every gradient.
     #[test]
     fn fused_sequence_matches_the_composition_values_and_gradients() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (v32, vb32) = crate::init::seeded(8, DType::F32, &dev);
         let (v64, vb64) = crate::init::seeded(8, DType::F64, &dev);
         let (l32, l64) = (Lstm::new(3, 7, vb32)?, Lstm::new(3, 7, vb64)?);
@@ -529,17 +533,17 @@ mod tests {
     /// input, long and tiny sequences, strided input.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true)];
         for config in [LstmConfig::default(), LstmConfig::hochreiter_1997()] {
             for (k, (b, t, h, non_contiguous)) in cases.into_iter().enumerate() {
                 let (vars, vb) = crate::init::seeded(21, DType::F32, &dev);
                 let lstm = Lstm::with_config(3, h, config, vb)?;
-                let x = candle_core::Var::from_tensor(&randn(22, &[b, t, 3])?)?;
+                let x = candle_core::Var::from_tensor(&randn_on(22, &[b, t, 3], &dev)?)?;
                 // Every other case starts from a random state, whose gradient is checked too.
                 let (h0, c0) = (
-                    candle_core::Var::from_tensor(&randn(23, &[b, h])?)?,
-                    candle_core::Var::from_tensor(&randn(24, &[b, h])?)?,
+                    candle_core::Var::from_tensor(&randn_on(23, &[b, h], &dev)?)?,
+                    candle_core::Var::from_tensor(&randn_on(24, &[b, h], &dev)?)?,
                 );
                 let start = if k % 2 == 1 { Some((&h0, Some(&c0))) } else { None };
                 let what = format!("{config:?} b {b} t {t} h {h}");
@@ -551,7 +555,7 @@ mod tests {
 
     #[test]
     fn shapes_and_gradients_reach_every_parameter_and_the_first_input() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(5, DType::F32, &dev);
         let lstm = Lstm::new(2, 6, vb)?;
         let x = candle_core::Var::from_tensor(

@@ -787,10 +787,10 @@ impl Loss for MoeLmLoss {
 mod tests {
     use super::*;
     use crate::fast::testing::{central_differences, values_f64};
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     fn tensor(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
+        Tensor::from_vec(v.to_vec(), shape, &crate::device::test_device()).unwrap()
     }
 
     fn normals(n: usize, seed: u64) -> Vec<f64> {
@@ -800,7 +800,7 @@ mod tests {
     /// With k = n and no noise, the layer is the dense softmax mixture Σ_i softmax(x·W_g)_i E_i(x).
     #[test]
     fn k_equal_to_n_without_noise_is_the_dense_softmax_mixture() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(1, DType::F64, &dev);
         let cfg = MoeConfig { noisy: false, ..MoeConfig::new(5, 5, 7) };
         let moe = SparseMoe::new(3, 4, cfg, 0, vb.pp("moe"))?;
@@ -822,7 +822,7 @@ mod tests {
     /// The k kept experts are the k largest entries of H(x), in order; G sums to 1 over them and is 0 elsewhere.
     #[test]
     fn top_k_routing_picks_the_k_largest() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (n, d, e, k) = (40, 5, 9, 3);
         let w_g = Tensor::from_vec(normals(d * e, 4), (d, e), &dev)?;
         let gate = NoisyTopKGate::from_weights(w_g.clone(), w_g.zeros_like()?, k, true, 0)?;
@@ -850,7 +850,7 @@ mod tests {
     /// and each expert is called on its own rows only.
     #[test]
     fn compute_scales_with_k_not_with_the_number_of_experts() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let n = 64;
         let x = Tensor::from_vec(normals(n * 6, 6).iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, 6), &dev)?;
         for experts in [4, 16] {
@@ -872,7 +872,7 @@ mod tests {
     /// The same seed gives the same noise, hence the same routing; another seed another; evaluation has none.
     #[test]
     fn seeded_noise_is_reproducible_and_only_in_training() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = Tensor::from_vec(normals(30 * 4, 9).iter().map(|&v| v as f32).collect::<Vec<_>>(), (30, 4), &dev)?;
         let w = Tensor::zeros((4, 8), DType::F32, &dev)?;
         let gate = |seed| NoisyTopKGate::from_weights(w.clone(), w.clone(), 2, true, seed).unwrap();
@@ -889,7 +889,7 @@ mod tests {
     /// CV² is zero for perfectly balanced routing, and both losses vanish there.
     #[test]
     fn balancing_losses_are_zero_for_balanced_routing() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         // Row i prefers expert i by far, k = 1: every expert gets one row with gate 1.
         let w_g = (Tensor::eye(4, DType::F64, &dev)? * 20.0)?;
         let gate = NoisyTopKGate::from_weights(w_g.clone(), w_g.zeros_like()?, 1, false, 0)?;
@@ -972,7 +972,7 @@ mod tests {
     /// The language model trains through fit's loss: the balancing loss is added in training only.
     #[test]
     fn the_lm_loss_adds_the_balancing_loss_in_training_only() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
         let lm = MoeLm::new(7, 8, Ffn::Moe(MoeConfig { w_importance: 10.0, ..MoeConfig::new(4, 2, 6) }), false, 1, vb)?;
         let ids = Tensor::new(&[[1u32, 2, 3, 4], [5, 6, 0, 1]], &dev)?;

@@ -179,8 +179,12 @@ impl Module for Rnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::testing::randn;
-    use candle_core::{DType, Device, Var};
+
+    /// `fast::testing::randn` on the device the tests run on (`DLHIST_DEVICE`).
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        crate::fast::testing::randn(shape, seed).to_device(&crate::device::test_device()).expect("to the test device")
+    }
+    use candle_core::{DType, Var};
 
     /// The equation written out in f64 scalars, one example and one step at a time. `p` holds
     /// `[weight_ih, weight_hh, bias_ih, bias_hh, x, h0]`, each flattened row-major; returns `[B, T, H]` flat.
@@ -218,7 +222,7 @@ mod tests {
 
     #[test]
     fn matches_the_equation_written_as_scalar_loops_from_a_nonzero_state() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(3, DType::F32, &dev);
         let rnn = Rnn::new(3, 5, vb)?;
         let (x, h0) = (randn(&[2, 7, 3], 4), randn(&[2, 5], 5).tanh()?);
@@ -237,7 +241,7 @@ mod tests {
     /// parameter, the input and the starting state.
     #[test]
     fn gradients_match_finite_differences() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (b, t, inp, hsz) = (2, 5, 3, 4);
         let (_vars, vb) = crate::init::seeded(6, DType::F64, &dev);
         let rnn = Rnn::new(inp, hsz, vb)?;
@@ -263,7 +267,7 @@ mod tests {
 
     #[test]
     fn chunks_with_carried_state_equal_one_call_and_detach_cuts_the_gradient() -> Result<()> {
-        let (_vars, vb) = crate::init::seeded(10, DType::F32, &Device::Cpu);
+        let (_vars, vb) = crate::init::seeded(10, DType::F32, &crate::device::test_device());
         let rnn = Rnn::new(2, 6, vb)?;
         let x = Var::from_tensor(&randn(&[3, 9, 2], 11))?;
         let h0 = RecurrentState { h: randn(&[3, 6], 12).tanh()?, c: None };
@@ -276,11 +280,11 @@ mod tests {
     fn fused_and_plain_paths_agree() -> Result<()> {
         let cases = [(32, 50, 16, false), (3, 7, 5, true), (1, 1, 1, false), (2, 4, 3, true), (5, 1, 1, true)];
         for ((b, t, h, non_contiguous), from_state) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-            let (vars, vb) = crate::init::seeded(21, DType::F32, &Device::Cpu);
+            let (vars, vb) = crate::init::seeded(21, DType::F32, &candle_core::Device::Cpu);
             let rnn = Rnn::new(3, h, vb)?;
-            let x = Var::from_tensor(&randn(&[b, t, 3], 22))?;
+            let x = Var::from_tensor(&crate::fast::testing::randn(&[b, t, 3], 22))?;
             // Each case from the zero state and from a random one, whose gradient is checked too.
-            let h0 = Var::from_tensor(&randn(&[b, h], 23))?;
+            let h0 = Var::from_tensor(&crate::fast::testing::randn(&[b, h], 23))?;
             let start = if from_state { Some((&h0, None)) } else { None };
             let what = format!("b {b} t {t} h {h} from a state {from_state}");
             crate::layers::assert_fused_and_plain_agree(&rnn, &vars, &x, non_contiguous, start, &what)?;
@@ -290,7 +294,7 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_named_in_the_error() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (_vars, vb) = crate::init::seeded(13, DType::F32, &dev);
         let rnn = Rnn::new(3, 4, vb)?;
         let err = |x: &Tensor, s: Option<&RecurrentState>| rnn.forward_from(x, s).unwrap_err().to_string();

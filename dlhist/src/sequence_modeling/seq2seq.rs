@@ -322,7 +322,7 @@ mod tests {
     use candle_core::DType;
 
     fn model(cell: Cell, reverse: bool, feed: bool) -> (candle_nn::VarMap, Seq2Seq) {
-        let (vars, vb) = seeded(3, DType::F32, &Device::Cpu);
+        let (vars, vb) = seeded(3, DType::F32, &crate::device::test_device());
         let cfg = Seq2SeqConfig {
             src_vocab: 8,
             tgt_vocab: 7,
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn padding_does_not_change_a_sources_encoding() -> crate::Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         for cell in [Cell::Lstm, Cell::Gru, Cell::Rnn] {
             for reverse in [false, true] {
                 let (_v, m) = model(cell, reverse, false);
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn teacher_forced_logits_match_stepwise_decoding() -> crate::Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let v = Vocab::new(["a", "b", "c", "d"])?;
         let pairs = SeqPairs::new(vec![vec![3, 4, 6], vec![5]], vec![vec![4, 4, 3], vec![6]], v.clone(), v)?;
         for (cell, feed) in [(Cell::Lstm, true), (Cell::Gru, false), (Cell::Rnn, true)] {
@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn mismatched_parts_are_refused_naming_the_sizes() {
-        let (_v, vb) = seeded(0, DType::F32, &Device::Cpu);
+        let (_v, vb) = seeded(0, DType::F32, &crate::device::test_device());
         let cfg = Seq2SeqConfig { embed: 4, hidden: 8, ..Default::default() };
         let enc = Cell::Lstm.build(4, 8, vb.pp("e")).unwrap();
         let dec = Cell::Gru.build(4, 8, vb.pp("d")).unwrap();

@@ -87,10 +87,9 @@ fn gather(data: &Dataset, idx: &[u32]) -> Result<(Tensor, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     fn data(n: usize) -> Dataset {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = Tensor::arange(0f32, n as f32, &dev).unwrap().reshape((n, 1)).unwrap();
         let y = Tensor::arange(0u32, n as u32, &dev).unwrap();
         Dataset::new(x, y).unwrap()

@@ -345,7 +345,7 @@ mod tests {
     use crate::init::seeded;
     use crate::rng::Rng;
     use crate::train::Mse;
-    use candle_core::{Device, Module};
+    use candle_core::Module;
 
     fn blobs(n: usize, seed: u64) -> Dataset {
         // Two Gaussian blobs at (-1,-1) and (1,1): linearly separable.
@@ -359,12 +359,12 @@ mod tests {
             xs.push(mu + 0.3 * rng.normal());
             ys.push(c);
         }
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         Dataset::new(Tensor::from_vec(xs, (n, 2), &dev).unwrap(), Tensor::from_vec(ys, n, &dev).unwrap()).unwrap()
     }
 
     fn run(seed: u64, steps: usize) -> (Vec<f64>, Vec<f32>) {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = seeded(seed, DType::F32, &dev);
         let l1 = candle_nn::linear(2, 8, vb.pp("l1")).unwrap();
         let l2 = candle_nn::linear(8, 2, vb.pp("l2")).unwrap();
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn without_shuffling_batches_follow_the_dataset_order() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let x = Tensor::arange(0f32, 12., &dev)?.reshape((12, 1))?;
         let data = Dataset::new(x.clone(), x)?;
         let (vars, vb) = crate::init::seeded(0, DType::F32, &dev);
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn fit_learns_a_separable_problem_and_logs_epochs() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = seeded(0, DType::F32, &dev);
         let model = candle_nn::linear(2, 2, vb)?;
         let mut opt = candle_nn::SGD::new(vars.all_vars(), 0.5)?;
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn diverging_training_is_reported() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = seeded(0, DType::F32, &dev);
         let model = candle_nn::linear(2, 2, vb).unwrap();
         let mut opt = candle_nn::SGD::new(vars.all_vars(), 1e30).unwrap();
@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn schedule_sets_every_steps_rate_and_the_hook_logs_and_stops() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = seeded(0, DType::F32, &dev);
         let model = candle_nn::linear(2, 2, vb)?;
         let mut opt = candle_nn::SGD::new(vars.all_vars(), 123.0)?;

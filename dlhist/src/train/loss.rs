@@ -121,11 +121,11 @@ shared_loss_from!(CrossEntropy, Mse, BinaryCrossEntropyWithLogits);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::DType;
 
     #[test]
     fn shape_errors_name_shapes() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let out = Tensor::zeros((4, 3), DType::F32, &dev).unwrap();
         let y = Tensor::zeros((4, 1), DType::F32, &dev).unwrap();
         let e = CrossEntropy.compute(&out, &y).unwrap_err().to_string();
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn values() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let out = Tensor::new(&[[0f32, 0.]], &dev)?;
         let l = CrossEntropy.compute(&out, &Tensor::new(&[1u32], &dev)?)?.to_scalar::<f32>()?;
         assert!((l - 2f32.ln()).abs() < 1e-6);

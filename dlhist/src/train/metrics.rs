@@ -228,11 +228,10 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     #[test]
     fn accuracy_counts_argmax_matches() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let logits = Tensor::new(&[[0.1f32, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]], &dev)?;
         let y = Tensor::new(&[1u32, 0, 0, 1], &dev)?;
         assert_eq!(accuracy(&logits, &y)?, 0.75);
@@ -244,7 +243,7 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_shapes() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let logits = Tensor::zeros((4, 3), DType::F32, &dev).unwrap();
         let y = Tensor::zeros(5, DType::U32, &dev).unwrap();
         let e = accuracy(&logits, &y).unwrap_err().to_string();
@@ -255,7 +254,7 @@ mod tests {
 
     #[test]
     fn mse_and_sparsity() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let a = Tensor::new(&[1f32, 2., 3., 0.], &dev)?;
         let b = Tensor::new(&[1f32, 0., 3., 0.], &dev)?;
         assert_eq!(mean_squared_error(&a, &b)?, 1.0);
@@ -266,7 +265,7 @@ mod tests {
 
     #[test]
     fn segmentation_metrics() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         // A 1×6×6 target: a 4×4 square of ones in the middle.
         let mut t = vec![0u32; 36];
         for y in 1..5 {

@@ -85,7 +85,7 @@ impl Module for CausalSelfAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, IndexOp};
+    use candle_core::{DType, IndexOp};
 
     fn last_dim_softmax_reference(x: &Tensor) -> Result<Tensor> {
         let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn attention_is_causal_and_matches_a_per_head_loop() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
         let attn = CausalSelfAttention::new(8, 2, vb)?;
         let x = crate::rng::Rng::new(2).normal_tensor((2, 5, 8), 0.0, 1.0, &dev).map_err(candle_core::Error::wrap)?;
@@ -109,9 +109,10 @@ mod tests {
             for t in 0..5 {
                 let mut heads = vec![];
                 for h in 0..2 {
-                    let q = qkv.i((t..t + 1, h * 4..h * 4 + 4))?;
-                    let k = qkv.i((0..t + 1, 8 + h * 4..8 + h * 4 + 4))?;
-                    let v = qkv.i((0..t + 1, 16 + h * 4..16 + h * 4 + 4))?;
+                    // Column slices, packed: candle's CUDA matrix product only takes packed rows.
+                    let q = qkv.i((t..t + 1, h * 4..h * 4 + 4))?.contiguous()?;
+                    let k = qkv.i((0..t + 1, 8 + h * 4..8 + h * 4 + 4))?.contiguous()?;
+                    let v = qkv.i((0..t + 1, 16 + h * 4..16 + h * 4 + 4))?.contiguous()?;
                     let a = last_dim_softmax_reference(&(q.matmul(&k.t()?)? / 2.0)?)?;
                     heads.push(a.matmul(&v)?);
                 }
@@ -127,7 +128,7 @@ mod tests {
     /// The fused and plain paths, long and tiny sequences, one and several heads: same values and gradients.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for (b, t, c, nh) in [(12, 64, 128, 4), (2, 5, 6, 2), (1, 1, 1, 1), (3, 7, 9, 3), (2, 3, 4, 1)] {
             let (vars, vb) = crate::init::seeded(31, DType::F32, &dev);
             let attn = CausalSelfAttention::new(c, nh, vb)?;

@@ -161,7 +161,7 @@ impl Module for Gpt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, IndexOp};
+    use candle_core::{DType, IndexOp};
 
     fn tiny() -> GptConfig {
         GptConfig { vocab_size: 7, block_size: 6, n_embd: 8, n_layer: 2, n_head: 2 }
@@ -170,7 +170,7 @@ mod tests {
     /// The whole model's fused and plain paths: same logits, same gradients for every parameter.
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let (vars, vb) = crate::init::seeded(7, DType::F32, &dev);
         let gpt = Gpt::new(tiny(), vb)?;
         let idx = Tensor::new(&[[1u32, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], &dev)?;
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn logits_shape_causality_and_gradients() -> Result<()> {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let (vars, vb) = crate::init::seeded(3, DType::F32, &dev);
         let gpt = Gpt::new(tiny(), vb)?;
         let a = Tensor::new(&[[1u32, 2, 3, 4, 5]], &dev)?;
