@@ -2,7 +2,9 @@
 //! models, built from dlhist's own layers and trained with dlhist's `train_step` and `Adam`.
 //!
 //! Prints one JSON line per model with the fields of `xtask/bench/torch_steps.py` (the PyTorch side):
-//! `model`, `median_ms`, `min_ms`, `threads`. `THREADS` (default 2) sets the number of threads.
+//! `model`, `median_ms`, `min_ms`, `threads`. `THREADS` (default 2) sets the number of CPU threads;
+//! `DLHIST_DEVICE=cuda` (with `--features cuda`) runs on the GPU, each step timed up to a synchronize (PyTorch's
+//! side: `DEVICE=cuda`).
 //!
 //! ```text
 //! THREADS=2 cargo run --release -p dlhist --example train_steps [MODEL_SUBSTRING...]
@@ -38,6 +40,8 @@ fn bench<M: ModuleT>(
     for i in 0..WARMUP + STEPS {
         let t = Instant::now();
         let (l, _) = train_step(model, &mut opt, x, y, loss).expect("train step");
+        // A GPU queues the optimizer's update after the loss is read back: wait for it (a no-op on the CPU).
+        x.device().synchronize().expect("synchronize");
         let dt = t.elapsed().as_secs_f64();
         assert!(l.is_finite(), "{name}: loss {l}");
         if i >= WARMUP {
@@ -63,7 +67,7 @@ fn main() -> dlhist::Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
-    let dev = Device::Cpu;
+    let dev = dlhist::device()?;
     let mut rng = Rng::new(0);
 
     if wanted("mlp_784_256_256_10_b100") {

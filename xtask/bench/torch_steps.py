@@ -1,21 +1,35 @@
 # The PyTorch side of the training-step benchmark (the same models and batch sizes as dlhist's side, kept
 # unchanged between benchmark runs so tables stay comparable); `cargo xtask bench` runs it against dlhist/examples/train_steps.rs.
-"""PyTorch CPU reference: median training-step time for the models of the original notebooks.
-Run: python torch_steps.py  (prints one JSON line per model)."""
-import json, time, statistics, torch, torch.nn as nn, torch.nn.functional as F
+"""PyTorch reference: median training-step time for the models of the original notebooks.
+Run: python torch_steps.py [MODEL_SUBSTRING...]  (prints one JSON line per model).
+THREADS (default 2) sets the CPU threads; DEVICE=cuda (default cpu) runs on the GPU, timing each step up to a
+synchronize, as dlhist's train_steps does with DLHIST_DEVICE=cuda."""
+import json, os, sys, time, statistics, torch, torch.nn as nn, torch.nn.functional as F
 torch.manual_seed(0)
-torch.set_num_threads(int(__import__('os').environ.get('THREADS', '2')))
+torch.set_num_threads(int(os.environ.get('THREADS', '2')))
+dev = torch.device(os.environ.get('DEVICE', 'cpu'))
+only = sys.argv[1:]
+# No TF32: dlhist's CUDA matrix products are full f32 (candle's default), so PyTorch's must be too.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+def sync():
+    if dev.type == 'cuda': torch.cuda.synchronize()
 
 def bench(name, model, make_batch, loss_fn, steps=20, warmup=3):
+    if only and not any(o in name for o in only): return
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = make_batch()
+    x, y = (t.to(dev) for t in make_batch())
     times = []
     for i in range(warmup + steps):
+        sync()
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
+        sync()
         dt = time.perf_counter() - t
         if i >= warmup: times.append(dt)
     print(json.dumps({"model": name, "median_ms": round(statistics.median(times) * 1e3, 3),
@@ -42,7 +56,7 @@ class GPT(nn.Module):  # nanoGPT-style char model at nanoGPT's CPU recipe size
         s.register_buffer("mask", torch.triu(torch.full((T, T), float("-inf")), 1))
     def forward(s, idx):
         T = idx.shape[1]
-        x = s.tok(idx) + s.pos(torch.arange(T))
+        x = s.tok(idx) + s.pos(torch.arange(T, device=idx.device))
         return s.head(s.ln(s.blocks(x, mask=s.mask[:T, :T], is_causal=True)))
 bench("gpt_char_L4_C128_T64_b12", GPT(), lambda: (torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))),
       lambda out, y: F.cross_entropy(out.reshape(-1, 65), y.reshape(-1)))

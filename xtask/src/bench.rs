@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::cli::BenchOptions;
+use crate::cli::{BenchOptions, Device};
 use crate::project::{self, Project};
 
 /// One JSON line of either benchmark program.
@@ -149,17 +149,14 @@ pub fn run(project: &Project, opts: &BenchOptions) -> Result<()> {
     let exe = match &opts.dlhist_bin {
         Some(exe) => exe.clone(),
         None => {
-            println!("building dlhist's train_steps example (release)");
+            let mut args = vec!["build", "--release", "-p", "dlhist", "--example", "train_steps"];
+            if opts.device == Device::Cuda {
+                args.extend(["--features", "cuda"]);
+            }
+            println!("building dlhist's train_steps example (release): cargo {}", args.join(" "));
             project::run_checked(
-                Command::new(project::cargo()).current_dir(&project.root).args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "dlhist",
-                    "--example",
-                    "train_steps",
-                ]),
-                "cargo build --release -p dlhist --example train_steps",
+                Command::new(project::cargo()).current_dir(&project.root).args(&args),
+                &format!("cargo {}", args.join(" ")),
             )?;
             project.target_dir().join("release").join("examples").join("train_steps")
         }
@@ -171,8 +168,15 @@ pub fn run(project: &Project, opts: &BenchOptions) -> Result<()> {
     let threads = opts.threads.to_string();
     let (mut dl, mut th) = (vec![], vec![]);
     for round in 1..=opts.rounds {
-        let d = run_program(Command::new(&exe).env("THREADS", &threads), "dlhist train_steps")?;
-        let t = run_program(Command::new(&python).arg(&script).env("THREADS", &threads), "torch_steps.py")?;
+        let device = opts.device.as_str();
+        let d = run_program(
+            Command::new(&exe).env("THREADS", &threads).env("DLHIST_DEVICE", device),
+            "dlhist train_steps",
+        )?;
+        let t = run_program(
+            Command::new(&python).arg(&script).env("THREADS", &threads).env("DEVICE", device),
+            "torch_steps.py",
+        )?;
         for r in d.iter().chain(&t) {
             println!(
                 "round {round}: {}",

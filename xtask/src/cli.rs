@@ -19,7 +19,7 @@ COMMANDS:
     notebooks run [OPTIONS] [NOTEBOOK|DIR...]
                                  Execute notebooks through the real Jupyter kernel (all under notebooks/ by
                                  default). See `cargo xtask notebooks run --help`.
-    bench [--rounds N] [--threads N] [--dlhist-bin PATH]
+    bench [--rounds N] [--threads N] [--device cpu|cuda] [--dlhist-bin PATH]
                                  Training-step time of dlhist vs PyTorch per model, alternating rounds.
                                  See `cargo xtask bench --help`.
     papers ...                   Fetch the papers' PDFs next to the notebooks. See `cargo xtask papers --help`.
@@ -81,7 +81,7 @@ NOTEBOOK|DIR: .ipynb files, or folders searched recursively; default: every note
 
 /// Help of `cargo xtask bench`.
 pub const BENCH_HELP: &str = "\
-cargo xtask bench [--rounds N] [--threads N] [--dlhist-bin PATH]
+cargo xtask bench [--rounds N] [--threads N] [--device cpu|cuda] [--dlhist-bin PATH]
 
 Compares the median time of one training step (forward, backward, Adam update) of the notebooks' reference
 models between dlhist (`cargo run --release -p dlhist --example train_steps`) and PyTorch
@@ -92,6 +92,9 @@ Linux wheel brings CUDA libraries).
 OPTIONS:
     --rounds N     Rounds of both programs (default 3).
     --threads N    Threads for both (THREADS; default 2).
+    --device D     cpu (default) or cuda: builds train_steps with `--features cuda` and runs both sides on the
+                   GPU (DLHIST_DEVICE=cuda, DEVICE=cuda), each step timed up to a synchronize. Needs nvcc on
+                   PATH (a CUDA toolkit, or `eval \"$(.ci/cuda-build --env)\"`).
     --dlhist-bin P Run this prebuilt train_steps instead of building the checkout's (e.g. an older commit's
                    build, copied aside, to measure a baseline under the same conditions).
 ";
@@ -106,6 +109,8 @@ pub struct BenchOptions {
     /// A prebuilt `train_steps` to run instead of building the current one (e.g. an older commit's, to
     /// measure a baseline).
     pub dlhist_bin: Option<PathBuf>,
+    /// Where both sides run.
+    pub device: Device,
 }
 
 /// Options of `cargo xtask setup`.
@@ -271,7 +276,7 @@ fn parse_lab(args: &[String]) -> Result<Command> {
 }
 
 fn parse_bench(args: &[String]) -> Result<Command> {
-    let mut opts = BenchOptions { rounds: 3, threads: 2, dlhist_bin: None };
+    let mut opts = BenchOptions { rounds: 3, threads: 2, dlhist_bin: None, device: Device::Cpu };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (name, inline) = split_flag(arg);
@@ -291,6 +296,13 @@ fn parse_bench(args: &[String]) -> Result<Command> {
                 }
             }
             "--dlhist-bin" => opts.dlhist_bin = Some(PathBuf::from(flag_value(name, inline, &mut iter)?)),
+            "--device" => {
+                opts.device = match flag_value(name, inline, &mut iter)? {
+                    "cpu" => Device::Cpu,
+                    "cuda" => Device::Cuda,
+                    other => bail!("bench: --device is cpu or cuda, got `{other}`"),
+                }
+            }
             other => bail!("bench: unknown option `{other}` (see `cargo xtask bench --help`)"),
         }
     }
@@ -456,14 +468,23 @@ mod tests {
     fn bench_options() {
         assert_eq!(
             parse_str("bench").unwrap(),
-            Command::Bench(BenchOptions { rounds: 3, threads: 2, dlhist_bin: None })
+            Command::Bench(BenchOptions { rounds: 3, threads: 2, dlhist_bin: None, device: Device::Cpu })
         );
         assert_eq!(
             parse_str("bench --rounds 5 --threads=1 --dlhist-bin /tmp/t").unwrap(),
-            Command::Bench(BenchOptions { rounds: 5, threads: 1, dlhist_bin: Some(PathBuf::from("/tmp/t")) })
+            Command::Bench(BenchOptions {
+                rounds: 5,
+                threads: 1,
+                dlhist_bin: Some(PathBuf::from("/tmp/t")),
+                device: Device::Cpu
+            })
+        );
+        assert_eq!(
+            parse_str("bench --device cuda").unwrap(),
+            Command::Bench(BenchOptions { rounds: 3, threads: 2, dlhist_bin: None, device: Device::Cuda })
         );
         assert_eq!(parse_str("bench --help").unwrap(), Command::Help(BENCH_HELP));
-        for line in ["bench --rounds 0", "bench --threads x", "bench --rounds", "bench --fast"] {
+        for line in ["bench --rounds 0", "bench --threads x", "bench --rounds", "bench --fast", "bench --device tpu"] {
             assert!(parse_str(line).is_err(), "`{line}` should be rejected");
         }
     }
