@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::Optimizer;
 use dlhist::data::{cells, CellsConfig, Dataset};
 use dlhist::deep_neural_networks::{AlexNet, AlexNetConfig, UNet, UNetConfig, WeightedPixelCrossEntropy};
@@ -39,11 +39,12 @@ fn run<M: ModuleT>(
     mut next_batch: impl FnMut() -> Result<(Tensor, Tensor)>,
 ) -> Result<()> {
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-    let (start, mut window, mut times, mut device) = (Instant::now(), 0.0, vec![], String::new());
+    // The step runs where the parameters live: named once, not per step.
+    let dev = vars.all_vars().first().map_or(Device::Cpu, |v| v.device().clone());
+    let device = format!("{:?}", dev.location());
+    let (start, mut window, mut times) = (Instant::now(), 0.0, vec![]);
     for step in 1..=steps {
         let (x, y) = next_batch()?;
-        let dev = x.device();
-        device = format!("{:?}", dev.location());
         let t = Instant::now();
         let (l, _) = train_step(model, &mut opt, &x, &y, loss)?;
         // The GPU queues the update after the loss is read back; wait for it so the step time is the whole step.
