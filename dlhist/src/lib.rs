@@ -11,7 +11,7 @@
 //! | [`deep_neural_networks`] | section 01: the MLP of backpropagation, LeNet, AlexNet, U-Net |
 //! | [`optimization`] | section 02: weight decay, ReLU's experiments, residual blocks, dropout, batch and layer norm, GELU, Adam |
 //! | [`sequence_modeling`] | section 03: the tanh RNN, the LSTM (the 1997 cell and the forget gate of 2000), the GRU |
-//! | [`transformers`] | section 04: causal self-attention, a small GPT |
+//! | [`transformers`] | section 04: attention (causal, padded, cross), positions, the encoder-decoder Transformer, a small GPT |
 //! | [`layers`] | the shared vocabulary the milestones build from: activations, dense and convolutional layers, pooling, cross-entropy |
 //! | [`optim`] | the optimizer toolbox: SGD, RMSProp, learning-rate schedules, gradient clipping |
 //! | [`train`] | the one training loop (with a schedule and step hooks), losses, batching, metrics, history, experiments |

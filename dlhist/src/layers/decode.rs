@@ -290,7 +290,7 @@ pub fn beam_search<D: StepDecoder>(
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn sequence_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (b, t, v) = logits.dims3().map_err(|_| {
+    let (b, t, _) = logits.dims3().map_err(|_| {
         candle_core::Error::Msg(format!("sequence_cross_entropy expects logits [B, T, V]; got {:?}", logits.dims()))
     })?;
     if targets.dims() != [b, t] || mask.dims() != [b, t] {
@@ -301,6 +301,14 @@ pub fn sequence_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) 
             mask.dims()
         )
     }
+    let (rows, ys) = real_positions(logits, targets, mask)?;
+    super::cross_entropy(&rows, &ys)
+}
+
+/// The logits `[N, V]` and targets `[N]` of the `N` real (mask 1) positions of a `[B, T, V]` batch (shapes
+/// already checked).
+fn real_positions(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (b, t, v) = logits.dims3()?;
     let m = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     if let Some(bad) = m.iter().find(|&&x| x != 0.0 && x != 1.0) {
         candle_core::bail!("sequence_cross_entropy: the mask holds {bad}; it must be 1 (real token) or 0 (padding)")
@@ -314,7 +322,50 @@ pub fn sequence_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) 
     let idx = Tensor::from_vec(keep, m.iter().filter(|&&x| x == 1.0).count(), logits.device())?;
     let rows = logits.reshape((b * t, v))?.index_select(&idx, 0)?;
     let ys = targets.flatten_all()?.index_select(&idx.to_device(targets.device())?, 0)?;
-    super::cross_entropy(&rows, &ys)
+    Ok((rows, ys))
+}
+
+/// [`sequence_cross_entropy`] against *smoothed* labels (Szegedy et al. 2016, section 7,
+/// <https://arxiv.org/abs/1512.00567>; the Transformer trains with `ε = 0.1`): the target distribution puts
+/// `1 − ε` on the true token and spreads `ε` evenly over all `V` tokens, so
+///
+/// ```text
+/// L = (1 − ε) · (−log p(y)) + ε · (1/V) Σ_v (−log p(v))          averaged over the real positions
+/// ```
+///
+/// The second term punishes a distribution that puts nearly nothing on the other tokens: the model is kept from
+/// becoming arbitrarily confident, which hurts perplexity and, in the paper, helps BLEU. `ε = 0` is
+/// [`sequence_cross_entropy`].
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let logits = Tensor::new(&[[[2f32, 0., 0., 0.]]], &dev)?;
+/// let (y, mask) = (Tensor::new(&[[0u32]], &dev)?, Tensor::new(&[[1f32]], &dev)?);
+/// let l = dlhist::layers::smoothed_sequence_cross_entropy(&logits, &y, &mask, 0.1)?.to_scalar::<f32>()?;
+/// let lse = (2f32.exp() + 3.0).ln();                     // log Σ exp
+/// let want = 0.9 * (lse - 2.0) + 0.1 * (lse - 0.5);      // mean logit 0.5
+/// assert!((l - want).abs() < 1e-5);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn smoothed_sequence_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+    epsilon: f64,
+) -> Result<Tensor> {
+    if !(0.0..1.0).contains(&epsilon) {
+        candle_core::bail!("smoothed_sequence_cross_entropy: epsilon must be in [0, 1); got {epsilon}")
+    }
+    let nll = sequence_cross_entropy(logits, targets, mask)?;
+    if epsilon == 0.0 {
+        return Ok(nll);
+    }
+    let (rows, _) = real_positions(logits, targets, mask)?;
+    // (1/V) Σ_v −log p(v), averaged over the N rows.
+    let uniform =
+        candle_nn::ops::log_softmax(&rows.to_dtype(DType::F32)?, candle_core::D::Minus1)?.mean_all()?.neg()?;
+    (nll * (1.0 - epsilon))? + (uniform * epsilon)?
 }
 
 /// The loss [`crate::train::fit`] trains an encoder-decoder with on packed sequence pairs
@@ -325,26 +376,54 @@ pub struct SequenceCrossEntropy;
 
 impl crate::train::Loss for SequenceCrossEntropy {
     fn compute(&self, output: &Tensor, target: &Tensor) -> crate::Result<Tensor> {
-        let (b, t, _) = output.dims3().map_err(|_| {
-            crate::Error::Invalid(format!("SequenceCrossEntropy expects logits [B, T, V]; got {:?}", output.dims()))
-        })?;
-        let (tb, l) = target.dims2().map_err(|_| {
-            crate::Error::Invalid(format!("SequenceCrossEntropy expects targets [B, L]; got {:?}", target.dims()))
-        })?;
-        if tb != b || l < t {
-            return Err(crate::Error::Invalid(format!(
-                "SequenceCrossEntropy: logits {:?} need targets [{b}, L >= {t}]; got {:?}",
-                output.dims(),
-                target.dims()
-            )));
-        }
-        let y = target.narrow(1, 0, t)?.contiguous()?;
-        let mask = y.ne(PAD)?.to_dtype(DType::F32)?;
+        let (y, mask) = packed_targets(output, target, "SequenceCrossEntropy")?;
         Ok(sequence_cross_entropy(output, &y, &mask)?)
     }
 }
 
-crate::shared_loss_from!(SequenceCrossEntropy);
+/// The targets `[B, T]` for logits `[B, T, V]` from packed targets `[B, L]` (`L ≥ T`), and their 0/1 mask.
+fn packed_targets(output: &Tensor, target: &Tensor, who: &str) -> crate::Result<(Tensor, Tensor)> {
+    let (b, t, _) = output
+        .dims3()
+        .map_err(|_| crate::Error::Invalid(format!("{who} expects logits [B, T, V]; got {:?}", output.dims())))?;
+    let (tb, l) = target
+        .dims2()
+        .map_err(|_| crate::Error::Invalid(format!("{who} expects targets [B, L]; got {:?}", target.dims())))?;
+    if tb != b || l < t {
+        return Err(crate::Error::Invalid(format!(
+            "{who}: logits {:?} need targets [{b}, L >= {t}]; got {:?}",
+            output.dims(),
+            target.dims()
+        )));
+    }
+    let y = target.narrow(1, 0, t)?.contiguous()?;
+    let mask = y.ne(PAD)?.to_dtype(DType::F32)?;
+    Ok((y, mask))
+}
+
+/// [`SequenceCrossEntropy`] with label smoothing `ε` ([`smoothed_sequence_cross_entropy`]), for
+/// [`crate::train::fit`]. The loss `fit` reports is then the smoothed one, which stays above the plain
+/// cross-entropy even for a perfect model.
+///
+/// ```
+/// use dlhist::layers::SmoothedSequenceCrossEntropy;
+/// let loss = SmoothedSequenceCrossEntropy { epsilon: 0.1 }; // the Transformer's ε_ls
+/// let _for_fit: dlhist::train::SharedLoss = loss.into();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmoothedSequenceCrossEntropy {
+    /// The share `ε` of the target distribution spread evenly over the vocabulary.
+    pub epsilon: f64,
+}
+
+impl crate::train::Loss for SmoothedSequenceCrossEntropy {
+    fn compute(&self, output: &Tensor, target: &Tensor) -> crate::Result<Tensor> {
+        let (y, mask) = packed_targets(output, target, "SmoothedSequenceCrossEntropy")?;
+        Ok(smoothed_sequence_cross_entropy(output, &y, &mask, self.epsilon)?)
+    }
+}
+
+crate::shared_loss_from!(SequenceCrossEntropy, SmoothedSequenceCrossEntropy);
 
 #[cfg(test)]
 mod tests {

@@ -49,7 +49,9 @@ mod sgd;
 
 pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
 pub use rmsprop::{RmsProp, RmsPropConfig};
-pub use schedule::{apply_schedule, ConstantLr, CosineAnnealing, LinearWarmup, LrSchedule, StepDecay};
+pub use schedule::{
+    apply_schedule, ConstantLr, CosineAnnealing, InverseSqrtWarmup, LinearWarmup, LrSchedule, StepDecay,
+};
 pub use sgd::{Sgd, SgdConfig};
 
 use candle_core::Var;

@@ -1,5 +1,5 @@
-//! Learning-rate schedules: constant, step decay, cosine annealing (with optional warm restarts) and
-//! linear warm-up in front of any other schedule.
+//! Learning-rate schedules: constant, step decay, cosine annealing (with optional warm restarts),
+//! linear warm-up in front of any other schedule, and the Transformer's warm-up then inverse square root.
 //!
 //! Cosine annealing is from I. Loshchilov and F. Hutter, "SGDR: Stochastic Gradient Descent with Warm
 //! Restarts", 2016, <https://arxiv.org/abs/1608.03983>, eq. (5):
@@ -13,6 +13,13 @@
 //! Training ImageNet in 1 Hour", 2017, <https://arxiv.org/abs/1706.02677>: early updates, taken while
 //! the weights are still random and the Adam/momentum statistics are empty, are the ones most likely
 //! to diverge, so the rate climbs from small to its peak first.
+//!
+//! The Transformer's schedule is from A. Vaswani et al., "Attention Is All You Need", 2017,
+//! <https://arxiv.org/abs/1706.03762>, eq. (3), with the paper's step counting from 1:
+//!
+//! ```text
+//! lrate = d_model^−0.5 · min(step^−0.5, step · warmup_steps^−1.5)
+//! ```
 //!
 //! A schedule is a pure function of the step ([`LrSchedule::lr_at`]); [`apply_schedule`] writes it into
 //! any [`candle_nn::Optimizer`], so nothing here holds a mutable counter that can drift.
@@ -265,6 +272,50 @@ impl<S: LrSchedule> LrSchedule for LinearWarmup<S> {
         } else {
             self.inner.lr_at(step - self.warmup_steps)
         }
+    }
+}
+
+/// The Transformer's schedule (module docs): a linear climb for `warmup` steps, then decay as `1/√step`.
+/// Our step `s` (from 0) is the paper's `s + 1`, so `lr_at(warmup − 1)` is the peak.
+///
+/// ```
+/// use dlhist::optim::{InverseSqrtWarmup, LrSchedule};
+/// let s = InverseSqrtWarmup::vaswani(512, 4000); // the paper's base model
+/// let paper = |n: f64| 512f64.powf(-0.5) * n.powf(-0.5).min(n * 4000f64.powf(-1.5));
+/// assert!((s.lr_at(0) - paper(1.0)).abs() < 1e-15);
+/// assert!((s.lr_at(3999) - paper(4000.0)).abs() < 1e-15);     // the peak, about 7e-4
+/// assert!((s.lr_at(15999) - s.lr_at(3999) / 2.0).abs() < 1e-15); // 4× the steps, half the rate
+/// let mine = InverseSqrtWarmup::with_peak(1e-3, 100);
+/// assert!((mine.lr_at(99) - 1e-3).abs() < 1e-15);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InverseSqrtWarmup {
+    scale: f64,
+    warmup: usize,
+}
+
+impl InverseSqrtWarmup {
+    /// The paper's schedule: `scale = d_model^−0.5`.
+    pub fn vaswani(d_model: usize, warmup: usize) -> Self {
+        InverseSqrtWarmup { scale: (d_model.max(1) as f64).powf(-0.5), warmup: warmup.max(1) }
+    }
+
+    /// The same shape with its peak (reached at step `warmup − 1`) set to `peak_lr`: how the notebooks tune it.
+    pub fn with_peak(peak_lr: f64, warmup: usize) -> Self {
+        let warmup = warmup.max(1);
+        InverseSqrtWarmup { scale: peak_lr * (warmup as f64).sqrt(), warmup }
+    }
+
+    /// The highest rate of the schedule.
+    pub fn peak(&self) -> f64 {
+        self.lr_at(self.warmup - 1)
+    }
+}
+
+impl LrSchedule for InverseSqrtWarmup {
+    fn lr_at(&self, step: usize) -> f64 {
+        let n = (step + 1) as f64;
+        self.scale * n.powf(-0.5).min(n * (self.warmup as f64).powf(-1.5))
     }
 }
 

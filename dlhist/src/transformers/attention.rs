@@ -13,6 +13,12 @@
 //!
 //! [`CausalSelfAttention::forward`] holds both paths: the fused CPU op, and the equations above as candle ops,
 //! line by line (taken on other devices and under `DLHIST_FUSED=0`).
+//!
+//! The encoder-decoder of the paper needs two more kinds of attention, both in [`MultiHeadAttention`]: the
+//! encoder's self-attention over a padded batch, where a sentence's padding must get weight zero, and the
+//! decoder's *cross-attention*, whose queries come from the decoder and whose keys and values are the encoder's
+//! outputs. Both are the same equation with a different mask `M`, built by [`padding_bias`] (−∞ on padded keys)
+//! and [`causal_bias`] (−∞ above the diagonal); masks add, so a padded causal mask is their sum.
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
@@ -71,14 +77,139 @@ impl Module for CausalSelfAttention {
             // variance near 1 at initialization, so the softmax does not start saturated.
             let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
             // The causal mask M: −∞ above the diagonal, so after the softmax position t gives weight 0 to s > t.
-            let m: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-            let mask = Tensor::from_vec(m, (t, t), x.device())?.to_dtype(scores.dtype())?;
+            let mask = causal_bias(t, x.device())?.to_dtype(scores.dtype())?;
             let att = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
             // Each position's output is its weighted mix of the values; the heads go back side by side: [B, T, C].
             att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?
         };
         // W_O mixes the heads.
         self.proj.forward(&y)
+    }
+}
+
+/// The additive mask that hides padded keys: `[B, S]` 0/1 (1 = real token) to `[B, 1, 1, S]`, 0 on real keys
+/// and −∞ on padding, broadcast over heads and queries by [`MultiHeadAttention::forward`].
+///
+/// Every row of the mask must hold a real token: a query that sees no key at all has no softmax.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let mask = Tensor::new(&[[1f32, 1., 0.]], &Device::Cpu)?;
+/// let bias = dlhist::transformers::padding_bias(&mask)?;
+/// assert_eq!(bias.dims(), &[1, 1, 1, 3]);
+/// assert_eq!(bias.flatten_all()?.to_vec1::<f32>()?, vec![0.0, 0.0, f32::NEG_INFINITY]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn padding_bias(mask: &Tensor) -> Result<Tensor> {
+    let (b, s) = mask.dims2().map_err(|_| {
+        candle_core::Error::Msg(format!("padding_bias expects a [B, S] mask of 1s and 0s; got {:?}", mask.dims()))
+    })?;
+    let m = mask.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    if let Some(r) = m.iter().position(|row| row.iter().all(|&v| v == 0.0)) {
+        candle_core::bail!("padding_bias: row {r} of the mask has no real token; every sequence needs at least one")
+    }
+    let bias: Vec<f32> = m.iter().flatten().map(|&v| if v == 0.0 { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(bias, (b, 1, 1, s), mask.device())
+}
+
+/// The additive causal mask `[1, 1, T, T]`: 0 where key `s ≤ t`, −∞ above the diagonal, so query `t` never sees
+/// a later position.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let bias = dlhist::transformers::causal_bias(2, &Device::Cpu)?;
+/// assert_eq!(bias.flatten_all()?.to_vec1::<f32>()?, vec![0.0, f32::NEG_INFINITY, 0.0, 0.0]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn causal_bias(t: usize, dev: &candle_core::Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(m, (1, 1, t, t), dev)
+}
+
+/// Multi-head attention with separate query and key/value inputs and an optional additive mask: the encoder's
+/// self-attention (`forward(x, x, padding)`), the decoder's cross-attention (`forward(y, memory, padding)`), or
+/// any masked self-attention. Parameters `{path}.q`, `{path}.k`, `{path}.v` (`C → C` each) and `{path}.o` (`W_O`).
+///
+/// This is the plain composition only: the fused CPU op of [`CausalSelfAttention`] serves the causal, unpadded
+/// case, and the padded and cross cases are small in the notebooks that use them.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::{padding_bias, MultiHeadAttention};
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let attn = MultiHeadAttention::new(8, 2, vb)?;
+/// let (queries, memory) = (Tensor::ones((1, 2, 8), DType::F32, &dev)?, Tensor::ones((1, 3, 8), DType::F32, &dev)?);
+/// let bias = padding_bias(&Tensor::new(&[[1f32, 1., 0.]], &dev)?)?;
+/// let (y, weights) = attn.forward_with_weights(&queries, &memory, Some(&bias))?;
+/// assert_eq!((y.dims(), weights.dims()), (&[1, 2, 8][..], &[1, 2, 2, 3][..]));
+/// // The padded key gets weight 0 from every head and query.
+/// assert!(weights.narrow(3, 2, 1)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|&w| w == 0.0));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MultiHeadAttention {
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    o: Dense,
+    n_head: usize,
+}
+
+impl MultiHeadAttention {
+    /// Attention between streams of width `d_model` with `n_head` heads.
+    pub fn new(d_model: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+        if n_head == 0 || !d_model.is_multiple_of(n_head) {
+            candle_core::bail!("MultiHeadAttention: d_model = {d_model} must be a multiple of n_head = {n_head}")
+        }
+        Ok(MultiHeadAttention {
+            q: Dense::new(d_model, d_model, None, vb.pp("q"))?,
+            k: Dense::new(d_model, d_model, None, vb.pp("k"))?,
+            v: Dense::new(d_model, d_model, None, vb.pp("v"))?,
+            o: Dense::new(d_model, d_model, None, vb.pp("o"))?,
+            n_head,
+        })
+    }
+
+    /// The number of heads.
+    pub fn n_head(&self) -> usize {
+        self.n_head
+    }
+
+    /// Queries from `x` `[B, T, C]`, keys and values from `memory` `[B, S, C]`, `bias` added to the scores
+    /// (broadcastable to `[B, h, T, S]`: [`padding_bias`], [`causal_bias`] or their sum): `[B, T, C]`.
+    pub fn forward(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.forward_with_weights(x, memory, bias)?.0)
+    }
+
+    /// [`MultiHeadAttention::forward`], and the attention weights `[B, h, T, S]` (each row sums to 1).
+    pub fn forward_with_weights(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let (b, t, c) = x.dims3()?;
+        let (bm, s, cm) = memory.dims3()?;
+        if bm != b || cm != c || c != self.q.linear().weight().dims()[1] {
+            candle_core::bail!(
+                "MultiHeadAttention of width {}: queries {:?} and memory {:?} need the same batch and width",
+                self.q.linear().weight().dims()[1],
+                x.dims(),
+                memory.dims()
+            )
+        }
+        let (nh, d) = (self.n_head, c / self.n_head);
+        // Project, then split the width into heads: [B, L, C] → [B, h, L, d].
+        let heads =
+            |t_: Tensor, l: usize| -> Result<Tensor> { t_.reshape((b, l, nh, d))?.transpose(1, 2)?.contiguous() };
+        let q = heads(self.q.forward(x)?, t)?;
+        let k = heads(self.k.forward(memory)?, s)?;
+        let v = heads(self.v.forward(memory)?, s)?;
+        // S = Q Kᵀ / √d + M: scaled so the scores start with variance near 1; M is 0 or −∞ (hidden keys).
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        if let Some(m) = bias {
+            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+        }
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // Each query's mix of the values; heads back side by side, then W_O mixes them: [B, T, C].
+        let y = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        Ok((self.o.forward(&y)?, weights))
     }
 }
 

@@ -2,11 +2,20 @@
 //!
 //! | milestone | module |
 //! | --- | --- |
-//! | The transformer's multi-head causal self-attention (Vaswani et al. 2017) | [`attention`] |
-//! | A small GPT (Radford et al. 2018, 2019) built from it | [`gpt`] |
+//! | The transformer's multi-head attention, causal, padded and cross (Vaswani et al. 2017) | [`attention`] |
+//! | Sinusoidal and learned positions (Vaswani et al. 2017, section 3.5) | [`positions`] |
+//! | The encoder-decoder Transformer, post- and pre-LN (Vaswani et al. 2017) | [`transformer`] |
+//! | A small GPT (Radford et al. 2018, 2019) built from the causal attention | [`gpt`] |
 
 pub mod attention;
 pub mod gpt;
+pub mod positions;
+pub mod transformer;
 
-pub use attention::CausalSelfAttention;
+pub use attention::{causal_bias, padding_bias, CausalSelfAttention, MultiHeadAttention};
 pub use gpt::{Block, Gpt, GptConfig};
+pub use positions::{sinusoidal_positions, PositionKind, Positions};
+pub use transformer::{
+    DecoderLayer, EncoderLayer, EncoderMemory, NormPlacement, Transformer, TransformerConfig, TransformerOutput,
+    TransformerState,
+};
