@@ -49,7 +49,7 @@ pub use sequences::{
     TEMPORAL_ORDER_STEPS, TEMPORAL_ORDER_SYMBOLS,
 };
 pub use synthetic::{blobs, spirals, two_moons};
-pub use text::{tiny_shakespeare, CharVocab};
+pub use text::{random_windows, tiny_shakespeare, CharVocab};
 pub use translation::{TranslationTask, Translations, WordClass};
 
 use candle_core::{Device, Tensor};

@@ -153,6 +153,41 @@ impl CharVocab {
     }
 }
 
+/// `n` windows of `len` tokens drawn at seeded random offsets of `ids`, with the tokens that follow each
+/// (`x [n, len]`, `y [n, len]`, u32, `y[i][t] = ids[s_i + t + 1]`): the batches of nanoGPT's training loop, drawn
+/// once up front so that [`crate::train::fit`] can run them in order.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let ids: Vec<u32> = (0..100).collect();
+/// let data = dlhist::data::random_windows(&ids, 5, 8, &mut Rng::new(0), &Device::Cpu)?;
+/// let (x, y) = (data.x.to_vec2::<u32>()?, data.y.to_vec2::<u32>()?);
+/// assert_eq!((x.len(), x[0].len()), (5, 8));
+/// assert!(x.iter().zip(&y).all(|(a, b)| a.iter().zip(b).all(|(p, q)| q == &(p + 1))));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn random_windows(
+    ids: &[u32],
+    n: usize,
+    len: usize,
+    rng: &mut crate::rng::Rng,
+    dev: &Device,
+) -> Result<super::Dataset> {
+    if len == 0 || ids.len() <= len {
+        return Err(Error::Invalid(format!(
+            "random_windows: windows of {len} tokens (plus the one after) need a text longer than {len}; it has {}",
+            ids.len()
+        )));
+    }
+    let (mut x, mut y) = (Vec::with_capacity(n * len), Vec::with_capacity(n * len));
+    for _ in 0..n {
+        let s = rng.below(ids.len() - len);
+        x.extend_from_slice(&ids[s..s + len]);
+        y.extend_from_slice(&ids[s + 1..s + len + 1]);
+    }
+    super::Dataset::new(Tensor::from_vec(x, (n, len), dev)?, Tensor::from_vec(y, (n, len), dev)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,6 +401,26 @@ fn packed_targets(output: &Tensor, target: &Tensor, who: &str) -> crate::Result<
     Ok((y, mask))
 }
 
+/// The share of real target tokens a teacher-forced pass gets right: logits `[B, T, V]` against packed targets
+/// `[B, L]` (`L ≥ T`, padded with [`PAD`], as [`SequenceCrossEntropy`] takes them), argmax against target at every
+/// non-padding position. Cheap to track during training; greedy decoding is the stricter test (one early
+/// mistake shifts everything after it).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let logits = Tensor::new(&[[[0f32, 0., 0., 1.], [0., 0., 1., 0.]], [[0., 0., 1., 0.], [1., 0., 0., 0.]]], &dev)?;
+/// let y = Tensor::new(&[[3u32, 3], [2, 0]], &dev)?;        // the second row padded after one token
+/// assert!((dlhist::layers::teacher_forced_accuracy(&logits, &y)? - 2.0 / 3.0).abs() < 1e-12);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn teacher_forced_accuracy(logits: &Tensor, target: &Tensor) -> crate::Result<f64> {
+    let (y, mask) = packed_targets(logits, target, "teacher_forced_accuracy")?;
+    let hit = logits.argmax(candle_core::D::Minus1)?.eq(&y)?.to_dtype(DType::F32)?;
+    let real = mask.sum_all()?.to_scalar::<f32>()? as f64;
+    Ok((hit * &mask)?.sum_all()?.to_scalar::<f32>()? as f64 / real.max(1.0))
+}
+
 /// [`SequenceCrossEntropy`] with label smoothing `ε` ([`smoothed_sequence_cross_entropy`]), for
 /// [`crate::train::fit`]. The loss `fit` reports is then the smoothed one, which stays above the plain
 /// cross-entropy even for a perfect model.

@@ -21,7 +21,7 @@
 //! | [`Bidirectional`], [`reverse_time`] | two recurrent layers reading in opposite directions | 03 attention |
 //! | [`AdditiveAttention`], [`masked_softmax`] | Bahdanau's score `vᵀ tanh(W s + U h_j)` and the softmax over a row's real (unpadded) positions | 03 attention |
 //! | [`StepDecoder`], [`greedy_decode`], [`beam_search`], [`sequence_cross_entropy`], [`SequenceCrossEntropy`] | what every encoder-decoder shares: one decoder step, greedy and beam decoding, the masked teacher-forced loss | 03 seq2seq |
-//! | [`smoothed_sequence_cross_entropy`], [`SmoothedSequenceCrossEntropy`] | the same loss against label-smoothed targets | 04 transformer |
+//! | [`smoothed_sequence_cross_entropy`], [`SmoothedSequenceCrossEntropy`], [`teacher_forced_accuracy`] | the same loss against label-smoothed targets; the share of tokens a teacher-forced pass gets right | 04 transformer |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
 //! [`crate::optimization::LayerNorm`], [`crate::optimization::BatchNorm`], [`crate::sequence_modeling::Lstm`],
@@ -56,7 +56,7 @@ pub use additive_attention::{masked_softmax, AdditiveAttention};
 pub use conv::ConvBlock;
 pub use decode::{
     beam_search, greedy_decode, length_penalty, sequence_cross_entropy, smoothed_sequence_cross_entropy,
-    SequenceCrossEntropy, SmoothedSequenceCrossEntropy, StepDecoder,
+    teacher_forced_accuracy, SequenceCrossEntropy, SmoothedSequenceCrossEntropy, StepDecoder,
 };
 pub use dense::Dense;
 pub use dropout::{dropout, Dropout};

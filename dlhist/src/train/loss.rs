@@ -62,6 +62,38 @@ impl Loss for CrossEntropy {
     }
 }
 
+/// The next-token cross-entropy of a language model: logits `[B, T, V]` against token ids `[B, T]`, averaged
+/// over all `B·T` positions (nats per token). Unlike [`crate::layers::SequenceCrossEntropy`] nothing is padding:
+/// every id, 0 included, is a real token.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::train::{Loss, TokenCrossEntropy};
+/// let dev = Device::Cpu;
+/// let logits = Tensor::zeros((2, 3, 5), DType::F32, &dev)?;            // uniform over 5 tokens
+/// let ids = Tensor::zeros((2, 3), DType::U32, &dev)?;
+/// let l = TokenCrossEntropy.compute(&logits, &ids)?.to_scalar::<f32>()?;
+/// assert!((l - 5f32.ln()).abs() < 1e-6);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCrossEntropy;
+
+impl Loss for TokenCrossEntropy {
+    fn compute(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
+        match (output.dims(), target.dims()) {
+            (&[b, t, v], &[tb, tt]) if b == tb && t == tt => {
+                Ok(crate::layers::cross_entropy(&output.reshape((b * t, v))?, &target.flatten_all()?)?)
+            }
+            _ => Err(Error::Invalid(format!(
+                "token cross-entropy expects logits [B, T, V] and token ids [B, T]; got logits {:?} and targets {:?}",
+                output.dims(),
+                target.dims()
+            ))),
+        }
+    }
+}
+
 /// Mean squared error against targets of the output's shape.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mse;
@@ -116,7 +148,7 @@ macro_rules! shared_loss_from {
     )*};
 }
 
-shared_loss_from!(CrossEntropy, Mse, BinaryCrossEntropyWithLogits);
+shared_loss_from!(CrossEntropy, TokenCrossEntropy, Mse, BinaryCrossEntropyWithLogits);
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ pub use fit::{
     evaluate, fit, on_step, predict_classes, test_accuracy, train_step, Control, Evaluation, FitConfig, OnStep, StepEnd,
 };
 pub use history::{History, Record};
-pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss};
+pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss, TokenCrossEntropy};
 pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity, spearman};
 pub use progress::Progress;
 pub use text_metrics::{corpus_bleu, edit_distance, sequence_error_rate, token_error_rate};

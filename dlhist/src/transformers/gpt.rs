@@ -22,9 +22,10 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
-use super::CausalSelfAttention;
+use super::{CausalSelfAttention, Sampling};
 use crate::layers::{Activation, Dense};
 use crate::optimization::LayerNorm;
+use crate::rng::Rng;
 
 /// Sizes of a [`Gpt`].
 ///
@@ -140,6 +141,35 @@ impl Gpt {
     /// The sizes.
     pub fn config(&self) -> &GptConfig {
         &self.config
+    }
+
+    /// Continues `prompt` (at least one token id) by `n` tokens drawn with `sampling` from `rng`, reading at
+    /// most the last `block_size` tokens at each step; returns the new tokens only.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::transformers::{Gpt, GptConfig, Sampling};
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let gpt = Gpt::new(GptConfig { vocab_size: 5, block_size: 4, n_embd: 8, n_layer: 1, n_head: 2 }, vb)?;
+    /// let more = gpt.generate(&[1, 2], 6, &Sampling::plain(), &mut Rng::new(1))?;
+    /// assert_eq!(more.len(), 6);
+    /// assert_eq!(more, gpt.generate(&[1, 2], 6, &Sampling::plain(), &mut Rng::new(1))?); // seeded
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn generate(&self, prompt: &[u32], n: usize, sampling: &Sampling, rng: &mut Rng) -> crate::Result<Vec<u32>> {
+        if prompt.is_empty() {
+            return Err(crate::Error::Invalid("Gpt::generate needs a prompt of at least one token".into()));
+        }
+        let dev = self.tok.embeddings().device().clone();
+        let mut ids = prompt.to_vec();
+        for _ in 0..n {
+            let window = &ids[ids.len().saturating_sub(self.config.block_size)..];
+            let x = Tensor::new(window, &dev)?.unsqueeze(0)?;
+            let logits = self.forward(&x)?.squeeze(0)?.get(window.len() - 1)?.to_dtype(candle_core::DType::F32)?;
+            ids.push(sampling.draw(&logits.to_vec1::<f32>()?, rng)?);
+        }
+        Ok(ids[prompt.len()..].to_vec())
     }
 }
 

@@ -6,15 +6,18 @@
 //! | Sinusoidal and learned positions (Vaswani et al. 2017, section 3.5) | [`positions`] |
 //! | The encoder-decoder Transformer, post- and pre-LN (Vaswani et al. 2017) | [`transformer`] |
 //! | A small GPT (Radford et al. 2018, 2019) built from the causal attention | [`gpt`] |
+//! | Temperature, top-k and nucleus sampling | [`sampling`] |
 
 pub mod attention;
 pub mod gpt;
 pub mod positions;
+pub mod sampling;
 pub mod transformer;
 
 pub use attention::{causal_bias, padding_bias, CausalSelfAttention, MultiHeadAttention};
 pub use gpt::{Block, Gpt, GptConfig};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
+pub use sampling::Sampling;
 pub use transformer::{
     DecoderLayer, EncoderLayer, EncoderMemory, NormPlacement, Transformer, TransformerConfig, TransformerOutput,
     TransformerState,
