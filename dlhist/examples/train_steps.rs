@@ -125,29 +125,48 @@ fn main() -> dlhist::Result<()> {
     }
     // RNNsearch (Bahdanau et al. 2014): a bidirectional GRU encoder, additive attention and a GRU decoder fed the
     // context, teacher-forced on 30-word sources and targets without padding (vocabularies of 63 and 70 ids).
+    let mut pairs: Option<(Tensor, Tensor)> = None; // RNNsearch's batch, reused by the Transformer
     if wanted("rnnsearch_h64_S30_T30_b32") {
         use dlhist::sequence_modeling::attention::{RnnSearch, RnnSearchConfig};
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
         let cfg =
             RnnSearchConfig { src_vocab: 63, tgt_vocab: 70, embed: 32, hidden: 64, align: 64, bidirectional: true };
         let model = RnnSearch::new(cfg, vb)?;
-        // Packed pairs [B, 2, 30] (source; <s> y_1 … y_29) and targets [B, 30] (y_1 … y_29 </s>).
-        let (b, l) = (32, 30);
-        let src: Vec<u32> = (0..b * l).map(|_| 3 + rng.below(60) as u32).collect();
-        let tgt: Vec<u32> = (0..b * (l - 1)).map(|_| 3 + rng.below(67) as u32).collect();
-        let (mut x, mut y) = (vec![], vec![]);
-        for r in 0..b {
-            x.extend_from_slice(&src[r * l..(r + 1) * l]);
-            x.push(dlhist::data::pairs::BOS);
-            x.extend_from_slice(&tgt[r * (l - 1)..(r + 1) * (l - 1)]);
-            y.extend_from_slice(&tgt[r * (l - 1)..(r + 1) * (l - 1)]);
-            y.push(dlhist::data::pairs::EOS);
-        }
-        let x = Tensor::from_vec(x, (b, 2, l), &dev)?;
-        let y = Tensor::from_vec(y, (b, l), &dev)?;
+        let (x, y) = rnnsearch_pairs(&mut rng, &dev)?;
         bench("rnnsearch_h64_S30_T30_b32", threads, &model, &vars, &x, &y, &dlhist::layers::SequenceCrossEntropy);
+        pairs = Some((x, y));
+    }
+    // The Transformer (Vaswani et al. 2017) at the Transformer notebook's size: d_model 64, 4 heads, d_ff 256,
+    // 2 + 2 post-LN layers, sinusoidal positions, tied output, no dropout; the same pairs as RNNsearch's.
+    if wanted("transformer_d64_S30_T30_b32") {
+        use dlhist::transformers::{Transformer, TransformerConfig};
+        let (x, y) = match pairs {
+            Some(p) => p,
+            None => rnnsearch_pairs(&mut rng, &dev)?,
+        };
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let cfg = TransformerConfig { dropout: 0.0, ..TransformerConfig::small(63, 70) };
+        let model = Transformer::new(cfg, vb)?;
+        bench("transformer_d64_S30_T30_b32", threads, &model, &vars, &x, &y, &dlhist::layers::SequenceCrossEntropy);
     }
     Ok(())
+}
+
+/// Packed pairs `[32, 2, 30]` (source; `<s> y_1 … y_29`) and targets `[32, 30]` (`y_1 … y_29 </s>`): random
+/// 30-word sentences over the vocabularies of 63 and 70 ids, without padding.
+fn rnnsearch_pairs(rng: &mut Rng, dev: &Device) -> dlhist::Result<(Tensor, Tensor)> {
+    let (b, l) = (32, 30);
+    let src: Vec<u32> = (0..b * l).map(|_| 3 + rng.below(60) as u32).collect();
+    let tgt: Vec<u32> = (0..b * (l - 1)).map(|_| 3 + rng.below(67) as u32).collect();
+    let (mut x, mut y) = (vec![], vec![]);
+    for r in 0..b {
+        x.extend_from_slice(&src[r * l..(r + 1) * l]);
+        x.push(dlhist::data::pairs::BOS);
+        x.extend_from_slice(&tgt[r * (l - 1)..(r + 1) * (l - 1)]);
+        y.extend_from_slice(&tgt[r * (l - 1)..(r + 1) * (l - 1)]);
+        y.push(dlhist::data::pairs::EOS);
+    }
+    Ok((Tensor::from_vec(x, (b, 2, l), dev)?, Tensor::from_vec(y, (b, l), dev)?))
 }
 
 fn class_ids(rng: &mut Rng, n: usize, classes: usize, dev: &Device) -> dlhist::Result<Tensor> {

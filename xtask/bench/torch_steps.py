@@ -107,3 +107,30 @@ def _rnnsearch_batch(B=32, L=30):
     y = torch.cat([x[:, 1, 1:], torch.full((B, 1), 2)], 1)
     return x, y
 bench("rnnsearch_h64_S30_T30_b32", RNNsearch(), _rnnsearch_batch, lambda out, y: F.cross_entropy(out.reshape(-1, 70), y.reshape(-1)))
+
+# The Transformer (Vaswani et al. 2017), dlhist's transformers::Transformer at the Transformer notebook's size:
+# d_model 64, 4 heads, d_ff 256, 2 encoder and 2 decoder layers, post-LN, ReLU, no dropout, embeddings scaled by
+# sqrt(d_model) plus sinusoidal positions, the output layer tied to the target embedding; teacher-forced on the
+# same 30-word pairs as RNNsearch, without padding (so no padding mask; the decoder's causal mask only).
+class Transformer(nn.Module):
+    def __init__(s, V_src=63, V_tgt=70, d=64, h=4, ff=256, L=2):
+        super().__init__()
+        s.d = d
+        s.src_emb = nn.Embedding(V_src, d); s.tgt_emb = nn.Embedding(V_tgt, d)
+        nn.init.normal_(s.src_emb.weight, std=d ** -0.5); nn.init.normal_(s.tgt_emb.weight, std=d ** -0.5)
+        layer = dict(d_model=d, nhead=h, dim_feedforward=ff, dropout=0.0, batch_first=True, norm_first=False)
+        s.enc = nn.ModuleList([nn.TransformerEncoderLayer(**layer) for _ in range(L)])
+        s.dec = nn.ModuleList([nn.TransformerDecoderLayer(**layer) for _ in range(L)])
+        pos = torch.arange(256).unsqueeze(1) / 10000 ** (torch.arange(0, d, 2) / d)
+        pe = torch.zeros(256, d); pe[:, 0::2] = torch.sin(pos); pe[:, 1::2] = torch.cos(pos)
+        s.register_buffer("pe", pe)
+    def forward(s, x):
+        src, tgt_in = x[:, 0], x[:, 1]
+        T = tgt_in.shape[1]
+        m = s.src_emb(src) * s.d ** 0.5 + s.pe[: src.shape[1]]
+        for layer in s.enc: m = layer(m)
+        y = s.tgt_emb(tgt_in) * s.d ** 0.5 + s.pe[:T]
+        causal = nn.Transformer.generate_square_subsequent_mask(T, device=x.device)
+        for layer in s.dec: y = layer(y, m, tgt_mask=causal, tgt_is_causal=True)
+        return y @ s.tgt_emb.weight.t()
+bench("transformer_d64_S30_T30_b32", Transformer(), _rnnsearch_batch, lambda out, y: F.cross_entropy(out.reshape(-1, 70), y.reshape(-1)))
