@@ -51,6 +51,7 @@ mod loss;
 mod lrn;
 mod lstm_cell;
 mod lstm_seq;
+mod masked_attention;
 mod norm;
 mod pool;
 mod rnn_seq;
@@ -66,6 +67,7 @@ pub use loss::softmax_cross_entropy;
 pub use lrn::local_response_norm;
 pub use lstm_cell::lstm_cell;
 pub use lstm_seq::{lstm_sequence, lstm_sequence_from};
+pub use masked_attention::masked_attention;
 pub use norm::{causal_softmax, layer_norm};
 pub use pool::max_pool2d;
 pub use rnn_seq::rnn_sequence;
@@ -481,6 +483,48 @@ pub(crate) mod testing {
             data.iter().filter(|(n, _)| !n.contains("running")).map(|(n, v)| (v, n.as_str())).collect();
         named.extend(inputs.iter().map(|v| (*v, "input")));
         assert_same_values_and_grads(fused, plain, &named, what)
+    }
+
+    /// [`assert_paths_agree`] for a model whose parameters named `…{suffix}` have a gradient that is zero in exact
+    /// arithmetic (an attention's key bias: it shifts every score of a query by the same amount, which the softmax
+    /// ignores). Their rounding noise is compared to the largest gradient of the other parameters instead: both
+    /// paths must keep it below 1e-5 of that.
+    pub fn assert_paths_agree_but_zero(
+        fused: &Tensor,
+        plain: &Tensor,
+        vars: &candle_nn::VarMap,
+        inputs: &[&candle_core::Var],
+        zero_suffix: &str,
+        what: &str,
+    ) -> Result<()> {
+        let data = vars.data().lock().unwrap().clone();
+        let mut named: Vec<(&candle_core::Var, &str)> = data
+            .iter()
+            .filter(|(n, _)| !n.contains("running") && !n.ends_with(zero_suffix))
+            .map(|(n, v)| (v, n.as_str()))
+            .collect();
+        named.extend(inputs.iter().map(|v| (*v, "input")));
+        assert_same_values_and_grads(fused, plain, &named, what)?;
+        let r = randn(fused.dims(), 4);
+        for out in [fused, plain] {
+            let g = (out * &r)?.sum_all()?.backward()?;
+            let largest = |names: &mut dyn Iterator<Item = &candle_core::Var>| -> Result<f32> {
+                let mut m = 0f32;
+                for v in names {
+                    if let Some(t) = g.get(v) {
+                        m = m.max(t.abs()?.max_all()?.to_scalar::<f32>()?);
+                    }
+                }
+                Ok(m)
+            };
+            let scale = largest(&mut named.iter().map(|(v, _)| *v))?;
+            let noise = largest(&mut data.iter().filter(|(n, _)| n.ends_with(zero_suffix)).map(|(_, v)| v))?;
+            assert!(
+                noise <= 1e-5 * scale,
+                "{what}: the {zero_suffix} gradients should be zero; largest {noise} vs {scale}"
+            );
+        }
+        Ok(())
     }
 
     /// The same tensor as a non-contiguous view: stored transposed, then transposed back.

@@ -126,22 +126,104 @@ pub fn causal_bias(t: usize, dev: &candle_core::Device) -> Result<Tensor> {
     Tensor::from_vec(m, (1, 1, t, t), dev)
 }
 
-/// Multi-head attention with separate query and key/value inputs and an optional additive mask: the encoder's
-/// self-attention (`forward(x, x, padding)`), the decoder's cross-attention (`forward(y, memory, padding)`), or
-/// any masked self-attention. Parameters `{path}.q`, `{path}.k`, `{path}.v` (`C → C` each) and `{path}.o` (`W_O`).
-///
-/// This is the plain composition only: the fused CPU op of [`CausalSelfAttention`] serves the causal, unpadded
-/// case, and the padded and cross cases are small in the notebooks that use them.
+/// Which keys each query may see: example `b`'s first `lens[b]` keys (`None`: all of them; the rest is padding),
+/// and with `causal` only keys `s ≤ t`. The fused kernel takes it as it is; the plain path turns it into the
+/// additive mask `M` of [`padding_bias`] plus [`causal_bias`].
 ///
 /// ```
 /// use dlhist::prelude::*;
-/// use dlhist::transformers::{padding_bias, MultiHeadAttention};
+/// use dlhist::transformers::KeyMask;
+/// let m = KeyMask::from_mask(&Tensor::new(&[[1f32, 1., 0.], [1., 1., 1.]], &Device::Cpu)?)?;
+/// assert_eq!(m.lens, Some(vec![2, 3]));
+/// assert!(KeyMask::from_mask(&Tensor::new(&[[1f32, 0., 1.]], &Device::Cpu)?).is_err()); // a hole, not padding
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyMask {
+    /// Real keys per example (padding after them), or `None` when no key is padding.
+    pub lens: Option<Vec<usize>>,
+    /// Whether query `t` is limited to keys `s ≤ t`.
+    pub causal: bool,
+}
+
+impl KeyMask {
+    /// No mask: every query sees every key.
+    pub fn none() -> Self {
+        KeyMask::default()
+    }
+
+    /// The causal mask alone.
+    pub fn causal() -> Self {
+        KeyMask { lens: None, causal: true }
+    }
+
+    /// From a `[B, S]` 0/1 mask whose rows are real tokens followed by padding (as [`crate::data::pairs`] pads).
+    pub fn from_mask(mask: &Tensor) -> Result<Self> {
+        let rows = mask.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>().map_err(|_| {
+            candle_core::Error::Msg(format!("KeyMask::from_mask expects a [B, S] mask; got {:?}", mask.dims()))
+        })?;
+        let lens = rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                let n = row.iter().take_while(|&&v| v == 1.0).count();
+                if n == 0 || row[n..].iter().any(|&v| v != 0.0) {
+                    candle_core::bail!(
+                        "KeyMask::from_mask: row {r} of the mask is not 1s followed by 0s (at least one 1): {row:?}"
+                    )
+                }
+                Ok(n)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KeyMask { lens: Some(lens), causal: false })
+    }
+
+    /// The mask with its examples picked (and repeated) by `rows`, as beam search reorders a batch.
+    pub fn select(&self, rows: &[usize]) -> Self {
+        KeyMask { lens: self.lens.as_ref().map(|l| rows.iter().map(|&r| l[r]).collect()), causal: self.causal }
+    }
+
+    /// The additive mask for `t` queries over `s` keys, broadcastable to `[B, h, T, S]` (`None`: nothing hidden).
+    pub fn bias(&self, t: usize, s: usize, dev: &candle_core::Device) -> Result<Option<Tensor>> {
+        let padding = match &self.lens {
+            Some(lens) => {
+                let m: Vec<f32> =
+                    lens.iter().flat_map(|&n| (0..s).map(move |j| if j < n { 1.0 } else { 0.0 })).collect();
+                Some(padding_bias(&Tensor::from_vec(m, (lens.len(), s), dev)?)?)
+            }
+            None => None,
+        };
+        let causal = if self.causal {
+            // Query t sees keys 0..=t: −∞ right of the diagonal (all of a row's keys when there are fewer than t).
+            let m: Vec<f32> = (0..t * s).map(|k| if k % s > k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
+            Some(Tensor::from_vec(m, (1, 1, t, s), dev)?)
+        } else {
+            None
+        };
+        Ok(match (padding, causal) {
+            (Some(p), Some(c)) => Some(p.broadcast_add(&c)?),
+            (p, c) => p.or(c),
+        })
+    }
+}
+
+/// Multi-head attention with separate query and key/value inputs and a [`KeyMask`]: the encoder's self-attention
+/// (`forward(x, x, &padding)`), the decoder's cross-attention (`forward(y, memory, &padding)`), or any masked
+/// self-attention. Parameters `{path}.q`, `{path}.k`, `{path}.v` (`C → C` each) and `{path}.o` (`W_O`).
+///
+/// [`MultiHeadAttention::forward`] holds both paths: the fused CPU op ([`crate::fast::masked_attention`]) and the
+/// equations of the module docs as candle ops. [`MultiHeadAttention::forward_with_weights`] always takes the plain
+/// path, since it returns the weights.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::{KeyMask, MultiHeadAttention};
 /// let dev = Device::Cpu;
 /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
 /// let attn = MultiHeadAttention::new(8, 2, vb)?;
 /// let (queries, memory) = (Tensor::ones((1, 2, 8), DType::F32, &dev)?, Tensor::ones((1, 3, 8), DType::F32, &dev)?);
-/// let bias = padding_bias(&Tensor::new(&[[1f32, 1., 0.]], &dev)?)?;
-/// let (y, weights) = attn.forward_with_weights(&queries, &memory, Some(&bias))?;
+/// let padding = KeyMask::from_mask(&Tensor::new(&[[1f32, 1., 0.]], &dev)?)?;
+/// let (y, weights) = attn.forward_with_weights(&queries, &memory, &padding)?;
 /// assert_eq!((y.dims(), weights.dims()), (&[1, 2, 8][..], &[1, 2, 2, 3][..]));
 /// // The padded key gets weight 0 from every head and query.
 /// assert!(weights.narrow(3, 2, 1)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|&w| w == 0.0));
@@ -176,40 +258,69 @@ impl MultiHeadAttention {
         self.n_head
     }
 
-    /// Queries from `x` `[B, T, C]`, keys and values from `memory` `[B, S, C]`, `bias` added to the scores
-    /// (broadcastable to `[B, h, T, S]`: [`padding_bias`], [`causal_bias`] or their sum): `[B, T, C]`.
-    pub fn forward(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.forward_with_weights(x, memory, bias)?.0)
+    /// Queries from `x` `[B, T, C]`, keys and values from `memory` `[B, S, C]`, the keys `mask` hides left out:
+    /// `[B, T, C]`.
+    pub fn forward(&self, x: &Tensor, memory: &Tensor, mask: &KeyMask) -> Result<Tensor> {
+        let (b, t, c, s) = self.check(x, memory)?;
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(memory)?, self.v.forward(memory)?);
+        if fast::applies(&[&q, &k, &v]) {
+            // Fused (crate::fast::masked_attention): every head's masked softmax(Q Kᵀ/√d) V in one op that reads the
+            // heads in place from the projections and keeps only the probabilities for the backward pass.
+            let lens = mask.lens.clone().unwrap_or_else(|| vec![s; b]);
+            return self.o.forward(&fast::masked_attention(&q, &k, &v, &lens, self.n_head, mask.causal)?);
+        }
+        let (y, _) = self.attend(q, k, v, mask, (b, t, c, s))?;
+        self.o.forward(&y)
     }
 
-    /// [`MultiHeadAttention::forward`], and the attention weights `[B, h, T, S]` (each row sums to 1).
-    pub fn forward_with_weights(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    /// [`MultiHeadAttention::forward`] by the plain path, and the attention weights `[B, h, T, S]` (each row sums
+    /// to 1; hidden keys get exactly 0).
+    pub fn forward_with_weights(&self, x: &Tensor, memory: &Tensor, mask: &KeyMask) -> Result<(Tensor, Tensor)> {
+        let dims = self.check(x, memory)?;
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(memory)?, self.v.forward(memory)?);
+        let (y, weights) = self.attend(q, k, v, mask, dims)?;
+        Ok((self.o.forward(&y)?, weights))
+    }
+
+    /// `(B, T, C, S)` of `x` and `memory`, after checking them against the layer.
+    fn check(&self, x: &Tensor, memory: &Tensor) -> Result<(usize, usize, usize, usize)> {
         let (b, t, c) = x.dims3()?;
         let (bm, s, cm) = memory.dims3()?;
-        if bm != b || cm != c || c != self.q.linear().weight().dims()[1] {
+        let width = self.q.linear().weight().dims()[1];
+        if bm != b || cm != c || c != width {
             candle_core::bail!(
-                "MultiHeadAttention of width {}: queries {:?} and memory {:?} need the same batch and width",
-                self.q.linear().weight().dims()[1],
+                "MultiHeadAttention of width {width}: queries {:?} and memory {:?} need the same batch and width",
                 x.dims(),
                 memory.dims()
             )
         }
+        Ok((b, t, c, s))
+    }
+
+    /// The plain path from the projections `Q [B, T, C]`, `K, V [B, S, C]`: the heads side by side `[B, T, C]`
+    /// (before `W_O`) and the weights `[B, h, T, S]`.
+    fn attend(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: &KeyMask,
+        (b, t, c, s): (usize, usize, usize, usize),
+    ) -> Result<(Tensor, Tensor)> {
         let (nh, d) = (self.n_head, c / self.n_head);
         // Project, then split the width into heads: [B, L, C] → [B, h, L, d].
         let heads =
             |t_: Tensor, l: usize| -> Result<Tensor> { t_.reshape((b, l, nh, d))?.transpose(1, 2)?.contiguous() };
-        let q = heads(self.q.forward(x)?, t)?;
-        let k = heads(self.k.forward(memory)?, s)?;
-        let v = heads(self.v.forward(memory)?, s)?;
+        let (q, k, v) = (heads(q, t)?, heads(k, s)?, heads(v, s)?);
         // S = Q Kᵀ / √d + M: scaled so the scores start with variance near 1; M is 0 or −∞ (hidden keys).
         let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        if let Some(m) = bias {
+        if let Some(m) = mask.bias(t, s, scores.device())? {
             scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
         }
         let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        // Each query's mix of the values; heads back side by side, then W_O mixes them: [B, T, C].
+        // Each query's mix of the values; the heads back side by side: [B, T, C] (W_O mixes them).
         let y = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
-        Ok((self.o.forward(&y)?, weights))
+        Ok((y, weights))
     }
 }
 
@@ -275,6 +386,65 @@ mod tests {
                 &format!("b {b} t {t} c {c} h {nh}"),
             )?;
         }
+        Ok(())
+    }
+
+    /// The padded, causal and cross attention of MultiHeadAttention: fused and plain paths give the same values and
+    /// gradients (queries, memory and every parameter), and hidden keys change nothing.
+    #[test]
+    fn masked_attention_fused_and_plain_paths_agree() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        // (batch, queries, keys, width, key lengths, causal)
+        type Case = (usize, usize, usize, usize, Option<Vec<usize>>, bool);
+        let cases: [Case; 5] = [
+            (3, 7, 9, 16, Some(vec![9, 4, 1]), false), // cross-attention over padded memories
+            (2, 6, 6, 8, Some(vec![6, 3]), false),     // padded self-attention shapes
+            (2, 5, 5, 8, None, true),                  // causal
+            (2, 5, 7, 8, Some(vec![7, 2]), true),      // causal and padded
+            (1, 1, 1, 4, None, false),
+        ];
+        for (b, t, s, c, lens, causal) in cases {
+            let (vars, vb) = crate::init::seeded(41, DType::F32, &dev);
+            let attn = MultiHeadAttention::new(c, 2, vb)?;
+            let mut rng = crate::rng::Rng::new(42);
+            let x = candle_core::Var::from_tensor(
+                &rng.normal_tensor((b, t, c), 0.0, 1.5, &dev).map_err(candle_core::Error::wrap)?,
+            )?;
+            let m = candle_core::Var::from_tensor(
+                &rng.normal_tensor((b, s, c), 0.0, 1.5, &dev).map_err(candle_core::Error::wrap)?,
+            )?;
+            let mask = KeyMask { lens: lens.clone(), causal };
+            let (fused, plain) = (attn.forward(&x, &m, &mask)?, fast::plain(|| attn.forward(&x, &m, &mask))?);
+            crate::fast::testing::assert_paths_agree_but_zero(
+                &fused,
+                &plain,
+                &vars,
+                &[&x, &m],
+                "k.bias",
+                &format!("b {b} t {t} s {s} lens {lens:?} causal {causal}"),
+            )?;
+            // Changing a hidden key's memory row changes nothing.
+            if let Some(l) = &lens {
+                if l[b - 1] < s {
+                    let bumped = m
+                        .as_tensor()
+                        .slice_assign(&[b - 1..b, s - 1..s, 0..c], &Tensor::ones((1, 1, c), DType::F32, &dev)?)?;
+                    let again = attn.forward(&x, &bumped, &mask)?;
+                    let diff = (again - &fused)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                    assert_eq!(diff, 0.0, "a padded key changed the output");
+                }
+            }
+        }
+        assert!(KeyMask::from_mask(&Tensor::zeros((1, 3), DType::F32, &dev)?).is_err());
+        assert!(fast::masked_attention(
+            &Tensor::zeros((1, 2, 4), DType::F32, &dev)?,
+            &Tensor::zeros((1, 3, 4), DType::F32, &dev)?,
+            &Tensor::zeros((1, 3, 4), DType::F32, &dev)?,
+            &[4],
+            2,
+            false
+        )
+        .is_err());
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ pub mod positions;
 pub mod sampling;
 pub mod transformer;
 
-pub use attention::{causal_bias, padding_bias, CausalSelfAttention, MultiHeadAttention};
+pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, MultiHeadAttention};
 pub use gpt::{Block, Gpt, GptConfig};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
 pub use sampling::Sampling;

@@ -4,7 +4,7 @@
 //! "Attention Is All You Need", NeurIPS 2017. <https://arxiv.org/abs/1706.03762>
 //!
 //! The encoder reads the whole source at once: `N` layers, each a multi-head self-attention over the padded
-//! source ([`MultiHeadAttention`] with a [`padding_bias`]) and a position-wise feed-forward network, each
+//! source ([`MultiHeadAttention`] with a padding [`KeyMask`]) and a position-wise feed-forward network, each
 //! sub-layer wrapped in a residual connection and a layer norm. The paper puts the norm *after* the sum
 //! ("post-LN", its section 3.1); GPT-2 and most later models put it before the sub-layer ("pre-LN"), which trains
 //! more stably when deep. Both are here ([`NormPlacement`]):
@@ -28,7 +28,7 @@
 use candle_core::{Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
 
-use super::attention::{padding_bias, CausalSelfAttention, MultiHeadAttention};
+use super::attention::{CausalSelfAttention, KeyMask, MultiHeadAttention};
 use super::positions::{PositionKind, Positions};
 use crate::data::pairs::unpack_inputs;
 use crate::layers::{Activation, Dense, Dropout, StepDecoder};
@@ -157,9 +157,9 @@ impl EncoderLayer {
         })
     }
 
-    /// `[B, S, C]` to `[B, S, C]`; `bias` hides the padding ([`padding_bias`]).
-    pub fn forward_t(&self, x: &Tensor, bias: &Tensor, train: bool) -> Result<Tensor> {
-        let x = residual(x, &self.ln1, &self.drop, self.norm, train, |h| self.attn.forward(h, h, Some(bias)))?;
+    /// `[B, S, C]` to `[B, S, C]`; `mask` hides the padding.
+    pub fn forward_t(&self, x: &Tensor, mask: &KeyMask, train: bool) -> Result<Tensor> {
+        let x = residual(x, &self.ln1, &self.drop, self.norm, train, |h| self.attn.forward(h, h, mask))?;
         residual(&x, &self.ln2, &self.drop, self.norm, train, |h| self.ff.forward(h))
     }
 }
@@ -192,26 +192,46 @@ impl DecoderLayer {
         })
     }
 
-    /// The target prefix `[B, T, C]` and the encoder's `memory` `[B, S, C]` (padding hidden by `memory_bias`) to
-    /// `[B, T, C]`, and the cross-attention weights `[B, h, T, S]`.
-    pub fn forward_t(
+    /// The target prefix `[B, T, C]` and the encoder's `memory` `[B, S, C]` (padding hidden by `memory_mask`) to
+    /// `[B, T, C]`.
+    pub fn forward_t(&self, y: &Tensor, memory: &Tensor, memory_mask: &KeyMask, train: bool) -> Result<Tensor> {
+        Ok(self.run(y, memory, memory_mask, train, false)?.0)
+    }
+
+    /// [`DecoderLayer::forward_t`], and the cross-attention weights `[B, h, T, S]` (by the plain path).
+    pub fn forward_with_attention(
         &self,
         y: &Tensor,
         memory: &Tensor,
-        memory_bias: &Tensor,
+        memory_mask: &KeyMask,
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
+        let (out, w) = self.run(y, memory, memory_mask, train, true)?;
+        Ok((out, w.expect("weights were asked for")))
+    }
+
+    fn run(
+        &self,
+        y: &Tensor,
+        memory: &Tensor,
+        memory_mask: &KeyMask,
+        train: bool,
+        want_weights: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         // Padded target positions come after every real one, so the causal mask already hides them from real
         // queries: the decoder's self-attention needs no padding mask (and can take the fused causal kernel).
         let y = residual(y, &self.ln1, &self.drop, self.norm, train, |h| self.self_attn.forward(h))?;
         let mut weights = None;
         let y = residual(&y, &self.ln2, &self.drop, self.norm, train, |h| {
-            let (out, w) = self.cross.forward_with_weights(h, memory, Some(memory_bias))?;
+            if !want_weights {
+                return self.cross.forward(h, memory, memory_mask);
+            }
+            let (out, w) = self.cross.forward_with_weights(h, memory, memory_mask)?;
             weights = Some(w);
             Ok(out)
         })?;
         let y = residual(&y, &self.ln3, &self.drop, self.norm, train, |h| self.ff.forward(h))?;
-        Ok((y, weights.expect("the cross-attention ran")))
+        Ok((y, weights))
     }
 }
 
@@ -220,8 +240,8 @@ impl DecoderLayer {
 pub struct EncoderMemory {
     /// The encoder's last layer, `[B, S, C]`.
     pub states: Tensor,
-    /// The additive padding mask of the sources, `[B, 1, 1, S]`.
-    pub bias: Tensor,
+    /// Which source positions are real (the rest is padding).
+    pub mask: KeyMask,
 }
 
 /// What [`Transformer`]'s decoder carries between greedy or beam steps: the encoder's memory and the tokens fed
@@ -346,33 +366,51 @@ impl Transformer {
                 src_mask.dims()
             )
         }
-        let bias = padding_bias(src_mask)?;
+        let mask = KeyMask::from_mask(src_mask)?;
         let mut x = self.embed(src, &self.src_embed, &self.src_pos, train)?;
         for layer in &self.encoder {
-            x = layer.forward_t(&x, &bias, train)?;
+            x = layer.forward_t(&x, &mask, train)?;
         }
         if let Some(ln) = &self.enc_ln {
             x = ln.forward(&x)?;
         }
-        Ok(EncoderMemory { states: x, bias })
+        Ok(EncoderMemory { states: x, mask })
     }
 
-    /// The decoder over the target prefix `tgt_in` `[B, T]` given the encoder's memory: logits `[B, T, V]` and
-    /// each layer's cross-attention weights.
-    pub fn decode(&self, tgt_in: &Tensor, memory: &EncoderMemory, train: bool) -> Result<TransformerOutput> {
+    /// The decoder over the target prefix `tgt_in` `[B, T]` given the encoder's memory: logits `[B, T, V]`.
+    pub fn decode(&self, tgt_in: &Tensor, memory: &EncoderMemory, train: bool) -> Result<Tensor> {
+        let mut y = self.embed(tgt_in, &self.tgt_embed, &self.tgt_pos, train)?;
+        for layer in &self.decoder {
+            y = layer.forward_t(&y, &memory.states, &memory.mask, train)?;
+        }
+        self.logits(y)
+    }
+
+    /// [`Transformer::decode`], and each layer's cross-attention weights.
+    pub fn decode_with_attention(
+        &self,
+        tgt_in: &Tensor,
+        memory: &EncoderMemory,
+        train: bool,
+    ) -> Result<TransformerOutput> {
         let mut y = self.embed(tgt_in, &self.tgt_embed, &self.tgt_pos, train)?;
         let mut cross_attention = Vec::with_capacity(self.decoder.len());
         for layer in &self.decoder {
-            let (next, w) = layer.forward_t(&y, &memory.states, &memory.bias, train)?;
+            let (next, w) = layer.forward_with_attention(&y, &memory.states, &memory.mask, train)?;
             y = next;
             cross_attention.push(w);
         }
-        if let Some(ln) = &self.dec_ln {
-            y = ln.forward(&y)?;
-        }
-        // Tied output layer: the logit of token v is the dot product with its own embedding row (section 3.4).
-        let logits = y.broadcast_matmul(&self.tgt_embed.embeddings().t()?)?;
-        Ok(TransformerOutput { logits, cross_attention })
+        Ok(TransformerOutput { logits: self.logits(y)?, cross_attention })
+    }
+
+    /// The final norm (pre-LN) and the tied output layer: the logit of token v is the dot product with its own
+    /// embedding row (section 3.4).
+    fn logits(&self, y: Tensor) -> Result<Tensor> {
+        let y = match &self.dec_ln {
+            Some(ln) => ln.forward(&y)?,
+            None => y,
+        };
+        y.broadcast_matmul(&self.tgt_embed.embeddings().t()?)
     }
 
     /// Teacher-forced logits and cross-attention weights of sources `[B, S]` (mask `[B, S]`) and decoder inputs
@@ -385,7 +423,7 @@ impl Transformer {
         train: bool,
     ) -> Result<TransformerOutput> {
         let memory = self.encode(src, src_mask, train)?;
-        self.decode(tgt_in, &memory, train)
+        self.decode_with_attention(tgt_in, &memory, train)
     }
 
     /// The decoding state for sources `[B, S]` with mask `[B, S]` (evaluation mode: no dropout).
@@ -398,7 +436,7 @@ impl ModuleT for Transformer {
     /// Packed pairs `x` (`[B, 2, L]` u32) to teacher-forced logits `[B, T, V]`.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (src, mask, _, tgt_in) = unpack_inputs(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(self.forward_with_attention(&src, &mask, &tgt_in, train)?.logits)
+        self.decode(&tgt_in, &self.encode(&src, &mask, train)?, train)
     }
 }
 
@@ -412,15 +450,16 @@ impl StepDecoder for Transformer {
             None => prev,
         };
         let t = prefix.dims()[1];
-        let logits = self.decode(&prefix, &state.memory, false)?.logits.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let logits = self.decode(&prefix, &state.memory, false)?.narrow(1, t - 1, 1)?.squeeze(1)?;
         Ok((logits, TransformerState { memory: state.memory.clone(), prefix: Some(prefix) }))
     }
 
     fn select_rows(&self, state: &TransformerState, rows: &Tensor) -> Result<TransformerState> {
+        let picked: Vec<usize> = rows.to_vec1::<u32>()?.into_iter().map(|r| r as usize).collect();
         Ok(TransformerState {
             memory: EncoderMemory {
                 states: state.memory.states.index_select(rows, 0)?,
-                bias: state.memory.bias.index_select(rows, 0)?,
+                mask: state.memory.mask.select(&picked),
             },
             prefix: state.prefix.as_ref().map(|p| p.index_select(rows, 0)).transpose()?,
         })
@@ -583,6 +622,33 @@ mod tests {
             crate::init::seeded(0, DType::F32, &dev).1
         )
         .is_err());
+        Ok(())
+    }
+
+    /// The whole model's fused and plain paths (padded encoder self-attention, cross-attention, causal decoder):
+    /// same logits, same gradients for every parameter.
+    #[test]
+    fn fused_and_plain_paths_agree() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        for norm in [NormPlacement::Post, NormPlacement::Pre] {
+            let (vars, vb) = crate::init::seeded(10, DType::F32, &dev);
+            let m = Transformer::new(tiny(norm, PositionKind::Sinusoidal), vb)?;
+            let src = vec![vec![3u32, 4, 5, 6, 7], vec![8, 9], vec![10]];
+            let tgt = vec![vec![3u32, 4], vec![5, 6, 7, 8], vec![3]];
+            let b = crate::data::pairs::PairBatch::new(&src, &tgt, &dev).map_err(candle_core::Error::wrap)?;
+            let run = || -> Result<Tensor> { m.decode(&b.tgt_in, &m.encode(&b.src, &b.src_mask, false)?, false) };
+            let (fused, plain) = (run()?, crate::fast::plain(run)?);
+            let with_weights = m.forward_with_attention(&b.src, &b.src_mask, &b.tgt_in, false)?.logits;
+            assert!(max_diff(&fused, &with_weights) < 1e-5);
+            crate::fast::testing::assert_paths_agree_but_zero(
+                &fused,
+                &plain,
+                &vars,
+                &[],
+                "k.bias",
+                &format!("{norm:?}"),
+            )?;
+        }
         Ok(())
     }
 }
