@@ -8,7 +8,8 @@
 //! cargo run --release -p dlhist --example calibrate_attention -- search 800 64 3e-3 0 64
 //! ```
 //!
-//! MAX_WORDS (default 50) is the longest sentence drawn, for training and test. MODEL is `search` (RNNsearch), `fwdsearch` (RNNsearch with forward annotations only), `encdec` (Cho et
+//! MAX_WORDS (default 50) is the longest sentence drawn, for training and test. `TASK=g2p` trains on the CMU
+//! dictionary's spelling-to-pronunciation pairs instead (the training words in order, 500 test words). MODEL is `search` (RNNsearch), `fwdsearch` (RNNsearch with forward annotations only), `encdec` (Cho et
 //! al.'s fixed-vector encoder-decoder, GRU, the summary fed to every step) or `transformer` (the Transformer
 //! notebook's encoder-decoder, `notebooks/04-transformers/01-transformer`: HIDDEN is `d_model`, LR the peak of
 //! the warm-up/inverse-square-root schedule; environment variables HEADS (4), LAYERS (2), POS (`sin`,
@@ -49,12 +50,17 @@ fn main() -> Result<()> {
     let embed = 32; // the notebook's embedding width
     let dev = Device::Cpu;
     let task = TranslationTask::new(0);
+    // TASK=g2p: the CMU dictionary's spelling -> pronunciation instead (training words in order, 500 test words).
+    let g2p = if std::env::var("TASK").as_deref() == Ok("g2p") { Some(dlhist::data::g2p::g2p()?) } else { None };
     // Fresh sentences every step, as in the notebook; the test sentences come from a seed of their own.
-    let train = task.sample(steps * batch, 5, max_words, 100 + seed)?.pairs();
     let test = task.sample(500, 5, max_words, 1)?;
+    let (train, tp) = match &g2p {
+        Some(g) => (g.train.pairs.take(steps * batch), g.test.pairs.take(500)),
+        None => (task.sample(steps * batch, 5, max_words, 100 + seed)?.pairs(), test.pairs()),
+    };
     let stream = train.training_stream(batch, 1, seed, &dev)?;
     let (vars, vb) = dlhist::init::seeded(seed, DType::F32, &dev);
-    let (src_vocab, tgt_vocab) = (task.src_vocab_size(), task.tgt_vocab_size());
+    let (src_vocab, tgt_vocab) = (train.src_vocab.len(), train.tgt_vocab.len());
     let mut fc = common::sequence_fit(steps, batch);
     let (mut search, mut encdec, mut transformer) = (None, None, None);
     if kind == "encdec" {
@@ -117,13 +123,15 @@ fn main() -> Result<()> {
     let history = fit(model, &mut opt, &stream, None, &fc)?;
     let train_s = started.elapsed().as_secs_f64();
 
-    let tp = test.pairs();
     let (mut hyps, mut offsets) = (vec![], vec![]);
     for rows in (0..tp.len()).collect::<Vec<_>>().chunks(250) {
         let b = tp.batch(rows, &dev)?;
         let max_len = 2 * b.src_lens.iter().max().copied().unwrap_or(1) + 5;
         if let Some(m) = &search {
             hyps.extend(greedy_decode(m, m.start(&b.src, &b.src_mask, &b.src_lens)?, rows.len(), max_len, &dev)?);
+            if g2p.is_some() {
+                continue; // no true alignment for spelling to pronunciation
+            }
             let out = m.forward_with_attention(&b.src, &b.src_mask, &b.src_lens, &b.tgt_in)?;
             let truth: Vec<Vec<u32>> = rows.iter().map(|&r| test.alignment[r].clone()).collect();
             offsets.extend(alignment_offsets(&out.weights, &truth)?);
@@ -135,7 +143,7 @@ fn main() -> Result<()> {
             hyps.extend(greedy_decode(m, m.start(&b.src, &b.src_mask)?, rows.len(), max_len, &dev)?);
         }
     }
-    let mut by_length = String::new();
+    let mut by_length = format!(" all:{:.3}", 1.0 - token_error_rate(&hyps, &tp.tgt)?);
     for (lo, hi) in [(5, 14), (15, 24), (25, 34), (35, 44), (45, 50)] {
         let rows: Vec<usize> = (0..tp.len()).filter(|&r| (lo..=hi).contains(&tp.src[r].len())).collect();
         if rows.is_empty() {
