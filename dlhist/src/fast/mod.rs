@@ -21,6 +21,7 @@
 //! | [`additive_scores`] | Bahdanau's attention score `vᵀ tanh(k + q)`: a broadcast add, a tanh and a product over `[B, S, A]`, and their backward | [`crate::layers::AdditiveAttention`] |
 //! | [`causal_softmax`] | attention's scale, causal mask and softmax | attention code that forms the scores itself |
 //! | [`causal_self_attention`] | multi-head causal attention read from the packed `qkv` projections | [`crate::transformers::CausalSelfAttention`] |
+//! | [`masked_attention`] | multi-head attention over padded keys, optionally causal, queries and keys/values from separate projections (encoder self-attention, cross-attention) | [`crate::transformers::MultiHeadAttention`] |
 //! | [`adam_update`] | Adam's moment, bias-correction and parameter arithmetic, in place | [`crate::optimization::Adam`] |
 //!
 //! **Each kernel is an optimization of a composition that is written out in plain candle beside its call**, in
