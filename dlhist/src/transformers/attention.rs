@@ -122,8 +122,14 @@ pub fn padding_bias(mask: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn causal_bias(t: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-    Tensor::from_vec(m, (1, 1, t, t), dev)
+    causal_rect(t, t, dev)
+}
+
+/// The causal mask of `t` queries over `s` keys, `[1, 1, T, S]`: query `t` sees keys `0..=t` (every key of a row
+/// when there are fewer).
+fn causal_rect(t: usize, s: usize, dev: &candle_core::Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t * s).map(|k| if k % s > k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(m, (1, 1, t, s), dev)
 }
 
 /// Which keys each query may see: example `b`'s first `lens[b]` keys (`None`: all of them; the rest is padding),
@@ -187,19 +193,16 @@ impl KeyMask {
     pub fn bias(&self, t: usize, s: usize, dev: &candle_core::Device) -> Result<Option<Tensor>> {
         let padding = match &self.lens {
             Some(lens) => {
-                let m: Vec<f32> =
-                    lens.iter().flat_map(|&n| (0..s).map(move |j| if j < n { 1.0 } else { 0.0 })).collect();
-                Some(padding_bias(&Tensor::from_vec(m, (lens.len(), s), dev)?)?)
+                // 0 on each example's first lens[b] keys, −∞ on its padding: padding_bias's values, from the lengths.
+                let m: Vec<f32> = lens
+                    .iter()
+                    .flat_map(|&n| (0..s).map(move |j| if j < n { 0.0 } else { f32::NEG_INFINITY }))
+                    .collect();
+                Some(Tensor::from_vec(m, (lens.len(), 1, 1, s), dev)?)
             }
             None => None,
         };
-        let causal = if self.causal {
-            // Query t sees keys 0..=t: −∞ right of the diagonal (all of a row's keys when there are fewer than t).
-            let m: Vec<f32> = (0..t * s).map(|k| if k % s > k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
-            Some(Tensor::from_vec(m, (1, 1, t, s), dev)?)
-        } else {
-            None
-        };
+        let causal = if self.causal { Some(causal_rect(t, s, dev)?) } else { None };
         Ok(match (padding, causal) {
             (Some(p), Some(c)) => Some(p.broadcast_add(&c)?),
             (p, c) => p.or(c),

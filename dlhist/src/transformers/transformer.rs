@@ -111,6 +111,11 @@ fn residual(
     }
 }
 
+/// A seeded dropout layer, its error in candle's type.
+fn dropout(p: f32, seed: u64) -> Result<Dropout> {
+    Dropout::new(p, seed).map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
 /// The position-wise feed-forward network `max(0, x W_1 + b_1) W_2 + b_2`: `{path}.fc1`, `{path}.fc2`.
 #[derive(Debug, Clone)]
 struct FeedForward {
@@ -152,7 +157,7 @@ impl EncoderLayer {
             ln1: LayerNorm::new(cfg.d_model, vb.pp("ln1"))?,
             ff: FeedForward::new(cfg.d_model, cfg.d_ff, vb.pp("ff"))?,
             ln2: LayerNorm::new(cfg.d_model, vb.pp("ln2"))?,
-            drop: Dropout::new(cfg.dropout, seed).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            drop: dropout(cfg.dropout, seed)?,
             norm: cfg.norm,
         })
     }
@@ -187,7 +192,7 @@ impl DecoderLayer {
             ln2: LayerNorm::new(cfg.d_model, vb.pp("ln2"))?,
             ff: FeedForward::new(cfg.d_model, cfg.d_ff, vb.pp("ff"))?,
             ln3: LayerNorm::new(cfg.d_model, vb.pp("ln3"))?,
-            drop: Dropout::new(cfg.dropout, seed).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            drop: dropout(cfg.dropout, seed)?,
             norm: cfg.norm,
         })
     }
@@ -317,10 +322,6 @@ impl Transformer {
             Ok(Embedding::new(w, c))
         };
         let pre = config.norm == NormPlacement::Pre;
-        let drop = |k: u64| {
-            Dropout::new(config.dropout, config.seed.wrapping_add(k))
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))
-        };
         Ok(Transformer {
             src_embed: embed(config.src_vocab, "src_embed")?,
             tgt_embed: embed(config.tgt_vocab, "tgt_embed")?,
@@ -338,7 +339,7 @@ impl Transformer {
                 .collect::<Result<_>>()?,
             enc_ln: if pre { Some(LayerNorm::new(c, vb.pp("enc_ln"))?) } else { None },
             dec_ln: if pre { Some(LayerNorm::new(c, vb.pp("dec_ln"))?) } else { None },
-            drop: drop(1)?,
+            drop: dropout(config.dropout, config.seed.wrapping_add(1))?,
             config,
         })
     }
@@ -366,7 +367,11 @@ impl Transformer {
                 src_mask.dims()
             )
         }
-        let mask = KeyMask::from_mask(src_mask)?;
+        self.encode_masked(src, KeyMask::from_mask(src_mask)?, train)
+    }
+
+    /// The encoder over source ids `[B, S]` whose real tokens `mask` gives.
+    fn encode_masked(&self, src: &Tensor, mask: KeyMask, train: bool) -> Result<EncoderMemory> {
         let mut x = self.embed(src, &self.src_embed, &self.src_pos, train)?;
         for layer in &self.encoder {
             x = layer.forward_t(&x, &mask, train)?;
@@ -379,11 +384,7 @@ impl Transformer {
 
     /// The decoder over the target prefix `tgt_in` `[B, T]` given the encoder's memory: logits `[B, T, V]`.
     pub fn decode(&self, tgt_in: &Tensor, memory: &EncoderMemory, train: bool) -> Result<Tensor> {
-        let mut y = self.embed(tgt_in, &self.tgt_embed, &self.tgt_pos, train)?;
-        for layer in &self.decoder {
-            y = layer.forward_t(&y, &memory.states, &memory.mask, train)?;
-        }
-        self.logits(y)
+        Ok(self.run_decoder(tgt_in, memory, train, false)?.logits)
     }
 
     /// [`Transformer::decode`], and each layer's cross-attention weights.
@@ -393,24 +394,31 @@ impl Transformer {
         memory: &EncoderMemory,
         train: bool,
     ) -> Result<TransformerOutput> {
-        let mut y = self.embed(tgt_in, &self.tgt_embed, &self.tgt_pos, train)?;
-        let mut cross_attention = Vec::with_capacity(self.decoder.len());
-        for layer in &self.decoder {
-            let (next, w) = layer.forward_with_attention(&y, &memory.states, &memory.mask, train)?;
-            y = next;
-            cross_attention.push(w);
-        }
-        Ok(TransformerOutput { logits: self.logits(y)?, cross_attention })
+        self.run_decoder(tgt_in, memory, train, true)
     }
 
-    /// The final norm (pre-LN) and the tied output layer: the logit of token v is the dot product with its own
-    /// embedding row (section 3.4).
-    fn logits(&self, y: Tensor) -> Result<Tensor> {
-        let y = match &self.dec_ln {
-            Some(ln) => ln.forward(&y)?,
-            None => y,
-        };
-        y.broadcast_matmul(&self.tgt_embed.embeddings().t()?)
+    /// The decoder stack, the final norm (pre-LN) and the tied output layer (the logit of token v is the dot
+    /// product with its own embedding row, section 3.4); the cross-attention weights only when asked for (they
+    /// need the plain path).
+    fn run_decoder(
+        &self,
+        tgt_in: &Tensor,
+        memory: &EncoderMemory,
+        train: bool,
+        weights: bool,
+    ) -> Result<TransformerOutput> {
+        let mut y = self.embed(tgt_in, &self.tgt_embed, &self.tgt_pos, train)?;
+        let mut cross_attention = Vec::new();
+        for layer in &self.decoder {
+            let (next, w) = layer.run(&y, &memory.states, &memory.mask, train, weights)?;
+            y = next;
+            cross_attention.extend(w);
+        }
+        if let Some(ln) = &self.dec_ln {
+            y = ln.forward(&y)?;
+        }
+        let logits = y.broadcast_matmul(&self.tgt_embed.embeddings().t()?)?;
+        Ok(TransformerOutput { logits, cross_attention })
     }
 
     /// Teacher-forced logits and cross-attention weights of sources `[B, S]` (mask `[B, S]`) and decoder inputs
@@ -435,8 +443,9 @@ impl Transformer {
 impl ModuleT for Transformer {
     /// Packed pairs `x` (`[B, 2, L]` u32) to teacher-forced logits `[B, T, V]`.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (src, mask, _, tgt_in) = unpack_inputs(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        self.decode(&tgt_in, &self.encode(&src, &mask, train)?, train)
+        // unpack_inputs has counted each row's real tokens already: the mask comes from those lengths.
+        let (src, _, lens, tgt_in) = unpack_inputs(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        self.decode(&tgt_in, &self.encode_masked(&src, KeyMask { lens: Some(lens), causal: false }, train)?, train)
     }
 }
 
