@@ -13,6 +13,7 @@
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //! | [`words::english_corpus`], [`words::gcide`], [`words::text8`] | English as a stream of lowercase words (the Webster 1913 dictionary from Debian's `dict-gcide`, or text8) |
 //! | [`words::word_similarity`], [`words::analogy_questions`] | WordSim353, SimLex-999 and the analogy questions of Mikolov et al. 2013a ([`words`]) |
+//! | [`wordpiece::WordPieceVocab`] | BERT's sub-word vocabulary, trained on any text with the `tokenizers` crate |
 //! | [`g2p::g2p`] | the CMU pronouncing dictionary (Debian's `festlex-cmu`) as letters → phonemes, split by word |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
 //! | [`TranslationTask`] | a seeded synthetic translation task with known word alignments (a lexicon, adjective-noun swaps, one-to-two expansions) for attention models |
@@ -37,6 +38,7 @@ pub mod sequences;
 pub mod synthetic;
 pub mod text;
 mod translation;
+pub mod wordpiece;
 pub mod words;
 
 pub use augment::Augmentation;
