@@ -94,6 +94,49 @@ fn sorted_keys<V>(m: &std::collections::HashMap<String, V>) -> String {
     k.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// Copies into `to` every variable of `from` whose name starts with `prefix` (pretrained weights into a new
+/// model, e.g. `"bert."` from a masked language model into a classifier); returns how many were copied. Every such
+/// variable must exist in `to` with the same shape; the error names the first that does not.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let (pre, vb) = dlhist::init::seeded(1, DType::F32, &dev);
+/// let body = candle_nn::linear(3, 2, vb.pp("body"))?;
+/// let (new, vb2) = dlhist::init::seeded(2, DType::F32, &dev);
+/// let (body2, _head) = (candle_nn::linear(3, 2, vb2.pp("body"))?, candle_nn::linear(2, 1, vb2.pp("head"))?);
+/// assert_eq!(dlhist::checkpoint::copy_prefix(&pre, &new, "body.")?, 2);
+/// assert_eq!(body.weight().to_vec2::<f32>()?, body2.weight().to_vec2::<f32>()?);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<usize> {
+    let poisoned = |_| Error::Invalid("VarMap lock poisoned".into());
+    let src = from.data().lock().map_err(poisoned)?;
+    let dst = to.data().lock().map_err(poisoned)?;
+    let mut names: Vec<&String> = src.keys().filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(Error::Invalid(format!("copy_prefix: no variable of the source starts with {prefix:?}")));
+    }
+    for name in &names {
+        let var = dst.get(*name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "copy_prefix: the target model has no variable {name}; build it with the same paths"
+            ))
+        })?;
+        let value = src[*name].as_tensor();
+        if var.dims() != value.dims() {
+            return Err(Error::Invalid(format!(
+                "copy_prefix: {name} is {:?} in the source and {:?} in the target; build both with the same sizes",
+                value.dims(),
+                var.dims()
+            )));
+        }
+        var.set(value)?;
+    }
+    Ok(names.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

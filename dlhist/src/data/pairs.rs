@@ -232,7 +232,7 @@ impl PairBatch {
 
 /// Each row's count of non-[`PAD`] ids in `[B, L]` u32 ids; errors unless every row is a prefix of real ids
 /// followed only by padding.
-fn row_lengths(ids: &[Vec<u32>], what: &str) -> Result<Vec<usize>> {
+pub(crate) fn row_lengths(ids: &[Vec<u32>], what: &str) -> Result<Vec<usize>> {
     ids.iter()
         .enumerate()
         .map(|(r, row)| {

@@ -188,6 +188,114 @@ pub fn random_windows(
     super::Dataset::new(Tensor::from_vec(x, (n, len), dev)?, Tensor::from_vec(y, (n, len), dev)?)
 }
 
+/// The lines of speech in a play's text: every non-empty line except the speakers' names (a paragraph's first line
+/// when it ends with `:`), trimmed.
+///
+/// ```
+/// let text = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n";
+/// assert_eq!(dlhist::data::text::speech_lines(text), vec!["Before we proceed any further, hear me speak.", "Speak, speak."]);
+/// ```
+pub fn speech_lines(text: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut first_of_paragraph = true;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            first_of_paragraph = true;
+            continue;
+        }
+        if !(first_of_paragraph && line.ends_with(':')) {
+            out.push(line);
+        }
+        first_of_paragraph = false;
+    }
+    out
+}
+
+/// One speech of a play: who speaks, and the lines spoken (joined by newlines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speech {
+    /// The speaker's name as the text writes it, without the colon (`"ROMEO"`, `"First Citizen"`).
+    pub speaker: String,
+    /// The speech itself.
+    pub text: String,
+}
+
+/// The speeches of a play's text: every paragraph whose first line is a speaker's name ending in `:`, in order.
+///
+/// ```
+/// let text = "First Citizen:\nBefore we proceed any further,\nhear me speak.\n\nAll:\nSpeak, speak.\n";
+/// let s = dlhist::data::text::speeches(text);
+/// assert_eq!((s.len(), s[0].speaker.as_str(), s[1].text.as_str()), (2, "First Citizen", "Speak, speak."));
+/// ```
+pub fn speeches(text: &str) -> Vec<Speech> {
+    text.split("\n\n")
+        .filter_map(|p| {
+            let mut lines = p.trim().lines();
+            let speaker = lines.next()?.trim().strip_suffix(':')?.to_string();
+            let text = lines.map(str::trim).collect::<Vec<_>>().join("\n");
+            (!text.is_empty()).then_some(Speech { speaker, text })
+        })
+        .collect()
+}
+
+/// A small acceptability task (in the spirit of CoLA, the Corpus of Linguistic Acceptability of BERT's GLUE
+/// benchmark): is this line as written, or have two of its words been swapped?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwappedLines {
+    /// The lines, original or with two words swapped.
+    pub lines: Vec<String>,
+    /// 1 for an original line, 0 for a corrupted one.
+    pub labels: Vec<u32>,
+}
+
+/// `n` lines from `lines` with at least `min_words` words (drawn without replacement, seeded), half of them (every
+/// other one, in drawn order) corrupted by swapping two different words at random positions. Errors when fewer
+/// than `n` lines qualify.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let lines = ["to be or not to be", "that is the question", "whether tis nobler in the mind to suffer"];
+/// let task = dlhist::data::text::swapped_lines(&lines, 2, 4, &mut Rng::new(0))?;
+/// assert_eq!(task.labels, vec![1, 0]);
+/// assert_ne!(task.lines[1].split(' ').collect::<Vec<_>>(), task.lines[0].split(' ').collect::<Vec<_>>());
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn swapped_lines<S: AsRef<str>>(
+    lines: &[S],
+    n: usize,
+    min_words: usize,
+    rng: &mut crate::rng::Rng,
+) -> Result<SwappedLines> {
+    // Only lines with two different words can be corrupted.
+    let mut pool: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| l.as_ref().split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() >= min_words.max(2) && w.iter().any(|x| x != &w[0]))
+        .collect();
+    if pool.len() < n {
+        return Err(Error::Invalid(format!(
+            "swapped_lines: {n} lines wanted, only {} have at least {min_words} words",
+            pool.len()
+        )));
+    }
+    rng.shuffle(&mut pool);
+    let (mut out, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (k, mut words) in pool.into_iter().take(n).enumerate() {
+        if k % 2 == 1 {
+            loop {
+                let (i, j) = (rng.below(words.len()), rng.below(words.len()));
+                if words[i] != words[j] {
+                    words.swap(i, j);
+                    break;
+                }
+            }
+        }
+        out.push(words.join(" "));
+        labels.push(u32::from(k % 2 == 0));
+    }
+    Ok(SwappedLines { lines: out, labels })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
