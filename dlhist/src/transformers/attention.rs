@@ -244,14 +244,21 @@ pub struct MultiHeadAttention {
 impl MultiHeadAttention {
     /// Attention between streams of width `d_model` with `n_head` heads.
     pub fn new(d_model: usize, n_head: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_names(d_model, n_head, vb, ["q", "k", "v", "o"])
+    }
+
+    /// The same layer with its four projections at other paths under `vb`, in the order query, key, value, output:
+    /// how a model that follows another library's names (BERT's `attention.self.query`, ...) builds it.
+    pub fn with_names(d_model: usize, n_head: usize, vb: VarBuilder, names: [&str; 4]) -> Result<Self> {
         if n_head == 0 || !d_model.is_multiple_of(n_head) {
             candle_core::bail!("MultiHeadAttention: d_model = {d_model} must be a multiple of n_head = {n_head}")
         }
+        let dense = |name: &str| Dense::new(d_model, d_model, None, vb.pp(name));
         Ok(MultiHeadAttention {
-            q: Dense::new(d_model, d_model, None, vb.pp("q"))?,
-            k: Dense::new(d_model, d_model, None, vb.pp("k"))?,
-            v: Dense::new(d_model, d_model, None, vb.pp("v"))?,
-            o: Dense::new(d_model, d_model, None, vb.pp("o"))?,
+            q: dense(names[0])?,
+            k: dense(names[1])?,
+            v: dense(names[2])?,
+            o: dense(names[3])?,
             n_head,
         })
     }

@@ -5,16 +5,22 @@
 //! | The transformer's multi-head attention, causal, padded and cross (Vaswani et al. 2017) | [`attention`] |
 //! | Sinusoidal and learned positions (Vaswani et al. 2017, section 3.5) | [`positions`] |
 //! | The encoder-decoder Transformer, post- and pre-LN (Vaswani et al. 2017) | [`transformer`] |
+//! | BERT: masked-language-model pretraining and fine-tuning (Devlin et al. 2018; Liu et al. 2019) | [`bert`] |
 //! | A small GPT (Radford et al. 2018, 2019) built from the causal attention | [`gpt`] |
 //! | Temperature, top-k and nucleus sampling | [`sampling`] |
 
 pub mod attention;
+pub mod bert;
 pub mod gpt;
 pub mod positions;
 pub mod sampling;
 pub mod transformer;
 
 pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, MultiHeadAttention};
+pub use bert::{
+    Bert, BertClassifier, BertConfig, BertForMaskedLm, BertLayer, MaskedTokenCrossEntropy, Masking, MaskingRule,
+    Pooling,
+};
 pub use gpt::{Block, Gpt, GptConfig};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
 pub use sampling::Sampling;

@@ -1,0 +1,95 @@
+//! dlhist's transformer models against candle-transformers' production implementations, with shared weights.
+//!
+//! Run with `cargo test -p dlhist --features transformers --test reference_models` (CI does). The feature is off
+//! by default so that notebooks' cold builds do not compile candle-transformers.
+#![cfg(feature = "transformers")]
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+use candle_transformers::models::bert as reference;
+use dlhist::rng::Rng;
+use dlhist::transformers::{BertConfig, BertForMaskedLm};
+
+/// Largest absolute difference between two tensors of one shape.
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Our BERT (post-LN, as the paper) with every parameter drawn at random (so no bias is zero and no norm is the
+/// identity), and candle-transformers' `BertModel` / `BertForMaskedLM` loaded from the very same tensors by
+/// Hugging Face's names: the hidden states and the masked-LM logits agree to 1e-5.
+#[test]
+fn bert_matches_candle_transformers() -> dlhist::Result<()> {
+    let dev = Device::Cpu;
+    let cfg = BertConfig {
+        hidden: 32,
+        n_layer: 2,
+        n_head: 4,
+        intermediate: 64,
+        max_len: 16,
+        dropout: 0.0,
+        ..BertConfig::small(50)
+    };
+    let (vars, vb) = dlhist::init::seeded(1, DType::F32, &dev);
+    let ours = BertForMaskedLm::new(cfg, vb)?;
+    let mut rng = Rng::new(2);
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    {
+        let data = vars.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let base = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 };
+            var.set(&rng.normal_tensor(var.dims(), base, 0.2, &dev)?)?;
+            tensors.insert(name.clone(), var.as_tensor().copy()?);
+        }
+    }
+    // Hugging Face stores the tied output layer under its own name too.
+    tensors.insert("cls.predictions.decoder.weight".into(), tensors["bert.embeddings.word_embeddings.weight"].clone());
+    tensors.insert("cls.predictions.decoder.bias".into(), tensors["cls.predictions.bias"].clone());
+    let config: reference::Config = serde_json::from_value(serde_json::json!({
+        "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 64, "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "max_position_embeddings": 16,
+        "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+        "classifier_dropout": null, "model_type": "bert"
+    }))
+    .unwrap();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let theirs = reference::BertModel::load(vb.clone(), &config)?;
+    let theirs_mlm = reference::BertForMaskedLM::load(vb, &config)?;
+
+    // Two sequences, the second padded after 5 tokens, with both segments in use.
+    let ids = Tensor::new(&[[2u32, 17, 9, 33, 4, 21, 3, 40], [2, 11, 48, 3, 6, 0, 0, 0]], &dev)?;
+    let types = Tensor::new(&[[0u32, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 0, 0, 0]], &dev)?;
+    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0, 0]], &dev)?;
+    let lens = [8, 5];
+    for fused in [true, false] {
+        let h_ours = if fused {
+            ours.bert().forward_t(&ids, Some(&types), &lens, false)?
+        } else {
+            dlhist::fast::plain(|| ours.bert().forward_t(&ids, Some(&types), &lens, false))?
+        };
+        let h_theirs = theirs.forward(&ids, &types, Some(&mask))?;
+        // Padded positions' own states are not defined the same way (they are never read): compare real ones.
+        for (b, &n) in lens.iter().enumerate() {
+            let d = max_diff(&h_ours.get(b)?.narrow(0, 0, n)?, &h_theirs.get(b)?.narrow(0, 0, n)?);
+            assert!(d < 1e-5, "hidden states of row {b} (fused {fused}) differ by {d}");
+        }
+        let (bsz, t, h) = h_ours.dims3()?;
+        let logits_ours = ours.logits(&h_ours.reshape((bsz * t, h))?)?.reshape((bsz, t, 50))?;
+        let logits_theirs = theirs_mlm.forward(&ids, &types, Some(&mask))?;
+        let d = max_diff(&logits_ours.get(0)?, &logits_theirs.get(0)?);
+        assert!(d < 1e-4, "masked-LM logits (fused {fused}) differ by {d}");
+    }
+    // And the packed interface of training gives the same logits at the flagged positions.
+    let packed = Tensor::new(&[[[2u32, 17, 9, 33, 4, 21, 3, 40], [0, 1, 0, 0, 0, 0, 1, 0]]], &dev)?;
+    let flagged = ours.forward_t(&packed, false)?;
+    let h = ours.bert().forward_t(&ids.narrow(0, 0, 1)?, None, &[8], false)?.squeeze(0)?;
+    let direct = ours.logits(&Tensor::cat(&[h.get(1)?.unsqueeze(0)?, h.get(6)?.unsqueeze(0)?], 0)?)?;
+    assert!(max_diff(&flagged, &direct) < 1e-5);
+    Ok(())
+}
