@@ -64,7 +64,7 @@ pub const MASK: u32 = 4;
 ///
 /// ```
 /// use dlhist::data::wordpiece::{WordPieceVocab, CLS};
-/// let text = ["to be or not to be", "that is the question", "to sleep perchance to dream"];
+/// let text = ["to be, or not to be", "that is the question", "to sleep, perchance to dream"];
 /// let vocab = WordPieceVocab::train(&text, 60)?;
 /// let ids = vocab.encode("To be, or not")?;
 /// assert_eq!(vocab.decode(&ids), "to be, or not"); // lower-cased, punctuation split off and re-attached
