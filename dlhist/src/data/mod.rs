@@ -13,6 +13,7 @@
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //! | [`words::english_corpus`], [`words::gcide`], [`words::text8`] | English as a stream of lowercase words (the Webster 1913 dictionary from Debian's `dict-gcide`, or text8) |
 //! | [`words::word_similarity`], [`words::analogy_questions`] | WordSim353, SimLex-999 and the analogy questions of Mikolov et al. 2013a ([`words`]) |
+//! | [`gpt2_bpe::Gpt2Bpe`] | GPT-2's byte-level BPE tokenizer from OpenAI's own files, verified |
 //! | [`wordpiece::WordPieceVocab`] | BERT's sub-word vocabulary, trained on any text with the `tokenizers` crate |
 //! | [`g2p::g2p`] | the CMU pronouncing dictionary (Debian's `festlex-cmu`) as letters → phonemes, split by word |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
@@ -30,6 +31,7 @@
 mod augment;
 pub mod download;
 pub mod g2p;
+pub mod gpt2_bpe;
 mod locate;
 pub mod mnist;
 pub mod pairs;
@@ -71,6 +73,7 @@ use candle_core::{Device, Tensor};
 pub fn install_mirror(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     let mut specs = vec![text::tiny_shakespeare_spec(), words::text8_spec()];
     specs.extend(words::benchmark_specs());
+    specs.extend(gpt2_bpe::specs());
     locate::install_mirror_into(&specs, dir, &locate::Roots::from_env())
 }
 
