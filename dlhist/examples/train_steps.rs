@@ -149,6 +149,20 @@ fn main() -> dlhist::Result<()> {
         let model = Transformer::new(cfg, vb)?;
         bench("transformer_d64_S30_T30_b32", threads, &model, &vars, &x, &y, &dlhist::layers::SequenceCrossEntropy);
     }
+    // BERT's masked LM (Devlin et al. 2018) at the BERT notebook's size: vocabulary 4000, 32 tokens, H 128, 4 heads,
+    // 2 pre-LN layers, no dropout; the output layer only at the 5 predicted positions of each of 32 sequences.
+    if wanted("bert_mlm_h128_L2_T32_b32") {
+        use dlhist::transformers::bert::{mlm_stream, Masking, MaskingRule};
+        use dlhist::transformers::{BertConfig, BertForMaskedLm, MaskedTokenCrossEntropy, NormPlacement};
+        let chunks: Vec<Vec<u32>> =
+            (0..32).map(|_| std::iter::once(2).chain((0..31).map(|_| 5 + rng.below(3995) as u32)).collect()).collect();
+        let data = mlm_stream(&chunks, 1, Masking::Dynamic, &MaskingRule::default(), 4000, 0, &dev)?;
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let cfg =
+            BertConfig { n_layer: 2, max_len: 32, dropout: 0.0, norm: NormPlacement::Pre, ..BertConfig::small(4000) };
+        let model = BertForMaskedLm::new(cfg, vb)?;
+        bench("bert_mlm_h128_L2_T32_b32", threads, &model, &vars, &data.x, &data.y, &MaskedTokenCrossEntropy);
+    }
     Ok(())
 }
 

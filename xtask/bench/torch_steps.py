@@ -134,3 +134,28 @@ class Transformer(nn.Module):
         for layer in s.dec: y = layer(y, m, tgt_mask=causal, tgt_is_causal=True)
         return y @ s.tgt_emb.weight.t()
 bench("transformer_d64_S30_T30_b32", Transformer(), _rnnsearch_batch, lambda out, y: F.cross_entropy(out.reshape(-1, 70), y.reshape(-1)))
+
+# BERT's masked LM (Devlin et al. 2018), dlhist's transformers::BertForMaskedLm at the BERT notebook's size:
+# vocabulary 4000, 32 tokens, H 128, 4 heads, feed-forward 512, 2 pre-LN layers with GELU and a final norm, token +
+# position + segment embeddings with a layer norm, no dropout; the MLM head (dense, GELU, layer norm, the token
+# embedding as output matrix) evaluated only at the 5 predicted positions of each sequence, as dlhist does.
+class BertMLM(nn.Module):
+    def __init__(s, V=4000, T=32, C=128, L=2, H=4, B=32, k=5):
+        super().__init__()
+        s.tok = nn.Embedding(V, C); s.pos = nn.Embedding(T, C); s.seg = nn.Embedding(2, C)
+        s.ln_e = nn.LayerNorm(C, eps=1e-12)
+        layer = nn.TransformerEncoderLayer(C, H, 4 * C, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True, layer_norm_eps=1e-12)
+        s.blocks = nn.TransformerEncoder(layer, L, enable_nested_tensor=False); s.ln_f = nn.LayerNorm(C, eps=1e-12)
+        s.dense = nn.Linear(C, C); s.ln_h = nn.LayerNorm(C, eps=1e-12); s.bias = nn.Parameter(torch.zeros(V))
+        # k predicted positions per sequence (never [CLS] at 0), as flat row indices into [B*T].
+        rows = torch.cat([b * T + 1 + torch.randperm(T - 1)[:k] for b in range(B)]).sort().values
+        s.register_buffer("rows", rows)
+    def forward(s, idx):
+        T = idx.shape[1]
+        x = s.tok(idx) + s.pos(torch.arange(T, device=idx.device)) + s.seg(torch.zeros_like(idx))
+        h = s.ln_f(s.blocks(s.ln_e(x)))
+        z = s.ln_h(F.gelu(s.dense(h.reshape(-1, h.shape[-1])[s.rows])))
+        return z @ s.tok.weight.t() + s.bias
+bench("bert_mlm_h128_L2_T32_b32", BertMLM(), lambda: (torch.randint(5, 4000, (32, 32)), torch.randint(5, 4000, (32 * 5,))),
+      F.cross_entropy)
