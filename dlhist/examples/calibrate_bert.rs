@@ -27,9 +27,8 @@ use dlhist::transformers::bert::{
 };
 use dlhist::transformers::NormPlacement;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::env;
 
 fn main() -> Result<()> {
     let vocab_size: usize = env("VOCAB", 4000);

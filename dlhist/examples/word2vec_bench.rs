@@ -23,9 +23,8 @@ use std::process::Command;
 use dlhist::data::words::{analogy_questions, english_corpus, word_similarity, SimilaritySet, WordCorpus};
 use dlhist::sequence_modeling::word2vec::{Architecture, Embeddings, Vocab, Word2Vec, Word2VecConfig};
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::env;
 
 /// One side's result in one round.
 struct Run {

@@ -1,4 +1,4 @@
-//! What the calibration examples share: reading positional arguments, and the training configuration of the
+//! What the calibration examples share: reading positional arguments and environment knobs, and the training configuration of the
 //! sequence-to-sequence notebooks.
 
 // Each example compiles this module on its own, and not every example uses every helper.
@@ -16,6 +16,12 @@ pub fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T, usage: &
             .parse()
             .map_err(|_| dlhist::Error::Invalid(format!("argument {i} ({s:?}) does not parse; usage: {usage}"))),
     }
+}
+
+/// The environment variable `name`, parsed, or `default` when it is unset or does not parse (the knobs of the
+/// examples that take settings from the environment).
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// How the Seq2Seq and Attention notebooks train: `steps` steps over a stream already cut into length-bucketed

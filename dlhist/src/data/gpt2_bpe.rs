@@ -1,7 +1,7 @@
 //! GPT-2's byte-level BPE: OpenAI's own vocabulary and merges, verified and loaded into the `tokenizers` crate.
 //!
 //! A. Radford, J. Wu, R. Child, D. Luan, D. Amodei and I. Sutskever, "Language Models are Unsupervised Multitask
-//! Learners", 2019 (section 2.2, input representation).
+//! Learners", 2019 (section 2, "Input Representation").
 //! <https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf>
 //!
 //! GPT-2 reads bytes, not characters: every UTF-8 byte is a base symbol, so no text is ever out of vocabulary, and

@@ -1,6 +1,6 @@
 //! WordPiece: the sub-word vocabulary of BERT, trained with the `tokenizers` crate.
 //!
-//! Y. Wu et al., "Google's Neural Machine Translation System", 2016 (section 4.1, the wordpiece model),
+//! Y. Wu et al., "Google's Neural Machine Translation System", 2016 (its wordpiece model),
 //! <https://arxiv.org/abs/1609.08144>; J. Devlin et al., "BERT", 2018 (a 30 000-token WordPiece vocabulary),
 //! <https://arxiv.org/abs/1810.04805>.
 //!

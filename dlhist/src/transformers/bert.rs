@@ -46,7 +46,7 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
 
 use super::attention::{KeyMask, MultiHeadAttention};
-use super::transformer::NormPlacement;
+use super::transformer::{dropout, NormPlacement};
 use crate::data::pairs::row_lengths;
 use crate::data::wordpiece::{CLS, MASK, PAD, SPECIAL_TOKENS};
 use crate::data::Dataset;
@@ -109,11 +109,6 @@ impl BertConfig {
             seed: 0,
         }
     }
-}
-
-/// A seeded dropout layer, its error in candle's type.
-fn dropout(p: f32, seed: u64) -> Result<Dropout> {
-    Dropout::new(p, seed).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
 /// An embedding table drawn from N(0, 0.02²), BERT's `initializer_range`: small, so the tied output layer starts

@@ -111,8 +111,8 @@ fn residual(
     }
 }
 
-/// A seeded dropout layer, its error in candle's type.
-fn dropout(p: f32, seed: u64) -> Result<Dropout> {
+/// A seeded dropout layer, its error in candle's type (the section's models share it).
+pub(crate) fn dropout(p: f32, seed: u64) -> Result<Dropout> {
     Dropout::new(p, seed).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
