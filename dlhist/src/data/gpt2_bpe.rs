@@ -18,7 +18,7 @@
 
 use candle_core::{Device, Tensor};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::Tokenizer;
 
@@ -93,13 +93,71 @@ fn bpe_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Gpt2Bpe {
     /// Finds (or downloads), verifies and loads OpenAI's files (module docs).
     pub fn load() -> Result<Self> {
+        Self::load_merges(None)
+    }
+
+    /// GPT-2's tokenizer with only its first `merges` merges (of 50 000): a vocabulary of `256 + merges` tokens.
+    ///
+    /// In OpenAI's `encoder.json` the 256 bytes take ids `0..256` and the token made by merge number `r` (counting
+    /// from 0) takes id `256 + r`, so cutting the merge list keeps every id as GPT-2 numbers it and gives a
+    /// contiguous vocabulary that a small model can afford. Text still never falls out of the vocabulary: a word
+    /// whose merges were cut is spelled in the shorter tokens (in the end, the bytes) that remain. `<|endoftext|>`
+    /// is not part of the truncated vocabulary.
+    ///
+    /// ```no_run
+    /// use dlhist::data::gpt2_bpe::Gpt2Bpe;
+    /// let small = Gpt2Bpe::truncated(1000)?;
+    /// assert_eq!(small.len(), 1256);
+    /// assert_eq!(small.encode(" the")?, Gpt2Bpe::load()?.encode(" the")?); // an early merge: the same id
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn truncated(merges: usize) -> Result<Self> {
+        if merges > 50_000 {
+            return Err(Error::Invalid(format!("Gpt2Bpe::truncated: GPT-2 has 50000 merges; asked for {merges}")));
+        }
+        Self::load_merges(Some(merges))
+    }
+
+    fn load_merges(keep: Option<usize>) -> Result<Self> {
         let roots = Roots::from_env();
         let mut paths = vec![];
         for s in specs() {
             paths.push(locate_or_fetch(&s, &roots)?.path);
         }
-        let (encoder, merges) = (paths[0].to_string_lossy().into_owned(), paths[1].to_string_lossy().into_owned());
-        let model = BPE::from_file(&encoder, &merges).build().map_err(|e| bpe_err("cannot read the files", e))?;
+        let model = match keep {
+            None => {
+                let (encoder, merges) =
+                    (paths[0].to_string_lossy().into_owned(), paths[1].to_string_lossy().into_owned());
+                BPE::from_file(&encoder, &merges).build().map_err(|e| bpe_err("cannot read the files", e))?
+            }
+            Some(keep) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).map_err(|e| bpe_err(&format!("cannot read {}", p.display()), e))
+                };
+                let encoder: std::collections::HashMap<String, u32> = serde_json::from_str(&read(&paths[0])?)
+                    .map_err(|e| bpe_err("encoder.json is not a token → id map", e))?;
+                let limit = (256 + keep) as u32;
+                let vocab: Vocab = encoder.into_iter().filter(|(_, id)| *id < limit).collect();
+                // vocab.bpe: a version line, then one merge per line, "left right", in order.
+                let merges: Merges = read(&paths[1])?
+                    .lines()
+                    .skip(1)
+                    .filter(|l| !l.is_empty())
+                    .take(keep)
+                    .map(|l| {
+                        let (a, b) = l.split_once(' ').ok_or_else(|| bpe_err("a merge line without a space", l))?;
+                        Ok((a.to_string(), b.to_string()))
+                    })
+                    .collect::<Result<_>>()?;
+                if vocab.len() != limit as usize || merges.len() != keep {
+                    return Err(bpe_err(
+                        "unexpected file contents",
+                        format!("{} tokens and {} merges for {keep} merges", vocab.len(), merges.len()),
+                    ));
+                }
+                BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| bpe_err("cannot build", e))?
+            }
+        };
         let mut tokenizer = Tokenizer::new(model);
         // No prefix space (GPT-2 encodes text as it is); the split regex on; offsets kept as they are.
         tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
@@ -107,7 +165,7 @@ impl Gpt2Bpe {
         Ok(Gpt2Bpe { tokenizer })
     }
 
-    /// Number of tokens: 50 257.
+    /// Number of tokens: 50 257 (`256 + merges` when [truncated](Self::truncated)).
     pub fn len(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }
@@ -162,6 +220,15 @@ mod tests {
         assert_eq!(bpe.encode("hello world")?, vec![31373, 995]);
         assert_eq!(bpe.pieces("hello world")?, vec!["hello", "Ġworld"]);
         assert!(!bpe.encode("<|endoftext|>")?.contains(&END_OF_TEXT), "special tokens are not parsed from text");
+        let small = Gpt2Bpe::truncated(1000)?;
+        assert_eq!(small.len(), 1256);
+        let text = "First Citizen:\nBefore we proceed any further, hear me speak.";
+        let (full, cut) = (bpe.encode(text)?, small.encode(text)?);
+        assert!(cut.iter().all(|&id| id < 1256) && cut.len() > full.len(), "{full:?} vs {cut:?}");
+        assert_eq!(small.decode(&cut)?, text);
+        assert_eq!(Gpt2Bpe::truncated(50_000)?.encode(text)?, full, "all merges: GPT-2 itself");
+        assert_eq!(Gpt2Bpe::truncated(0)?.encode("hi")?, vec![71, 72], "no merges: the bytes");
+        assert!(Gpt2Bpe::truncated(50_001).is_err());
         for text in ["First Citizen:\nBefore we proceed any further, hear me speak.", "naïve café, 東京 🎭  x"] {
             assert_eq!(bpe.decode(&bpe.encode(text)?)?, text);
         }
