@@ -87,6 +87,63 @@ impl Module for CausalSelfAttention {
     }
 }
 
+/// The keys and values one attention layer has already computed, kept between generation steps.
+///
+/// Generating token `t + 1` needs every earlier position's key and value, and those never change (a causal layer's
+/// output at position `s` depends only on tokens `0..=s`). Keeping them, each step computes Q, K and V of the
+/// newest position alone and attends over the stored keys: `O(t)` work per step instead of the `O(t²)` of running
+/// the whole prefix again. [`crate::transformers::KvCache`] holds one per layer.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    /// `[B, h, S, d]` keys and values of the `S` positions seen so far (`None` before the first call).
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl LayerCache {
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CausalSelfAttention {
+    /// Self-attention of the new positions `x` `[B, T_new, C]`, which follow the `cache.len()` positions in
+    /// `cache`: they see every cached key and, causally, each other. Appends their keys and values to `cache`.
+    /// With an empty cache this is [`Module::forward`] (the plain path), and a prompt followed by one token at a
+    /// time gives the logits a full forward pass gives.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let (nh, d) = (self.n_head, c / self.n_head);
+        let qkv = self.qkv.forward(x)?.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?;
+        let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
+        // The new keys and values go after the cached ones, [B, h, S + T_new, d].
+        let (k, v) = match cache.kv.take() {
+            Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
+            None => (k, v),
+        };
+        let s = k.dims()[2];
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        // New query i sits at position s − t + i and sees keys 0..=s − t + i: every cached key, and the new ones up
+        // to itself. A single new token (the usual generation step) needs no mask at all.
+        let scores = if t > 1 {
+            let offset = s - t;
+            let m: Vec<f32> =
+                (0..t * s).map(|j| if j % s > offset + j / s { f32::NEG_INFINITY } else { 0.0 }).collect();
+            scores.broadcast_add(&Tensor::from_vec(m, (1, 1, t, s), x.device())?.to_dtype(scores.dtype())?)?
+        } else {
+            scores
+        };
+        let y = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        cache.kv = Some((k, v));
+        self.proj.forward(&y)
+    }
+}
+
 /// The additive mask that hides padded keys: `[B, S]` 0/1 (1 = real token) to `[B, 1, 1, S]`, 0 on real keys
 /// and −∞ on padding, broadcast over heads and queries by [`MultiHeadAttention::forward`].
 ///

@@ -22,6 +22,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
+use super::attention::LayerCache;
 use super::{CausalSelfAttention, Sampling};
 use crate::layers::{Activation, Dense};
 use crate::optimization::LayerNorm;
@@ -87,6 +88,39 @@ impl Block {
     }
 }
 
+impl Block {
+    /// [`Module::forward`] for positions that follow those in `cache` (see [`CausalSelfAttention::forward_cached`]).
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
+        let x = (x + self.attn.forward_cached(&self.ln1.forward(x)?, cache)?)?;
+        let m = self.proj.forward(&self.fc.forward(&self.ln2.forward(&x)?)?)?;
+        x + m
+    }
+}
+
+/// The keys and values a [`Gpt`] has computed for the tokens it has read, one [`LayerCache`] per block (the *KV
+/// cache* of generation).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        KvCache::default()
+    }
+
+    /// Tokens read so far.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    /// Whether no token has been read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // x ← x + MultiHead(LN_1(x)): attention reads the normalized stream and writes back into the residual one.
@@ -143,8 +177,51 @@ impl Gpt {
         &self.config
     }
 
-    /// Continues `prompt` (at least one token id) by `n` tokens drawn with `sampling` from `rng`, reading at
-    /// most the last `block_size` tokens at each step; returns the new tokens only.
+    /// The logits `[B, T_new, vocab]` of tokens `idx` `[B, T_new]` that follow the `cache.len()` tokens already
+    /// read into `cache`, which then holds them too. Reading a prompt in one call and then one token per call
+    /// gives the logits [`Module::forward`] gives for the whole sequence, at a fraction of the work.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::transformers::{Gpt, GptConfig, KvCache};
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let gpt = Gpt::new(GptConfig { vocab_size: 5, block_size: 8, n_embd: 8, n_layer: 2, n_head: 2 }, vb)?;
+    /// let full = gpt.forward(&Tensor::new(&[[1u32, 2, 3, 4]], &dev)?)?;
+    /// let mut cache = KvCache::new();
+    /// gpt.forward_cached(&Tensor::new(&[[1u32, 2, 3]], &dev)?, &mut cache)?;
+    /// let last = gpt.forward_cached(&Tensor::new(&[[4u32]], &dev)?, &mut cache)?;
+    /// let gap = (full.narrow(1, 3, 1)? - last)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    /// assert!(gap < 1e-5 && cache.len() == 4);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn forward_cached(&self, idx: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (_, t) = idx.dims2()?;
+        let past = cache.len();
+        if t == 0 || past + t > self.config.block_size {
+            candle_core::bail!(
+                "Gpt::forward_cached: {past} cached + {t} new tokens must be in 1..={} (the position table's length)",
+                self.config.block_size
+            )
+        }
+        if cache.layers.is_empty() {
+            cache.layers = vec![LayerCache::default(); self.blocks.len()];
+        }
+        // The new tokens sit at positions past..past + t.
+        let positions = Tensor::arange(past as u32, (past + t) as u32, idx.device())?;
+        let mut x = self.tok.forward(idx)?.broadcast_add(&self.pos.forward(&positions)?)?;
+        for (block, layer) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward_cached(&x, layer)?;
+        }
+        self.head.forward(&self.ln_f.forward(&x)?)
+    }
+
+    /// Continues `prompt` (at least one token id) by `n` tokens drawn with `sampling` from `rng`; returns the new
+    /// tokens only.
+    ///
+    /// Uses a [`KvCache`] while the text fits in `block_size` tokens. Past that, each step reads the last
+    /// `block_size` tokens afresh (the learned positions cannot slide, so nothing cached can be reused), exactly
+    /// as [`Gpt::generate_uncached`] does at every step; both give the same tokens for the same `rng`.
     ///
     /// ```
     /// use dlhist::prelude::*;
@@ -158,9 +235,44 @@ impl Gpt {
     /// # Ok::<(), dlhist::Error>(())
     /// ```
     pub fn generate(&self, prompt: &[u32], n: usize, sampling: &Sampling, rng: &mut Rng) -> crate::Result<Vec<u32>> {
-        if prompt.is_empty() {
-            return Err(crate::Error::Invalid("Gpt::generate needs a prompt of at least one token".into()));
+        self.check_prompt(prompt)?;
+        let dev = self.tok.embeddings().device().clone();
+        let mut ids = prompt.to_vec();
+        let mut cache = KvCache::new();
+        // Read the prompt (its last block_size tokens) in one pass.
+        let start = ids.len().saturating_sub(self.config.block_size);
+        let mut logits = self.forward_cached(&Tensor::new(&ids[start..], &dev)?.unsqueeze(0)?, &mut cache)?;
+        for i in 0..n {
+            let last = logits.squeeze(0)?;
+            let last = last.get(last.dims()[0] - 1)?.to_dtype(candle_core::DType::F32)?;
+            ids.push(sampling.draw(&last.to_vec1::<f32>()?, rng)?);
+            if i + 1 == n {
+                break;
+            }
+            logits = if cache.len() < self.config.block_size {
+                // The cache has room: only the new token goes through the network.
+                let next = Tensor::new(&ids[ids.len() - 1..], &dev)?.unsqueeze(0)?;
+                self.forward_cached(&next, &mut cache)?
+            } else {
+                // Full: read the last block_size tokens afresh, positions 0..block_size.
+                cache = KvCache::new();
+                let window = &ids[ids.len() - self.config.block_size..];
+                self.forward_cached(&Tensor::new(window, &dev)?.unsqueeze(0)?, &mut cache)?
+            };
         }
+        Ok(ids[prompt.len()..].to_vec())
+    }
+
+    /// [`Gpt::generate`] without a cache: every step runs the whole window (at most the last `block_size` tokens)
+    /// through the network. The reference the cache is tested against, and the baseline of its timing.
+    pub fn generate_uncached(
+        &self,
+        prompt: &[u32],
+        n: usize,
+        sampling: &Sampling,
+        rng: &mut Rng,
+    ) -> crate::Result<Vec<u32>> {
+        self.check_prompt(prompt)?;
         let dev = self.tok.embeddings().device().clone();
         let mut ids = prompt.to_vec();
         for _ in 0..n {
@@ -170,6 +282,19 @@ impl Gpt {
             ids.push(sampling.draw(&logits.to_vec1::<f32>()?, rng)?);
         }
         Ok(ids[prompt.len()..].to_vec())
+    }
+
+    fn check_prompt(&self, prompt: &[u32]) -> crate::Result<()> {
+        match prompt.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            _ if prompt.is_empty() => {
+                Err(crate::Error::Invalid("Gpt::generate needs a prompt of at least one token".into()))
+            }
+            Some(t) => Err(crate::Error::Invalid(format!(
+                "Gpt::generate: prompt token {t} is outside the vocabulary of {}",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -206,6 +331,38 @@ mod tests {
         let idx = Tensor::new(&[[1u32, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], &dev)?;
         let (fused, plain) = (gpt.forward(&idx)?, crate::fast::plain(|| gpt.forward(&idx))?);
         crate::fast::testing::assert_paths_agree(&fused, &plain, &vars, &[], "gpt")
+    }
+
+    /// The cache gives the full pass's logits, and generation with it the same tokens as without, also past
+    /// `block_size` where the window slides.
+    #[test]
+    fn kv_cache_matches_the_full_pass() -> crate::Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (_vars, vb) = crate::init::seeded(11, DType::F32, &dev);
+        let gpt = Gpt::new(tiny(), vb)?;
+        let seq = [3u32, 1, 4, 1, 5, 2];
+        let full = gpt.forward(&Tensor::new(&seq[..], &dev)?.unsqueeze(0)?)?;
+        for split in [1, 2, 5] {
+            let mut cache = KvCache::new();
+            let a = gpt.forward_cached(&Tensor::new(&seq[..split], &dev)?.unsqueeze(0)?, &mut cache)?;
+            let mut parts = vec![a];
+            for &tok in &seq[split..] {
+                parts.push(gpt.forward_cached(&Tensor::new(&[tok], &dev)?.unsqueeze(0)?, &mut cache)?);
+            }
+            let gap = (Tensor::cat(&parts, 1)? - &full)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(gap < 1e-5, "prompt of {split}: {gap}");
+            assert_eq!(cache.len(), 6);
+            assert!(gpt.forward_cached(&Tensor::new(&[[1u32]], &dev)?, &mut cache).is_err(), "past block_size");
+        }
+        let s = Sampling { temperature: 0.9, top_k: Some(5), top_p: None };
+        for prompt in [&[2u32][..], &[1, 2, 3, 4, 5, 6, 0]] {
+            let cached = gpt.generate(prompt, 15, &s, &mut Rng::new(4))?;
+            let plain = gpt.generate_uncached(prompt, 15, &s, &mut Rng::new(4))?;
+            assert_eq!(cached, plain, "prompt {prompt:?}");
+        }
+        assert!(gpt.generate(&[], 3, &s, &mut Rng::new(0)).is_err());
+        assert!(gpt.generate(&[7], 3, &s, &mut Rng::new(0)).is_err(), "token 7 of a vocabulary of 7");
+        Ok(())
     }
 
     #[test]
