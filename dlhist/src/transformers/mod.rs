@@ -6,22 +6,26 @@
 //! | Sinusoidal and learned positions (Vaswani et al. 2017, section 3.5) | [`positions`] |
 //! | The encoder-decoder Transformer, post- and pre-LN (Vaswani et al. 2017) | [`transformer`] |
 //! | BERT: masked-language-model pretraining and fine-tuning (Devlin et al. 2018; Liu et al. 2019) | [`bert`] |
-//! | A small GPT (Radford et al. 2018, 2019) built from the causal attention | [`gpt`] |
+//! | A small GPT (Radford et al. 2018, 2019) built from the causal attention, with a KV cache | [`gpt`] |
 //! | Temperature, top-k and nucleus sampling | [`sampling`] |
+//! | Loss as a power law in model size (Kaplan et al. 2020) | [`scaling`] |
+//! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
 
 pub mod attention;
 pub mod bert;
 pub mod gpt;
+pub mod in_context;
 pub mod positions;
 pub mod sampling;
+pub mod scaling;
 pub mod transformer;
 
-pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, MultiHeadAttention};
+pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, LayerCache, MultiHeadAttention};
 pub use bert::{
     Bert, BertClassifier, BertConfig, BertForMaskedLm, BertLayer, MaskedTokenCrossEntropy, Masking, MaskingRule,
     Pooling,
 };
-pub use gpt::{Block, Gpt, GptConfig};
+pub use gpt::{Block, Gpt, GptConfig, KvCache};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
 pub use sampling::Sampling;
 pub use transformer::{
