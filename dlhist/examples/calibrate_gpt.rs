@@ -12,7 +12,6 @@
 //! validation loss (nats per character) every STEPS/4 steps and the seconds taken.
 
 use dlhist::data::{random_windows, CharVocab};
-use dlhist::optim::{CosineAnnealing, LrSchedule};
 use dlhist::prelude::*;
 use dlhist::train::{evaluate, on_step, Control, TokenCrossEntropy};
 use dlhist::transformers::{Gpt, GptConfig};
@@ -42,30 +41,16 @@ fn main() -> Result<()> {
     let (vars, vb) = dlhist::init::seeded(seed, DType::F32, &dev);
     let gpt = Gpt::new(cfg, vb)?;
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - steps / 20)?.with_warmup(steps / 20);
     let started = std::time::Instant::now();
     let quarter = (steps / 4).max(1);
-    let fc = FitConfig {
-        epochs: 1,
-        batch_size: batch,
-        shuffle: false,
-        max_steps: Some(steps),
-        loss: TokenCrossEntropy.into(),
-        schedule: Some(std::sync::Arc::new(schedule)),
-        progress_every_s: None,
-        on_step: on_step(|s| {
-            if (s.step + 1) % quarter == 0 {
-                let v = evaluate(&gpt, &val, &TokenCrossEntropy, 100)?.loss;
-                println!(
-                    "step {:5}: validation {v:.4} nats/char ({:.0} s)",
-                    s.step + 1,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Ok(Control::Continue)
-        }),
-        ..Default::default()
-    };
+    let probe = on_step(|s| {
+        if (s.step + 1) % quarter == 0 {
+            let v = evaluate(&gpt, &val, &TokenCrossEntropy, 100)?.loss;
+            println!("step {:5}: validation {v:.4} nats/char ({:.0} s)", s.step + 1, started.elapsed().as_secs_f64());
+        }
+        Ok(Control::Continue)
+    });
+    let fc = common::lm_fit(steps, batch, lr, probe)?;
     fit(&gpt, &mut opt, &train, None, &fc)?;
     println!(
         "gpt L{n_layer} C{n_embd} T{block_size} b{batch} lr{lr} seed{seed}: {} parameters, {:.1} ms/step",

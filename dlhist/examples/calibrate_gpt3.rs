@@ -15,7 +15,6 @@
 
 use dlhist::data::gpt2_bpe::Gpt2Bpe;
 use dlhist::data::random_windows;
-use dlhist::optim::CosineAnnealing;
 use dlhist::prelude::*;
 use dlhist::train::{evaluate, TokenCrossEntropy};
 use dlhist::transformers::in_context::{accuracy_by_shots, LabelMappingTask};
@@ -27,19 +26,8 @@ use common::env;
 
 fn train(gpt: &Gpt, vars: &VarMap, data: &Dataset, steps: usize, batch: usize, lr: f64) -> Result<f64> {
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-    let warm = (steps / 20).max(1);
-    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
     let started = std::time::Instant::now();
-    let cfg = FitConfig {
-        epochs: 1,
-        batch_size: batch,
-        shuffle: false,
-        max_steps: Some(steps),
-        loss: TokenCrossEntropy.into(),
-        schedule: Some(std::sync::Arc::new(schedule)),
-        progress_every_s: None,
-        ..Default::default()
-    };
+    let cfg = common::lm_fit(steps, batch, lr, None)?;
     fit(gpt, &mut opt, data, None, &cfg)?;
     Ok(started.elapsed().as_secs_f64())
 }

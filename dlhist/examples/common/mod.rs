@@ -37,3 +37,28 @@ pub fn sequence_fit(steps: usize, batch: usize) -> FitConfig<'static> {
         ..Default::default()
     }
 }
+
+/// How the GPT examples train a language model: `steps` steps over random windows already drawn in order (not
+/// shuffled), `batch` at a time, on the next-token cross-entropy; the rate warms up for a twentieth of the steps
+/// and then follows a cosine to a tenth of `lr`; `on_step` runs after every step; no progress lines.
+pub fn lm_fit<'a>(
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    on_step: Option<dlhist::train::OnStep<'a>>,
+) -> Result<FitConfig<'a>> {
+    use dlhist::optim::CosineAnnealing;
+    let warm = (steps / 20).max(1);
+    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
+    Ok(FitConfig {
+        epochs: 1,
+        batch_size: batch,
+        shuffle: false,
+        max_steps: Some(steps),
+        loss: dlhist::train::TokenCrossEntropy.into(),
+        schedule: Some(std::sync::Arc::new(schedule)),
+        progress_every_s: None,
+        on_step,
+        ..Default::default()
+    })
+}
