@@ -93,6 +93,17 @@ fn main() -> dlhist::Result<()> {
         let y = class_ids(&mut rng, 12 * 64, 65, &dev)?;
         bench("gpt_char_L4_C128_T64_b12", threads, &model, &vars, &x, &y, &CrossEntropy);
     }
+    if wanted("gpt_bpe_L4_C128_T64_b16_V2304") {
+        // The GPT notebook's largest scaling model: GPT-2's first 2048 merges make a vocabulary of 2304, so the
+        // output layer and the softmax cross-entropy over it weigh as much as the blocks.
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let cfg = GptConfig { vocab_size: 2304, block_size: 64, n_embd: 128, n_layer: 4, n_head: 4 };
+        let gpt = Gpt::new(cfg, vb)?;
+        let model = |idx: &Tensor| -> Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
+        let x = class_ids(&mut rng, 16 * 64, 2304, &dev)?.reshape((16, 64))?;
+        let y = class_ids(&mut rng, 16 * 64, 2304, &dev)?;
+        bench("gpt_bpe_L4_C128_T64_b16_V2304", threads, &model, &vars, &x, &y, &CrossEntropy);
+    }
     if wanted("lstm_h128_T50_b32") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
         let lstm = Lstm::new(1, 128, vb.pp("lstm"))?;

@@ -61,6 +61,9 @@ class GPT(nn.Module):  # nanoGPT-style char model at nanoGPT's CPU recipe size
 bench("gpt_char_L4_C128_T64_b12", GPT(), lambda: (torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))),
       lambda out, y: F.cross_entropy(out.reshape(-1, 65), y.reshape(-1)))
 
+bench("gpt_bpe_L4_C128_T64_b16_V2304", GPT(V=2304), lambda: (torch.randint(0, 2304, (16, 64)), torch.randint(0, 2304, (16, 64))),
+      lambda out, y: F.cross_entropy(out.reshape(-1, 2304), y.reshape(-1)))
+
 class LSTMNet(nn.Module):
     def __init__(s): super().__init__(); s.l = nn.LSTM(1, 128, batch_first=True); s.o = nn.Linear(128, 1)
     def forward(s, x): return s.o(s.l(x)[0][:, -1])

@@ -8,11 +8,13 @@
 //!
 //! candle's `cross_entropy` computes `log_softmax` (four passes and a broadcast), gathers, sums and scales,
 //! and back-propagates through each of those. Here one pass per row computes the log-sum-exp (subtracting the
-//! row's maximum first so `e^z` cannot overflow), and the backward pass writes the closed-form gradient.
+//! row's maximum first so `e^z` cannot overflow), and the backward pass writes the closed-form gradient. Rows are
+//! independent, so both passes run them in parallel; the loss adds the rows' terms afterwards in row order, so
+//! the result has the same bits for any number of threads.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, with_f32};
+use super::{cpu_f32, par_chunks, with_f32, SharedMut};
 
 /// Mean softmax cross-entropy of logits `[N, C]` against class ids `[N]` (any integer dtype), as
 /// `candle_nn::loss::cross_entropy`.
@@ -72,15 +74,20 @@ impl CustomOp1 for SoftmaxXent {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let z = super::slice_f32(s, l)?;
         let c = l.dims()[1];
-        // Summed in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits in the mean.
-        let total: f64 = z
-            .chunks(c)
-            .zip(self.ids.iter())
-            .map(|(row, &t)| {
-                let (max, lse) = row_lse(row);
-                f64::from(max + lse - row[t as usize])
-            })
-            .sum();
+        // Each row's term in parallel (a large vocabulary makes this as costly as a matrix product), then the
+        // sum in row order, in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits.
+        let n = self.ids.len();
+        let mut terms = vec![0f64; n];
+        let tp = terms.as_mut_ptr() as usize;
+        par_chunks(n, (16384 / c).max(1), |r| {
+            for row in r {
+                let zr = &z[row * c..(row + 1) * c];
+                let (max, lse) = row_lse(zr);
+                // SAFETY: each row's term is written by one iteration only.
+                unsafe { *(tp as *mut f64).add(row) = f64::from(max + lse - zr[self.ids[row] as usize]) };
+            }
+        });
+        let total: f64 = terms.iter().sum();
         Ok((CpuStorage::F32(vec![(total / self.ids.len() as f64) as f32]), Shape::from(())))
     }
 
@@ -89,12 +96,18 @@ impl CustomOp1 for SoftmaxXent {
         let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()? / n as f32;
         let g = with_f32(z, |z| {
             let mut g = vec![0f32; n * c];
-            g.chunks_mut(c).zip(z.chunks(c)).zip(self.ids.iter()).for_each(|((gr, row), &t)| {
-                let (max, lse) = row_lse(row);
-                for (gv, zv) in gr.iter_mut().zip(row) {
-                    *gv = (zv - max - lse).exp() * scale;
+            let gp = SharedMut(g.as_mut_ptr());
+            par_chunks(n, (16384 / c).max(1), |r| {
+                for row in r {
+                    let zr = &z[row * c..(row + 1) * c];
+                    // SAFETY: each row of g is written by one iteration only.
+                    let gr = unsafe { std::slice::from_raw_parts_mut(gp.get().add(row * c), c) };
+                    let (max, lse) = row_lse(zr);
+                    for (gv, zv) in gr.iter_mut().zip(zr) {
+                        *gv = (zv - max - lse).exp() * scale;
+                    }
+                    gr[self.ids[row] as usize] -= scale;
                 }
-                gr[t as usize] -= scale;
             });
             g
         })?;
@@ -127,6 +140,33 @@ mod tests {
             let gp = (plain * 3.0)?.backward()?;
             assert_close(gf.get(&z).unwrap(), gp.get(&z).unwrap(), &format!("{what}: dz"))?;
         }
+        Ok(())
+    }
+
+    /// The parallel passes give the bits of the sequential loop they replaced (one row after another).
+    #[test]
+    fn parallel_rows_give_the_sequential_bits() -> Result<()> {
+        let mut rng = crate::rng::Rng::new(4);
+        let (n, c) = (700, 2304);
+        let z = Var::from_tensor(&rng.normal_tensor((n, c), 0.0, 3.0, &Device::Cpu).unwrap())?;
+        let ids: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+        let loss = softmax_cross_entropy(z.as_tensor(), &Tensor::from_vec(ids.clone(), n, &Device::Cpu)?)?;
+        let grad = loss.backward()?.get(&z).unwrap().flatten_all()?.to_vec1::<f32>()?;
+        let zv = z.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let mut total = 0f64;
+        let mut want = vec![0f32; n * c];
+        for (row, &t) in ids.iter().enumerate() {
+            let zr = &zv[row * c..(row + 1) * c];
+            let (max, lse) = row_lse(zr);
+            total += f64::from(max + lse - zr[t as usize]);
+            let scale = 1.0 / n as f32;
+            for (k, &v) in zr.iter().enumerate() {
+                want[row * c + k] = (v - max - lse).exp() * scale;
+            }
+            want[row * c + t as usize] -= scale;
+        }
+        assert_eq!(loss.to_scalar::<f32>()?.to_bits(), ((total / n as f64) as f32).to_bits());
+        assert!(grad.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "gradients differ in bits");
         Ok(())
     }
 
