@@ -10,6 +10,7 @@
 //! | Temperature, top-k and nucleus sampling | [`sampling`] |
 //! | Loss as a power law in model size (Kaplan et al. 2020) | [`scaling`] |
 //! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
+//! | T5's RMS norm, relative position buckets, gated GELU and encoder (Raffel et al. 2019) | [`t5`] |
 
 pub mod attention;
 pub mod bert;
@@ -18,6 +19,7 @@ pub mod in_context;
 pub mod positions;
 pub mod sampling;
 pub mod scaling;
+pub mod t5;
 pub mod transformer;
 
 pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, LayerCache, MultiHeadAttention};

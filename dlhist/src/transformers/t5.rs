@@ -1,0 +1,403 @@
+//! # T5's building blocks: RMS norm, relative position buckets and a gated-GELU feed-forward
+//!
+//! C. Raffel, N. Shazeer, A. Roberts et al., "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+//! Transformer", JMLR 2020. <https://arxiv.org/abs/1910.10683>
+//! Gated GELU: N. Shazeer, "GLU Variants Improve Transformer", 2020. <https://arxiv.org/abs/2002.05202>
+//!
+//! T5 is the Transformer's encoder-decoder with three changes this module writes out. Its layer norm only rescales
+//! (no mean is subtracted, no bias is added), by the root mean square of the features:
+//!
+//! ```text
+//! RMSNorm(x) = x / √(mean(x²) + ε) ⊙ g
+//! ```
+//!
+//! It has no position embeddings. Instead every attention score gets a learned bias that depends on the offset
+//! `j − i` between key and query, one scalar per head and *bucket* of offsets: exact buckets for small offsets,
+//! logarithmically wider ones up to `max_distance`, beyond which all offsets share the last bucket (in the encoder
+//! the two directions have separate buckets). The scores are not divided by `√d`; T5 folds that scale into the
+//! initialization of the query weights:
+//!
+//! ```text
+//! Attention(Q, K, V) = softmax(Q Kᵀ + B + M) V,      B[h, i, j] = b_h[bucket(j − i)]
+//! ```
+//!
+//! The first layer computes `B` and every layer of the stack reuses it. The feed-forward layer of T5 v1.1 is gated:
+//! one projection, through a GELU, multiplies another elementwise, `FFN(x) = W_o (GELU(x W_0) ⊙ x W_1)`, with no
+//! biases anywhere. (T5 v1.1 used the tanh approximation of the GELU; dlhist uses the exact one, which differs by
+//! less than 1e-3.) Every sub-layer is pre-norm: `x ← x + Sublayer(RMSNorm(x))`, with a final RMS norm after the
+//! stack.
+//!
+//! Parameter names follow Hugging Face's T5 (`shared`, `encoder.block.{i}.layer.0.SelfAttention.q`, ...), so a
+//! [`T5Encoder`] and `candle_transformers::models::t5::T5EncoderModel` load the same safetensors; a test behind
+//! the `transformers` feature checks that both give the same hidden states.
+
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::KeyMask;
+use crate::layers::Activation;
+
+/// Sizes of a T5 stack (Hugging Face's names in the comments).
+///
+/// ```
+/// let cfg = dlhist::transformers::t5::T5Config::small(1000);
+/// assert_eq!((cfg.d_model, cfg.n_head * cfg.d_kv), (128, 128));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct T5Config {
+    /// Tokens in the vocabulary (`vocab_size`).
+    pub vocab_size: usize,
+    /// Width of the residual stream (`d_model`).
+    pub d_model: usize,
+    /// Width of each head's queries, keys and values (`d_kv`).
+    pub d_kv: usize,
+    /// Width inside the feed-forward layer (`d_ff`).
+    pub d_ff: usize,
+    /// Layers of the stack (`num_layers`).
+    pub n_layer: usize,
+    /// Attention heads (`num_heads`).
+    pub n_head: usize,
+    /// Buckets of relative positions (`relative_attention_num_buckets`).
+    pub num_buckets: usize,
+    /// Offsets from this one on share the last bucket (`relative_attention_max_distance`).
+    pub max_distance: usize,
+    /// The RMS norm's ε (`layer_norm_epsilon`).
+    pub eps: f64,
+}
+
+impl T5Config {
+    /// A CPU-sized T5: `d_model` 128, 4 heads of 32, feed-forward 512, 2 layers, T5's 32 buckets up to distance 128.
+    pub fn small(vocab_size: usize) -> Self {
+        T5Config {
+            vocab_size,
+            d_model: 128,
+            d_kv: 32,
+            d_ff: 512,
+            n_layer: 2,
+            n_head: 4,
+            num_buckets: 32,
+            max_distance: 128,
+            eps: 1e-6,
+        }
+    }
+}
+
+/// T5's layer norm (module docs): rescale by the root mean square, multiply by a learned gain `{path}.weight`.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let norm = dlhist::transformers::t5::RmsNorm::new(2, 0.0, vb)?;   // gain starts at 1
+/// let y = norm.forward(&Tensor::new(&[[3f32, 4.]], &dev)?)?;       // RMS of (3, 4) is √12.5
+/// let want = [3.0 / 12.5f32.sqrt(), 4.0 / 12.5f32.sqrt()];
+/// assert!(y.to_vec2::<f32>()?[0].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// A norm over the last dimension, of size `dim`, with gain initialized to 1.
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(RmsNorm { weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?, eps })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // mean(x²) over the features: no mean is subtracted, unlike LayerNorm.
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        x.broadcast_div(&(ms + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)
+    }
+}
+
+/// The bucket of the offset `relative = j − i` (key position minus query position), as T5 assigns them (module
+/// docs). With `bidirectional`, half the buckets are for keys after the query; each half gives its first half
+/// of buckets to exact offsets and spreads the rest logarithmically up to `max_distance`.
+///
+/// ```
+/// use dlhist::transformers::t5::relative_position_bucket;
+/// // 32 buckets, bidirectional: offsets 0..8 exact, keys after the query from bucket 16 on.
+/// assert_eq!(relative_position_bucket(0, true, 32, 128), 0);
+/// assert_eq!(relative_position_bucket(-3, true, 32, 128), 3);
+/// assert_eq!(relative_position_bucket(3, true, 32, 128), 19);
+/// assert_eq!(relative_position_bucket(-1000, true, 32, 128), 15);   // far away: the last bucket of its half
+/// ```
+pub fn relative_position_bucket(relative: i64, bidirectional: bool, num_buckets: usize, max_distance: usize) -> usize {
+    let (mut buckets, mut base) = (num_buckets, 0);
+    let distance = if bidirectional {
+        // Keys after the query (j > i) use the upper half.
+        buckets /= 2;
+        if relative > 0 {
+            base = buckets;
+        }
+        relative.unsigned_abs() as usize
+    } else {
+        // A decoder only looks back: offsets j − i ≤ 0, measured as i − j.
+        (-relative).max(0) as usize
+    };
+    let max_exact = buckets / 2;
+    if distance < max_exact {
+        return base + distance;
+    }
+    // log(n / max_exact) / log(max_distance / max_exact) of the remaining buckets, computed in f32 as T5 does.
+    let log_ratio = (distance as f32 / max_exact as f32).ln() / (max_distance as f32 / max_exact as f32).ln();
+    let wide = max_exact + (log_ratio * (buckets - max_exact) as f32) as usize;
+    base + wide.min(buckets - 1)
+}
+
+/// The learned bias `B [1, h, T, S]` of T5's attention scores: `{path}.weight`, one scalar per bucket and head.
+#[derive(Debug, Clone)]
+pub struct RelativePositionBias {
+    table: Embedding,
+    bidirectional: bool,
+    num_buckets: usize,
+    max_distance: usize,
+}
+
+impl RelativePositionBias {
+    /// The table of `cfg.num_buckets × cfg.n_head` biases; `bidirectional` for an encoder.
+    pub fn new(cfg: &T5Config, bidirectional: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(RelativePositionBias {
+            table: candle_nn::embedding(cfg.num_buckets, cfg.n_head, vb)?,
+            bidirectional,
+            num_buckets: cfg.num_buckets,
+            max_distance: cfg.max_distance,
+        })
+    }
+
+    /// The bias of `t` queries at positions `offset..offset + t` over keys `0..s`, `[1, h, T, S]`.
+    pub fn bias(&self, t: usize, s: usize, offset: usize, dev: &Device) -> Result<Tensor> {
+        let buckets: Vec<u32> = (0..t)
+            .flat_map(|i| {
+                (0..s).map(move |j| {
+                    let relative = j as i64 - (offset + i) as i64;
+                    relative_position_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance) as u32
+                })
+            })
+            .collect();
+        let ids = Tensor::from_vec(buckets, (t, s), dev)?;
+        // [T, S, h] → [1, h, T, S].
+        self.table.forward(&ids)?.permute((2, 0, 1))?.unsqueeze(0)
+    }
+}
+
+/// T5's gated-GELU feed-forward layer, `W_o (GELU(x W_0) ⊙ x W_1)` without biases: `{path}.wi_0`, `{path}.wi_1`,
+/// `{path}.wo`.
+#[derive(Debug, Clone)]
+pub struct GatedGelu {
+    wi_0: Linear,
+    wi_1: Linear,
+    wo: Linear,
+}
+
+impl GatedGelu {
+    /// `d_model → d_ff → d_model`.
+    pub fn new(d_model: usize, d_ff: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(GatedGelu {
+            wi_0: candle_nn::linear_no_bias(d_model, d_ff, vb.pp("wi_0"))?,
+            wi_1: candle_nn::linear_no_bias(d_model, d_ff, vb.pp("wi_1"))?,
+            wo: candle_nn::linear_no_bias(d_ff, d_model, vb.pp("wo"))?,
+        })
+    }
+}
+
+impl Module for GatedGelu {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // The GELU branch gates the linear one, feature by feature.
+        let gate = Activation::Gelu.forward(&self.wi_0.forward(x)?)?;
+        self.wo.forward(&(gate * self.wi_1.forward(x)?)?)
+    }
+}
+
+/// T5's multi-head attention: no `1/√d`, an additive position bias, and `{path}.q`, `{path}.k`, `{path}.v`,
+/// `{path}.o` without biases (`n_head · d_kv` wide inside).
+#[derive(Debug, Clone)]
+pub struct T5Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    n_head: usize,
+    d_kv: usize,
+}
+
+impl T5Attention {
+    /// Attention sized by `cfg`.
+    pub fn new(cfg: &T5Config, vb: VarBuilder) -> Result<Self> {
+        let inner = cfg.n_head * cfg.d_kv;
+        Ok(T5Attention {
+            q: candle_nn::linear_no_bias(cfg.d_model, inner, vb.pp("q"))?,
+            k: candle_nn::linear_no_bias(cfg.d_model, inner, vb.pp("k"))?,
+            v: candle_nn::linear_no_bias(cfg.d_model, inner, vb.pp("v"))?,
+            o: candle_nn::linear_no_bias(inner, cfg.d_model, vb.pp("o"))?,
+            n_head: cfg.n_head,
+            d_kv: cfg.d_kv,
+        })
+    }
+
+    /// Queries from `x [B, T, C]`, keys and values from `memory [B, S, C]` (`x` itself for self-attention), the
+    /// position bias `bias` (`[1, h, T, S]`, or `None` for cross-attention) and the keys `mask` hides.
+    pub fn forward(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>, mask: &KeyMask) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let s = memory.dim(1)?;
+        let heads = |y: Tensor, n: usize| y.reshape((b, n, self.n_head, self.d_kv))?.transpose(1, 2)?.contiguous();
+        let q = heads(self.q.forward(x)?, t)?;
+        let k = heads(self.k.forward(memory)?, s)?;
+        let v = heads(self.v.forward(memory)?, s)?;
+        // Scores Q Kᵀ, [B, h, T, S], unscaled: T5's initialization already keeps them near unit variance.
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        if let Some(m) = mask.bias(t, s, x.device())? {
+            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+        }
+        let y = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
+        self.o.forward(&y.transpose(1, 2)?.reshape((b, t, self.n_head * self.d_kv))?)
+    }
+}
+
+/// One encoder layer: `x ← x + Attention(RMSNorm(x))`, then `x ← x + FFN(RMSNorm(x))`. Parameters
+/// `{path}.layer.0.SelfAttention`, `{path}.layer.0.layer_norm`, `{path}.layer.1.DenseReluDense`,
+/// `{path}.layer.1.layer_norm` (Hugging Face's names).
+#[derive(Debug, Clone)]
+pub struct T5EncoderLayer {
+    norm_attn: RmsNorm,
+    attn: T5Attention,
+    norm_ff: RmsNorm,
+    ff: GatedGelu,
+}
+
+impl T5EncoderLayer {
+    /// A layer sized by `cfg`.
+    pub fn new(cfg: &T5Config, vb: VarBuilder) -> Result<Self> {
+        Ok(T5EncoderLayer {
+            norm_attn: RmsNorm::new(cfg.d_model, cfg.eps, vb.pp("layer.0.layer_norm"))?,
+            attn: T5Attention::new(cfg, vb.pp("layer.0.SelfAttention"))?,
+            norm_ff: RmsNorm::new(cfg.d_model, cfg.eps, vb.pp("layer.1.layer_norm"))?,
+            ff: GatedGelu::new(cfg.d_model, cfg.d_ff, vb.pp("layer.1.DenseReluDense"))?,
+        })
+    }
+
+    /// The layer on `x [B, T, C]` with the stack's position bias and padding mask.
+    pub fn forward(&self, x: &Tensor, bias: &Tensor, mask: &KeyMask) -> Result<Tensor> {
+        let h = self.norm_attn.forward(x)?;
+        let x = (x + self.attn.forward(&h, &h, Some(bias), mask)?)?;
+        let m = self.ff.forward(&self.norm_ff.forward(&x)?)?;
+        x + m
+    }
+}
+
+/// T5's encoder: the token embedding `shared`, layers `encoder.block.{i}`, the position bias of block 0
+/// (`encoder.block.0.layer.0.SelfAttention.relative_attention_bias`, shared by all layers), and
+/// `encoder.final_layer_norm`. Maps token ids `[B, S]` to hidden states `[B, S, d_model]`.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::{t5::{T5Config, T5Encoder}, KeyMask};
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let enc = T5Encoder::new(T5Config { n_layer: 1, ..T5Config::small(50) }, vb)?;
+/// let h = enc.forward(&Tensor::new(&[[3u32, 4, 5]], &dev)?, &KeyMask::none())?;
+/// assert_eq!(h.dims(), &[1, 3, 128]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct T5Encoder {
+    shared: Embedding,
+    bias: RelativePositionBias,
+    layers: Vec<T5EncoderLayer>,
+    final_norm: RmsNorm,
+    config: T5Config,
+}
+
+impl T5Encoder {
+    /// An encoder sized by `config`, under Hugging Face's top-level names (`vb` is the model's root).
+    pub fn new(config: T5Config, vb: VarBuilder) -> Result<Self> {
+        let enc = vb.pp("encoder");
+        Ok(T5Encoder {
+            shared: candle_nn::embedding(config.vocab_size, config.d_model, vb.pp("shared"))?,
+            bias: RelativePositionBias::new(
+                &config,
+                true,
+                enc.pp("block.0.layer.0.SelfAttention.relative_attention_bias"),
+            )?,
+            layers: (0..config.n_layer)
+                .map(|i| T5EncoderLayer::new(&config, enc.pp(format!("block.{i}"))))
+                .collect::<Result<_>>()?,
+            final_norm: RmsNorm::new(config.d_model, config.eps, enc.pp("final_layer_norm"))?,
+            config,
+        })
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &T5Config {
+        &self.config
+    }
+
+    /// Hidden states `[B, S, d_model]` of token ids `[B, S]`; `mask` hides padding.
+    pub fn forward(&self, ids: &Tensor, mask: &KeyMask) -> Result<Tensor> {
+        let (_, s) = ids.dims2()?;
+        let mut x = self.shared.forward(ids)?;
+        // One bias for the whole stack, computed once.
+        let bias = self.bias.bias(s, s, 0, ids.device())?.to_dtype(x.dtype())?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, mask)?;
+        }
+        self.final_norm.forward(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    #[test]
+    fn buckets_follow_the_definition() {
+        // Bidirectional, 32 buckets, max distance 128: each half has 16, 8 exact (0..8), then log-spaced over 8..128.
+        let b = |r| relative_position_bucket(r, true, 32, 128);
+        for r in 0..8 {
+            assert_eq!(b(-r), r as usize);
+        }
+        for r in 1..8 {
+            assert_eq!(b(r), 16 + r as usize);
+        }
+        // 8 + floor(ln(n / 8) / ln(16) · 8): n = 16 → 8 + 2 = 10; n = 64 → 8 + 6 = 14; n ≥ 128 → 15.
+        assert_eq!((b(-16), b(-64), b(-127), b(-128), b(-5000)), (10, 14, 15, 15, 15));
+        assert_eq!((b(16), b(64), b(5000)), (26, 30, 31));
+        // Monotone in the distance within each half.
+        assert!((0..300).all(|n| b(-n) <= b(-n - 1) && b(n + 1) <= b(n + 2)));
+        // Causal: only the past has buckets; the future maps to 0 like the present.
+        let c = |r| relative_position_bucket(r, false, 32, 128);
+        assert_eq!((c(0), c(5), c(-5), c(-15), c(-16), c(-5000)), (0, 0, 5, 15, 16, 31));
+    }
+
+    #[test]
+    fn the_encoder_shares_one_bias_and_masks_padding() -> Result<()> {
+        let dev = Device::Cpu;
+        let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);
+        let cfg = T5Config { n_layer: 2, ..T5Config::small(20) };
+        let enc = T5Encoder::new(cfg, vb)?;
+        let names: Vec<String> = vars.data().lock().unwrap().keys().cloned().collect();
+        assert_eq!(names.iter().filter(|n| n.contains("relative_attention_bias")).count(), 1, "{names:?}");
+        // Padding: a sequence and the same sequence with two padded tokens give the same states on the real ones.
+        let a = enc.forward(&Tensor::new(&[[5u32, 6, 7]], &dev)?, &KeyMask::none())?;
+        let padded = Tensor::new(&[[5u32, 6, 7, 0, 0]], &dev)?;
+        let b = enc.forward(&padded, &KeyMask { lens: Some(vec![3]), causal: false })?;
+        let gap = (a - b.narrow(1, 0, 3)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(gap < 1e-5, "{gap}");
+        // Gradients reach the position table.
+        let loss = enc.forward(&Tensor::new(&[[1u32, 2, 3, 4]], &dev)?, &KeyMask::none())?.sqr()?.mean_all()?;
+        let grads = loss.backward()?;
+        let table =
+            vars.data().lock().unwrap()["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].clone();
+        assert!(grads.get(&table).unwrap().abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        Ok(())
+    }
+}
