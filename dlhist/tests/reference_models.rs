@@ -18,6 +18,28 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
+/// Draws every parameter of `vars` at random, in name order, from a normal of spread `std` around 0, or around 1
+/// for the norms' gains (names ending in `gain_suffix`), so that no bias is zero and no norm is the identity;
+/// returns copies of the drawn tensors by name, for the reference model to load.
+fn randomize(
+    vars: &candle_nn::VarMap,
+    gain_suffix: &str,
+    std: f32,
+    rng: &mut Rng,
+) -> dlhist::Result<HashMap<String, Tensor>> {
+    let data = vars.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut tensors = HashMap::new();
+    for name in names {
+        let var = &data[name];
+        let base = if name.ends_with(gain_suffix) { 1.0 } else { 0.0 };
+        var.set(&rng.normal_tensor(var.dims(), base, std, var.device())?)?;
+        tensors.insert(name.clone(), var.as_tensor().copy()?);
+    }
+    Ok(tensors)
+}
+
 /// Our BERT (post-LN, as the paper) with every parameter drawn at random (so no bias is zero and no norm is the
 /// identity), and candle-transformers' `BertModel` / `BertForMaskedLM` loaded from the very same tensors by
 /// Hugging Face's names: the hidden states and the masked-LM logits agree to 1e-5.
@@ -36,18 +58,7 @@ fn bert_matches_candle_transformers() -> dlhist::Result<()> {
     let (vars, vb) = dlhist::init::seeded(1, DType::F32, &dev);
     let ours = BertForMaskedLm::new(cfg, vb)?;
     let mut rng = Rng::new(2);
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    {
-        let data = vars.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            let base = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 };
-            var.set(&rng.normal_tensor(var.dims(), base, 0.2, &dev)?)?;
-            tensors.insert(name.clone(), var.as_tensor().copy()?);
-        }
-    }
+    let mut tensors = randomize(&vars, "LayerNorm.weight", 0.2, &mut rng)?;
     // Hugging Face stores the tied output layer under its own name too.
     tensors.insert("cls.predictions.decoder.weight".into(), tensors["bert.embeddings.word_embeddings.weight"].clone());
     tensors.insert("cls.predictions.decoder.bias".into(), tensors["cls.predictions.bias"].clone());
@@ -118,18 +129,7 @@ fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
     let (vars, vb) = dlhist::init::seeded(3, DType::F32, &dev);
     let ours = T5Encoder::new(cfg, vb)?;
     let mut rng = Rng::new(4);
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    {
-        let data = vars.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            let base = if name.ends_with("layer_norm.weight") { 1.0 } else { 0.0 };
-            var.set(&rng.normal_tensor(var.dims(), base, 0.3, &dev)?)?;
-            tensors.insert(name.clone(), var.as_tensor().copy()?);
-        }
-    }
+    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
     let config = t5_reference::Config {
         vocab_size: 60,
         d_model: 32,
