@@ -1,4 +1,4 @@
-//! # T5's building blocks: RMS norm, relative position buckets and a gated-GELU feed-forward
+//! # T5's building blocks: RMS norm, relative position buckets, a gated-GELU feed-forward and span corruption
 //!
 //! C. Raffel, N. Shazeer, A. Roberts et al., "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
 //! Transformer", JMLR 2020. <https://arxiv.org/abs/1910.10683>
@@ -26,6 +26,9 @@
 //! biases anywhere. (T5 v1.1 used the tanh approximation of the GELU; dlhist uses the exact one, which differs by
 //! less than 1e-3.) Every sub-layer is pre-norm: `x ← x + Sublayer(RMSNorm(x))`, with a final RMS norm after the
 //! stack.
+//!
+//! T5 pretrains by *span corruption* ([`SpanCorruption`]): contiguous spans of the input are replaced by sentinel
+//! tokens, and the decoder writes out what each sentinel hid.
 //!
 //! Parameter names follow Hugging Face's T5 (`shared`, `encoder.block.{i}.layer.0.SelfAttention.q`, ...), so a
 //! [`T5Encoder`] and `candle_transformers::models::t5::T5EncoderModel` load the same safetensors; a test behind
@@ -353,6 +356,103 @@ impl T5Encoder {
     }
 }
 
+/// T5's pretraining objective, *span corruption*: hide a share of the tokens in contiguous spans, replace each span
+/// in the input by one sentinel token, and make the target the list of hidden spans, each after its sentinel, with
+/// one more sentinel at the end. The encoder reads the input; the decoder writes the target.
+///
+/// ```text
+/// tokens:  Thank you for inviting me to your party last week .
+/// input:   Thank you <X> me to your party <Y> week .
+/// target:  <X> for inviting <Y> last <Z>
+/// ```
+///
+/// [`SpanCorruption::apply`] hides `max(1, round(n · noise_density))` of `n` tokens in `max(1, round(hidden /
+/// mean_span))` spans, and cuts both the hidden and the kept tokens into that many pieces at random (every piece
+/// at least one token long), so the spans are placed at random and their lengths average `mean_span`. The
+/// sequence starts with kept tokens. The density and the mean length are the caller's: the notebook calibrates
+/// them.
+///
+/// ```
+/// use dlhist::rng::Rng;
+/// use dlhist::transformers::t5::SpanCorruption;
+/// let tokens: Vec<u32> = (10..30).collect();                       // 20 tokens
+/// let rule = SpanCorruption { noise_density: 0.3, mean_span: 2.0 };
+/// let (input, target) = rule.apply(&tokens, &[1, 2, 3, 4], &mut Rng::new(0))?;
+/// // 6 tokens hidden in 3 spans: 14 kept + 3 sentinels in, 3 sentinels + 6 tokens + 1 end sentinel out.
+/// assert_eq!((input.len(), target.len()), (17, 10));
+/// assert_eq!(rule.apply(&tokens, &[1, 2, 3, 4], &mut Rng::new(0))?, (input, target)); // seeded
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanCorruption {
+    /// Share of the tokens hidden, in `(0, 1)`.
+    pub noise_density: f64,
+    /// Mean length of a hidden span, at least 1.
+    pub mean_span: f64,
+}
+
+/// `total` items cut into `pieces` consecutive pieces of at least one item each, uniformly over all such cuts:
+/// the lengths.
+fn random_pieces(total: usize, pieces: usize, rng: &mut crate::rng::Rng) -> Vec<usize> {
+    // Choose pieces − 1 distinct cut points among the total − 1 gaps between items (a partial shuffle).
+    let mut gaps: Vec<usize> = (1..total).collect();
+    for i in 0..pieces - 1 {
+        let j = i + rng.below(gaps.len() - i);
+        gaps.swap(i, j);
+    }
+    let mut cuts: Vec<usize> = gaps[..pieces - 1].to_vec();
+    cuts.sort_unstable();
+    cuts.push(total);
+    let mut last = 0;
+    cuts.iter().map(|&c| std::mem::replace(&mut last, c)).zip(cuts.iter()).map(|(a, &b)| b - a).collect()
+}
+
+impl SpanCorruption {
+    /// The corrupted input and the target of `tokens` (at least 2), writing span `k`'s sentinel as `sentinels[k]`
+    /// (at least one more sentinel than spans is needed, for the target's end).
+    pub fn apply(
+        &self,
+        tokens: &[u32],
+        sentinels: &[u32],
+        rng: &mut crate::rng::Rng,
+    ) -> crate::Result<(Vec<u32>, Vec<u32>)> {
+        let n = tokens.len();
+        if !(self.noise_density > 0.0 && self.noise_density < 1.0) || self.mean_span.is_nan() || self.mean_span < 1.0 {
+            return Err(crate::Error::Invalid(format!(
+                "SpanCorruption: noise_density must be in (0, 1) and mean_span at least 1; got {} and {}",
+                self.noise_density, self.mean_span
+            )));
+        }
+        if n < 2 {
+            return Err(crate::Error::Invalid(format!("SpanCorruption: needs at least 2 tokens; got {n}")));
+        }
+        // Hidden tokens, at least one and leaving one; spans, at most as many as either side has tokens.
+        let hidden = ((n as f64 * self.noise_density).round() as usize).clamp(1, n - 1);
+        let spans = ((hidden as f64 / self.mean_span).round() as usize).clamp(1, hidden.min(n - hidden));
+        if sentinels.len() < spans + 1 {
+            return Err(crate::Error::Invalid(format!(
+                "SpanCorruption: {spans} spans need {} sentinel ids; got {}",
+                spans + 1,
+                sentinels.len()
+            )));
+        }
+        let hidden_lens = random_pieces(hidden, spans, rng);
+        let kept_lens = random_pieces(n - hidden, spans, rng);
+        let (mut input, mut target) = (Vec::with_capacity(n - hidden + spans), Vec::with_capacity(hidden + spans + 1));
+        let mut at = 0;
+        for (k, (&keep, &hide)) in kept_lens.iter().zip(&hidden_lens).enumerate() {
+            input.extend_from_slice(&tokens[at..at + keep]);
+            at += keep;
+            input.push(sentinels[k]);
+            target.push(sentinels[k]);
+            target.extend_from_slice(&tokens[at..at + hide]);
+            at += hide;
+        }
+        target.push(sentinels[spans]);
+        Ok((input, target))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +476,69 @@ mod tests {
         // Causal: only the past has buckets; the future maps to 0 like the present.
         let c = |r| relative_position_bucket(r, false, 32, 128);
         assert_eq!((c(0), c(5), c(-5), c(-15), c(-16), c(-5000)), (0, 0, 5, 15, 16, 31));
+    }
+
+    /// The target's spans, put back in place of the input's sentinels, give the original; counts and the mean span
+    /// length follow the rule; bad settings are errors.
+    #[test]
+    fn span_corruption_hides_spans_that_put_back_give_the_text() -> crate::Result<()> {
+        let rule = SpanCorruption { noise_density: 0.15, mean_span: 3.0 };
+        let sentinels: Vec<u32> = (1000..1020).collect();
+        let mut rng = crate::rng::Rng::new(7);
+        let (mut spans_seen, mut hidden_seen) = (0, 0);
+        for n in [2usize, 5, 20, 64, 100] {
+            for _ in 0..50 {
+                let tokens: Vec<u32> = (0..n as u32).collect();
+                let (input, target) = rule.apply(&tokens, &sentinels, &mut rng)?;
+                let hidden = ((n as f64 * 0.15).round() as usize).clamp(1, n - 1);
+                let spans = input.iter().filter(|&&t| t >= 1000).count();
+                assert_eq!(target.len(), hidden + spans + 1, "n {n}");
+                assert_eq!(input.len(), n - hidden + spans, "n {n}");
+                assert!(input[0] < 1000, "the sequence starts with kept tokens");
+                // Put the spans back.
+                let mut rebuilt = vec![];
+                for &t in &input {
+                    if t >= 1000 {
+                        let from = target.iter().position(|&x| x == t).unwrap() + 1;
+                        rebuilt.extend(target[from..].iter().take_while(|&&x| x < 1000));
+                    } else {
+                        rebuilt.push(t);
+                    }
+                }
+                assert_eq!(rebuilt, tokens, "n {n}: {input:?} / {target:?}");
+                assert_eq!(*target.last().unwrap(), sentinels[spans]);
+                if n == 100 {
+                    spans_seen += spans;
+                    hidden_seen += hidden;
+                }
+            }
+        }
+        // 15 hidden tokens of 100 in round(15 / 3) = 5 spans: a mean length of exactly 3.
+        assert_eq!(hidden_seen as f64 / spans_seen as f64, 3.0);
+        assert!(SpanCorruption { noise_density: 0.0, mean_span: 3.0 }.apply(&[1, 2, 3], &sentinels, &mut rng).is_err());
+        assert!(SpanCorruption { noise_density: 0.5, mean_span: 0.5 }.apply(&[1, 2, 3], &sentinels, &mut rng).is_err());
+        assert!(rule.apply(&[1], &sentinels, &mut rng).is_err());
+        assert!(
+            rule.apply(&(0..100).collect::<Vec<u32>>(), &sentinels[..3], &mut rng).is_err(),
+            "5 spans, 3 sentinels"
+        );
+        Ok(())
+    }
+
+    /// Every way of cutting is possible and the pieces are never empty.
+    #[test]
+    fn random_pieces_cover_every_cut() {
+        let mut rng = crate::rng::Rng::new(1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let p = random_pieces(5, 3, &mut rng);
+            assert_eq!(p.iter().sum::<usize>(), 5);
+            assert!(p.iter().all(|&x| x >= 1));
+            seen.insert(p);
+        }
+        // C(4, 2) = 6 ways to cut 5 items into 3 non-empty pieces.
+        assert_eq!(seen.len(), 6);
+        assert_eq!(random_pieces(4, 1, &mut rng), vec![4]);
     }
 
     #[test]
