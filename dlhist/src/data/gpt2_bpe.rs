@@ -124,40 +124,34 @@ impl Gpt2Bpe {
         for s in specs() {
             paths.push(locate_or_fetch(&s, &roots)?.path);
         }
-        let model = match keep {
-            None => {
-                let (encoder, merges) =
-                    (paths[0].to_string_lossy().into_owned(), paths[1].to_string_lossy().into_owned());
-                BPE::from_file(&encoder, &merges).build().map_err(|e| bpe_err("cannot read the files", e))?
-            }
-            Some(keep) => {
-                let read = |p: &std::path::Path| {
-                    std::fs::read_to_string(p).map_err(|e| bpe_err(&format!("cannot read {}", p.display()), e))
-                };
-                let encoder: std::collections::HashMap<String, u32> = serde_json::from_str(&read(&paths[0])?)
-                    .map_err(|e| bpe_err("encoder.json is not a token → id map", e))?;
-                let limit = (256 + keep) as u32;
-                let vocab: Vocab = encoder.into_iter().filter(|(_, id)| *id < limit).collect();
-                // vocab.bpe: a version line, then one merge per line, "left right", in order.
-                let merges: Merges = read(&paths[1])?
-                    .lines()
-                    .skip(1)
-                    .filter(|l| !l.is_empty())
-                    .take(keep)
-                    .map(|l| {
-                        let (a, b) = l.split_once(' ').ok_or_else(|| bpe_err("a merge line without a space", l))?;
-                        Ok((a.to_string(), b.to_string()))
-                    })
-                    .collect::<Result<_>>()?;
-                if vocab.len() != limit as usize || merges.len() != keep {
-                    return Err(bpe_err(
-                        "unexpected file contents",
-                        format!("{} tokens and {} merges for {keep} merges", vocab.len(), merges.len()),
-                    ));
-                }
-                BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| bpe_err("cannot build", e))?
-            }
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| bpe_err(&format!("cannot read {}", p.display()), e))
         };
+        let encoder: std::collections::HashMap<String, u32> =
+            serde_json::from_str(&read(&paths[0])?).map_err(|e| bpe_err("encoder.json is not a token → id map", e))?;
+        // vocab.bpe: a version line, then one merge per line, "left right", in order.
+        let merges: Merges = read(&paths[1])?
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .take(keep.unwrap_or(usize::MAX))
+            .map(|l| {
+                let (a, b) = l.split_once(' ').ok_or_else(|| bpe_err("a merge line without a space", l))?;
+                Ok((a.to_string(), b.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        // Cut: the bytes and the tokens of the kept merges, ids 0..256 + keep. Whole: every token, <|endoftext|> too.
+        let limit = keep.map_or(u32::MAX, |k| (256 + k) as u32);
+        let vocab: Vocab = encoder.into_iter().filter(|(_, id)| *id < limit).collect();
+        if let Some(keep) = keep {
+            if vocab.len() != 256 + keep || merges.len() != keep {
+                return Err(bpe_err(
+                    "unexpected file contents",
+                    format!("{} tokens and {} merges for {keep} merges", vocab.len(), merges.len()),
+                ));
+            }
+        }
+        let model = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| bpe_err("cannot build", e))?;
         let mut tokenizer = Tokenizer::new(model);
         // No prefix space (GPT-2 encodes text as it is); the split regex on; offsets kept as they are.
         tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));

@@ -61,8 +61,7 @@ impl CausalSelfAttention {
 
 impl Module for CausalSelfAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let (nh, d) = (self.n_head, c / self.n_head);
+        let nh = self.n_head;
         // Q, K and V of every head in one product: [B, T, 3C], queries first, then keys, then values.
         let qkv = self.qkv.forward(x)?;
         let y = if fast::applies(&[&qkv]) {
@@ -70,17 +69,8 @@ impl Module for CausalSelfAttention {
             // Q, K, V in place from the packed projections and keeps only the probabilities for the backward pass.
             fast::causal_self_attention(&qkv, nh)?
         } else {
-            // Plain: split the packed projections into heads, [B, T, 3, h, d] → [3, B, h, T, d].
-            let qkv = qkv.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?;
-            let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
-            // Scores S = Q Kᵀ / √d, [B, h, T, T]: how well query t matches key s. Dividing by √d keeps their
-            // variance near 1 at initialization, so the softmax does not start saturated.
-            let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-            // The causal mask M: −∞ above the diagonal, so after the softmax position t gives weight 0 to s > t.
-            let mask = causal_bias(t, x.device())?.to_dtype(scores.dtype())?;
-            let att = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
-            // Each position's output is its weighted mix of the values; the heads go back side by side: [B, T, C].
-            att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?
+            // Plain: the equations as candle ops (`attend`), with nothing cached before these positions.
+            self.attend(&qkv, &mut LayerCache::default())?
         };
         // W_O mixes the heads.
         self.proj.forward(&y)
@@ -114,33 +104,41 @@ impl LayerCache {
 impl CausalSelfAttention {
     /// Self-attention of the new positions `x` `[B, T_new, C]`, which follow the `cache.len()` positions in
     /// `cache`: they see every cached key and, causally, each other. Appends their keys and values to `cache`.
-    /// With an empty cache this is [`Module::forward`] (the plain path), and a prompt followed by one token at a
-    /// time gives the logits a full forward pass gives.
+    /// With an empty cache this is [`Module::forward`]'s plain path, and a prompt followed by one token at a time
+    /// gives the logits a full forward pass gives.
     pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let (nh, d) = (self.n_head, c / self.n_head);
-        let qkv = self.qkv.forward(x)?.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?;
+        let y = self.attend(&self.qkv.forward(x)?, cache)?;
+        self.proj.forward(&y)
+    }
+
+    /// The module docs' equations as candle ops, for the packed projections `qkv` `[B, T, 3C]` of positions that
+    /// follow the ones in `cache` (which gets their keys and values); the heads side by side, `[B, T, C]`.
+    fn attend(&self, qkv: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
+        let (b, t, c3) = qkv.dims3()?;
+        let (nh, c) = (self.n_head, c3 / 3);
+        let d = c / nh;
+        // Split the packed projections into heads, [B, T, 3, h, d] → [3, B, h, T, d].
+        let qkv = qkv.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
-        // The new keys and values go after the cached ones, [B, h, S + T_new, d].
+        // Cached keys and values come first, [B, h, S, d] with S = cached + T.
         let (k, v) = match cache.kv.take() {
             Some((k0, v0)) => (Tensor::cat(&[&k0, &k], 2)?, Tensor::cat(&[&v0, &v], 2)?),
             None => (k, v),
         };
         let s = k.dims()[2];
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        // New query i sits at position s − t + i and sees keys 0..=s − t + i: every cached key, and the new ones up
-        // to itself. A single new token (the usual generation step) needs no mask at all.
-        let scores = if t > 1 {
-            let offset = s - t;
-            let m: Vec<f32> =
-                (0..t * s).map(|j| if j % s > offset + j / s { f32::NEG_INFINITY } else { 0.0 }).collect();
-            scores.broadcast_add(&Tensor::from_vec(m, (1, 1, t, s), x.device())?.to_dtype(scores.dtype())?)?
-        } else {
-            scores
-        };
-        let y = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        // Scores S = Q Kᵀ / √d, [B, h, T, S]: how well query t matches key s. Dividing by √d keeps their variance
+        // near 1 at initialization, so the softmax does not start saturated.
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        // The causal mask M: −∞ where a key comes after its query, so after the softmax it gets weight 0. New query
+        // i sits at position s − t + i; a single new token sees every key and needs no mask.
+        if t > 1 {
+            scores = scores.broadcast_add(&causal_rect(t, s, s - t, qkv.device())?.to_dtype(scores.dtype())?)?;
+        }
+        let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // Each position's output is its weighted mix of the values; the heads go back side by side: [B, T, C].
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         cache.kv = Some((k, v));
-        self.proj.forward(&y)
+        Ok(y)
     }
 }
 
@@ -179,13 +177,13 @@ pub fn padding_bias(mask: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn causal_bias(t: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    causal_rect(t, t, dev)
+    causal_rect(t, t, 0, dev)
 }
 
-/// The causal mask of `t` queries over `s` keys, `[1, 1, T, S]`: query `t` sees keys `0..=t` (every key of a row
-/// when there are fewer).
-fn causal_rect(t: usize, s: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t * s).map(|k| if k % s > k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
+/// The causal mask of `t` queries at positions `offset..offset + t` over keys `0..s`, `[1, 1, T, S]`: query `i`
+/// sees keys `0..=offset + i` (every key of a row when there are fewer).
+fn causal_rect(t: usize, s: usize, offset: usize, dev: &candle_core::Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t * s).map(|k| if k % s > offset + k / s { f32::NEG_INFINITY } else { 0.0 }).collect();
     Tensor::from_vec(m, (1, 1, t, s), dev)
 }
 
@@ -259,7 +257,7 @@ impl KeyMask {
             }
             None => None,
         };
-        let causal = if self.causal { Some(causal_rect(t, s, dev)?) } else { None };
+        let causal = if self.causal { Some(causal_rect(t, s, 0, dev)?) } else { None };
         Ok(match (padding, causal) {
             (Some(p), Some(c)) => Some(p.broadcast_add(&c)?),
             (p, c) => p.or(c),
