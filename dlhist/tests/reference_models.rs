@@ -105,17 +105,9 @@ fn bert_matches_candle_transformers() -> dlhist::Result<()> {
     Ok(())
 }
 
-/// Our T5 encoder (RMS norm, relative position buckets, gated GELU) with every parameter drawn at random, and
-/// candle-transformers' `T5EncoderModel` loaded from the same tensors by Hugging Face's names: the hidden states
-/// agree to 1e-5 (measured: see the test's output). The sequence (40 tokens) is longer than `max_distance` (20), so exact, logarithmic and clamped
-/// buckets all occur. The reference takes no padding mask, so the sequences are unpadded.
-#[test]
-fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
-    use candle_transformers::models::t5 as t5_reference;
-    use dlhist::transformers::t5::{T5Config, T5Encoder};
-    use dlhist::transformers::KeyMask;
-    let dev = Device::Cpu;
-    let cfg = T5Config {
+/// Our small T5 test sizes: 60 tokens, width 32, 4 heads of 8, feed-forward 48, 3 layers, 32 buckets up to 20.
+fn t5_test_config() -> dlhist::transformers::t5::T5Config {
+    dlhist::transformers::t5::T5Config {
         vocab_size: 60,
         d_model: 32,
         d_kv: 8,
@@ -125,12 +117,14 @@ fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
         num_buckets: 32,
         max_distance: 20,
         eps: 1e-6,
-    };
-    let (vars, vb) = dlhist::init::seeded(3, DType::F32, &dev);
-    let ours = T5Encoder::new(cfg, vb)?;
-    let mut rng = Rng::new(4);
-    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
-    let config = t5_reference::Config {
+    }
+}
+
+/// candle-transformers' configuration of the same sizes; `untied` gives the decoder its own output layer
+/// (T5 v1.1's `lm_head`).
+fn t5_reference_config(untied: bool) -> candle_transformers::models::t5::Config {
+    use candle_transformers::models::t5 as t5_reference;
+    t5_reference::Config {
         vocab_size: 60,
         d_model: 32,
         d_kv: 8,
@@ -148,14 +142,31 @@ fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
             gated: true,
             activation: candle_nn::Activation::Gelu,
         },
-        tie_word_embeddings: true,
+        tie_word_embeddings: !untied,
         is_decoder: false,
         is_encoder_decoder: true,
         use_cache: false,
         pad_token_id: 0,
         eos_token_id: 1,
         decoder_start_token_id: Some(0),
-    };
+    }
+}
+
+/// Our T5 encoder (RMS norm, relative position buckets, gated GELU) with every parameter drawn at random, and
+/// candle-transformers' `T5EncoderModel` loaded from the same tensors by Hugging Face's names: the hidden states
+/// agree to 1e-5 (measured: see the test's output). The sequence (40 tokens) is longer than `max_distance` (20), so exact, logarithmic and clamped
+/// buckets all occur. The reference takes no padding mask, so the sequences are unpadded.
+#[test]
+fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
+    use candle_transformers::models::t5 as t5_reference;
+    use dlhist::transformers::t5::T5Encoder;
+    use dlhist::transformers::KeyMask;
+    let dev = Device::Cpu;
+    let (vars, vb) = dlhist::init::seeded(3, DType::F32, &dev);
+    let ours = T5Encoder::new(t5_test_config(), vb)?;
+    let mut rng = Rng::new(4);
+    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
+    let config = t5_reference_config(false);
     let mut theirs = t5_reference::T5EncoderModel::load(VarBuilder::from_tensors(tensors, DType::F32, &dev), &config)?;
     let ids: Vec<u32> = (0..80).map(|_| rng.below(60) as u32).collect();
     let ids = Tensor::from_vec(ids, (2, 40), &dev)?;
@@ -173,5 +184,59 @@ fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
     let without_bias = max_diff(&ours.forward(&ids, &KeyMask::none())?, &h_theirs);
     assert!(without_bias > 1e-2, "zeroing the position bias changed the states by only {without_bias}");
     eprintln!("T5 encoder: largest difference {d:e} on states of mean magnitude {scale:.3}; {without_bias:.3} without the bias");
+    Ok(())
+}
+
+/// The whole encoder-decoder: our `T5` and candle-transformers' `T5ForConditionalGeneration` (untied output layer,
+/// as T5 v1.1) loaded from the same random tensors give the same next-token logits, to 1e-5, for decoder inputs of
+/// every length at which both compute the same position buckets.
+///
+/// They do not agree at every length, and the reason is candle's: its attention computes buckets with the
+/// bidirectional rule in the decoder too (candle-transformers 0.11.1, `T5Attention::forward`, commented "This only
+/// handles the bidirectional case"), where T5 (Mesh TensorFlow, Hugging Face and dlhist) uses the causal rule, 32
+/// buckets looking back instead of 16. The two rules give the same bucket to the offsets below 10 with these sizes,
+/// so decoder inputs of up to 10 tokens must agree, and longer ones must differ: the test checks both, so it fails
+/// if either model changes.
+#[test]
+fn t5_encoder_decoder_matches_candle_transformers_where_buckets_agree() -> dlhist::Result<()> {
+    use candle_transformers::models::t5 as t5_reference;
+    use dlhist::transformers::t5::{relative_position_bucket, T5};
+    let dev = Device::Cpu;
+    let (vars, vb) = dlhist::init::seeded(5, DType::F32, &dev);
+    let ours = T5::new(t5_test_config(), vb)?;
+    let mut rng = Rng::new(6);
+    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
+    let mut theirs = t5_reference::T5ForConditionalGeneration::load(
+        VarBuilder::from_tensors(tensors, DType::F32, &dev),
+        &t5_reference_config(true),
+    )?;
+    let src: Vec<u32> = (0..2 * 25).map(|_| rng.below(60) as u32).collect();
+    let src = Tensor::from_vec(src, (2, 25), &dev)?;
+    let src_mask = Tensor::ones((2, 25), DType::F32, &dev)?;
+    let memory = ours.encode(&src, &src_mask)?;
+    let tgt: Vec<u32> = (0..2 * 14).map(|_| rng.below(60) as u32).collect();
+    let tgt = Tensor::from_vec(tgt, (2, 14), &dev)?;
+    let (mut agreeing, mut differing) = (0, 0);
+    for t in 1..=14 {
+        // Whether every offset a decoder of t tokens sees gets the same bucket from both rules.
+        let same_buckets = (0..t as i64)
+            .all(|d| relative_position_bucket(-d, false, 32, 20) == relative_position_bucket(-d, true, 32, 20));
+        let prefix = tgt.narrow(1, 0, t)?;
+        let ours_last = ours.decode(&prefix, &memory)?.narrow(1, t - 1, 1)?.squeeze(1)?;
+        theirs.clear_kv_cache();
+        let theirs_last = theirs.forward(&src, &prefix)?;
+        let d = max_diff(&ours_last, &theirs_last);
+        if same_buckets {
+            assert!(d < 1e-5, "decoder input of {t} tokens: next-token logits differ by {d}");
+            agreeing += 1;
+        } else {
+            assert!(d > 1e-3, "decoder input of {t} tokens: the bucket rules differ but the logits agree ({d})");
+            differing += 1;
+        }
+        eprintln!(
+            "T5 encoder-decoder, {t} decoder tokens: largest logit difference {d:e} (same buckets: {same_buckets})"
+        );
+    }
+    assert_eq!((agreeing, differing), (10, 4), "offsets 0..9 share their buckets under both rules");
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! | Temperature, top-k and nucleus sampling | [`sampling`] |
 //! | Loss as a power law in model size (Kaplan et al. 2020) | [`scaling`] |
 //! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
-//! | T5's RMS norm, relative position buckets, gated GELU, encoder and span corruption (Raffel et al. 2019) | [`t5`] |
+//! | T5: the text-to-text encoder-decoder with RMS norm, relative position buckets, gated GELU, and span corruption (Raffel et al. 2019) | [`t5`] |
 
 pub mod attention;
 pub mod bert;
