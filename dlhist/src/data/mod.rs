@@ -15,6 +15,8 @@
 //! | [`words::word_similarity`], [`words::analogy_questions`] | WordSim353, SimLex-999 and the analogy questions of Mikolov et al. 2013a ([`words`]) |
 //! | [`gpt2_bpe::Gpt2Bpe`] | GPT-2's byte-level BPE tokenizer from OpenAI's own files, verified |
 //! | [`wordpiece::WordPieceVocab`] | BERT's sub-word vocabulary, trained on any text with the `tokenizers` crate |
+//! | [`words::parts_of_speech`] | WordNet 3.0's word classes (Debian's `wordnet-base`) |
+//! | [`word_tasks::WordTasks`] | two labeled tasks on a corpus's frequent words, as text-to-text pairs: part of speech (WordNet) and syllable count (CMU) |
 //! | [`g2p::g2p`] | the CMU pronouncing dictionary (Debian's `festlex-cmu`) as letters → phonemes, split by word |
 //! | [`pairs::SeqPairs`], [`pairs::Vocab`], [`pairs::PairBatch`] | paired token sequences (source, target) and padded, length-bucketed batches for encoder-decoders |
 //! | [`TranslationTask`] | a seeded synthetic translation task with known word alignments (a lexicon, adjective-noun swaps, one-to-two expansions) for attention models |
@@ -40,6 +42,7 @@ pub mod sequences;
 pub mod synthetic;
 pub mod text;
 mod translation;
+pub mod word_tasks;
 pub mod wordpiece;
 pub mod words;
 

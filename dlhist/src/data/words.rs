@@ -310,6 +310,100 @@ fn english_corpus_in(roots: &Roots) -> Result<WordCorpus> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// WordNet's parts of speech
+
+/// Debian's folder of WordNet 3.0's database files (package `wordnet-base`).
+const WORDNET_DIR: &str = "/usr/share/wordnet";
+/// WordNet 3.0's index files in Debian 12's `wordnet-base` 1:3.0-37, with their SHA-256.
+const WORDNET_INDEXES: [(PartOfSpeech, &str, &str); 4] = [
+    (PartOfSpeech::Noun, "index.noun", "a490d99d93d017bf4822fe2f0ffa51fd73911ce271dc7535fade21f8814b5a04"),
+    (PartOfSpeech::Verb, "index.verb", "e2ac24816c3a8289dcb72aaa9cf8db81fdf25ec34d792bfc96ac5b7a20c8b4ae"),
+    (PartOfSpeech::Adjective, "index.adj", "c9865d7b4d1f805bdef82ccdcea5282436e23083e6f6f1b33e716327c4eda810"),
+    (PartOfSpeech::Adverb, "index.adv", "6f5465ed5758fe9c8a2f7ec17b1300f3aa875756c70ff7cba162f7e71bcf88ea"),
+];
+
+/// One of WordNet's four open word classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PartOfSpeech {
+    /// A noun (`index.noun`).
+    Noun,
+    /// A verb (`index.verb`).
+    Verb,
+    /// An adjective (`index.adj`).
+    Adjective,
+    /// An adverb (`index.adv`).
+    Adverb,
+}
+
+impl PartOfSpeech {
+    /// The class as a lowercase English word: `"noun"`, `"verb"`, `"adjective"`, `"adverb"`.
+    ///
+    /// ```
+    /// assert_eq!(dlhist::data::words::PartOfSpeech::Adverb.name(), "adverb");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            PartOfSpeech::Noun => "noun",
+            PartOfSpeech::Verb => "verb",
+            PartOfSpeech::Adjective => "adjective",
+            PartOfSpeech::Adverb => "adverb",
+        }
+    }
+}
+
+fn wordnet_spec(file: &str, sha256: &str) -> FileSpec {
+    FileSpec {
+        dataset: "wordnet".into(),
+        file: file.into(),
+        sha256: sha256.into(),
+        // Princeton publishes WordNet 3.0 as one tarball, not as these files: they are found, never fetched.
+        urls: vec![],
+        system_dirs: vec![PathBuf::from(WORDNET_DIR)],
+        system_repair: "reinstall Debian's package: apt-get install --reinstall wordnet-base (dlhist expects \
+                        WordNet 3.0, package version 1:3.0-37)"
+            .into(),
+        other_source: "or install Debian's package: apt-get install wordnet-base (or copy index.noun, index.verb, \
+                       index.adj and index.adv of WordNet 3.0 into $DLHIST_DATA/wordnet/)"
+            .into(),
+    }
+}
+
+/// Every single-word lemma of WordNet 3.0 with the classes it is listed under, from Debian's `wordnet-base`
+/// (`/usr/share/wordnet/index.{noun,verb,adj,adv}`, verified by SHA-256). Lemmas of several words
+/// (`ice_cream`) and any holding a character other than `a`-`z` are left out. "run" is a noun and a verb.
+///
+/// ```no_run
+/// use dlhist::data::words::{parts_of_speech, PartOfSpeech};
+/// let pos = parts_of_speech()?;
+/// assert_eq!(pos["run"], vec![PartOfSpeech::Noun, PartOfSpeech::Verb]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn parts_of_speech() -> Result<std::collections::BTreeMap<String, Vec<PartOfSpeech>>> {
+    parts_of_speech_in(&Roots::from_env())
+}
+
+fn parts_of_speech_in(roots: &Roots) -> Result<std::collections::BTreeMap<String, Vec<PartOfSpeech>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<PartOfSpeech>> = Default::default();
+    for (pos, file, sha) in WORDNET_INDEXES {
+        let found = locate_or_fetch(&wordnet_spec(file, sha), roots)?;
+        let text = String::from_utf8_lossy(&found.bytes);
+        for lemma in wordnet_lemmas(&text) {
+            out.entry(lemma.to_string()).or_default().push(pos);
+        }
+    }
+    Ok(out)
+}
+
+/// The single-word lemmas of one WordNet index file: each entry line starts with its lemma; the licence header's
+/// lines start with spaces.
+fn wordnet_lemmas(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Evaluation sets: word similarity and analogies
 
 /// gensim's release whose test data dlhist pins.
@@ -536,6 +630,19 @@ mod tests {
         // Garbage is a format error naming the file.
         let err = gunzip_text(b"not gzip", Path::new("x.dz")).unwrap_err().to_string();
         assert!(err.contains("x.dz") && err.contains("gzip"), "{err}");
+    }
+
+    #[test]
+    fn wordnet_index_lines_give_single_word_lemmas_and_a_missing_file_names_the_package() {
+        let text = "  1 This software and database is being provided\n  2 under the following license.\n\
+                    dog n 7 5 @ ~ #m #p %p 7 1 02084071\nice_cream n 1 2 @ ~ 1 0 07614500\nzap v 2 2 @ + 2 0 01\n";
+        assert_eq!(wordnet_lemmas(text).collect::<Vec<_>>(), vec!["dog", "zap"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let roots = Roots::offline_in(tmp.path());
+        let mut spec = wordnet_spec("index.noun", WORDNET_INDEXES[0].2);
+        spec.system_dirs = vec![tmp.path().join("sys")];
+        let msg = locate_or_fetch(&spec, &roots).unwrap_err().to_string();
+        assert!(msg.contains("apt-get install wordnet-base") && msg.contains("index.noun"), "{msg}");
     }
 
     #[test]

@@ -225,8 +225,8 @@ impl GatedGelu {
 impl Module for GatedGelu {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // The GELU branch gates the linear one, feature by feature.
-        let gate = Activation::Gelu.forward(&self.wi_0.forward(x)?)?;
-        self.wo.forward(&(gate * self.wi_1.forward(x)?)?)
+        let gate = Activation::Gelu.forward(&project(&self.wi_0, x)?)?;
+        project(&self.wo, &(gate * project(&self.wi_1, x)?)?)
     }
 }
 
@@ -235,6 +235,18 @@ impl Module for GatedGelu {
 fn linear_normal(d_in: usize, d_out: usize, std: f64, vb: VarBuilder) -> Result<Linear> {
     let w = vb.get_with_hints((d_out, d_in), "weight", candle_nn::Init::Randn { mean: 0.0, stdev: std })?;
     Ok(Linear::new(w, None))
+}
+
+/// `x Wᵀ` for `x [.., in]`, as one matrix product over all rows: candle's `Linear` on a 3-D input multiplies
+/// batch item by batch item, small products that leave the second core idle.
+fn project(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let d_in = dims[dims.len() - 1];
+    let rows = x.elem_count() / d_in;
+    let y = layer.forward(&x.reshape((rows, d_in))?)?;
+    let mut out = dims;
+    *out.last_mut().expect("x has at least one dimension") = y.dim(1)?;
+    y.reshape(out)
 }
 
 /// T5's multi-head attention: no `1/√d`, an additive position bias, and `{path}.q`, `{path}.k`, `{path}.v`,
@@ -273,9 +285,9 @@ impl T5Attention {
         let (b, t, _) = x.dims3()?;
         let s = memory.dim(1)?;
         let heads = |y: Tensor, n: usize| y.reshape((b, n, self.n_head, self.d_kv))?.transpose(1, 2)?.contiguous();
-        let q = heads(self.q.forward(x)?, t)?;
-        let k = heads(self.k.forward(memory)?, s)?;
-        let v = heads(self.v.forward(memory)?, s)?;
+        let q = heads(project(&self.q, x)?, t)?;
+        let k = heads(project(&self.k, memory)?, s)?;
+        let v = heads(project(&self.v, memory)?, s)?;
         // Scores Q Kᵀ, [B, h, T, S], unscaled: T5's initialization already keeps them near unit variance.
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(bias) = bias {
@@ -285,7 +297,7 @@ impl T5Attention {
             scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
         }
         let y = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
-        self.o.forward(&y.transpose(1, 2)?.reshape((b, t, self.n_head * self.d_kv))?)
+        project(&self.o, &y.transpose(1, 2)?.reshape((b, t, self.n_head * self.d_kv))?)
     }
 }
 
@@ -531,7 +543,7 @@ impl T5 {
     pub fn decode(&self, tgt_in: &Tensor, memory: &T5Memory) -> Result<Tensor> {
         let y = self.shared.forward(tgt_in)?;
         let h = self.decoder.forward(&y, &KeyMask::causal(), Some((&memory.states, &memory.mask)))?;
-        self.lm_head.forward(&h)
+        project(&self.lm_head, &h)
     }
 
     /// The decoding state for sources `[B, S]` with mask `[B, S]`.
@@ -593,10 +605,13 @@ impl StepDecoder for T5 {
 /// ```
 ///
 /// [`SpanCorruption::apply`] hides `max(1, round(n · noise_density))` of `n` tokens in `max(1, round(hidden /
-/// mean_span))` spans, and cuts both the hidden and the kept tokens into that many pieces at random (every piece
-/// at least one token long), so the spans are placed at random and their lengths average `mean_span`. The
-/// sequence starts with kept tokens. The density and the mean length are the caller's: the notebook calibrates
-/// them.
+/// mean_span))` spans: it cuts the hidden tokens into that many pieces at random (each at least one token long, so
+/// the lengths average `mean_span`), and the kept tokens into one piece more, the gaps before, between and after
+/// the spans (the inner gaps at least one token, the outer ones possibly empty), so every placement of the spans
+/// is possible. (T5's `random_spans_noise_mask` alternates kept and hidden pieces starting with kept tokens, so,
+/// unless its optional random roll is on, a sequence always ends with a span: on 512-token sequences that matters
+/// little, but a short sequence with one span would always have its end hidden.) The density and the
+/// mean length are the caller's.
 ///
 /// ```
 /// use dlhist::rng::Rng;
@@ -652,9 +667,10 @@ impl SpanCorruption {
         if n < 2 {
             return Err(crate::Error::Invalid(format!("SpanCorruption: needs at least 2 tokens; got {n}")));
         }
-        // Hidden tokens, at least one and leaving one; spans, at most as many as either side has tokens.
+        // Hidden tokens, at least one and leaving one; spans, at most as many as there are hidden tokens, and one
+        // more than the kept tokens (the inner gaps need one each).
         let hidden = ((n as f64 * self.noise_density).round() as usize).clamp(1, n - 1);
-        let spans = ((hidden as f64 / self.mean_span).round() as usize).clamp(1, hidden.min(n - hidden));
+        let spans = ((hidden as f64 / self.mean_span).round() as usize).clamp(1, hidden.min(n - hidden + 1));
         if sentinels.len() < spans + 1 {
             return Err(crate::Error::Invalid(format!(
                 "SpanCorruption: {spans} spans need {} sentinel ids; got {}",
@@ -663,7 +679,11 @@ impl SpanCorruption {
             )));
         }
         let hidden_lens = random_pieces(hidden, spans, rng);
-        let kept_lens = random_pieces(n - hidden, spans, rng);
+        // spans + 1 gaps of kept tokens: cut two more than there are into pieces of at least one, then take one
+        // back from each end, so the first and last gap may be empty.
+        let mut kept_lens = random_pieces(n - hidden + 2, spans + 1, rng);
+        kept_lens[0] -= 1;
+        kept_lens[spans] -= 1;
         let (mut input, mut target) = (Vec::with_capacity(n - hidden + spans), Vec::with_capacity(hidden + spans + 1));
         let mut at = 0;
         for (k, (&keep, &hide)) in kept_lens.iter().zip(&hidden_lens).enumerate() {
@@ -674,6 +694,7 @@ impl SpanCorruption {
             target.extend_from_slice(&tokens[at..at + hide]);
             at += hide;
         }
+        input.extend_from_slice(&tokens[at..]);
         target.push(sentinels[spans]);
         Ok((input, target))
     }
@@ -712,6 +733,7 @@ mod tests {
         let sentinels: Vec<u32> = (1000..1020).collect();
         let mut rng = crate::rng::Rng::new(7);
         let (mut spans_seen, mut hidden_seen) = (0, 0);
+        let (mut starts_hidden, mut ends_hidden, mut ends_kept) = (false, false, false);
         for n in [2usize, 5, 20, 64, 100] {
             for _ in 0..50 {
                 let tokens: Vec<u32> = (0..n as u32).collect();
@@ -720,7 +742,11 @@ mod tests {
                 let spans = input.iter().filter(|&&t| t >= 1000).count();
                 assert_eq!(target.len(), hidden + spans + 1, "n {n}");
                 assert_eq!(input.len(), n - hidden + spans, "n {n}");
-                assert!(input[0] < 1000, "the sequence starts with kept tokens");
+                if n >= 20 {
+                    starts_hidden |= input[0] >= 1000;
+                    ends_hidden |= *input.last().unwrap() >= 1000;
+                    ends_kept |= *input.last().unwrap() < 1000;
+                }
                 // Put the spans back.
                 let mut rebuilt = vec![];
                 for &t in &input {
@@ -739,6 +765,8 @@ mod tests {
                 }
             }
         }
+        // Spans can open and close the sequence, and the sequence can end with kept tokens.
+        assert!(starts_hidden && ends_hidden && ends_kept);
         // 15 hidden tokens of 100 in round(15 / 3) = 5 spans: a mean length of exactly 3.
         assert_eq!(hidden_seen as f64 / spans_seen as f64, 3.0);
         assert!(SpanCorruption { noise_density: 0.0, mean_span: 3.0 }.apply(&[1, 2, 3], &sentinels, &mut rng).is_err());
