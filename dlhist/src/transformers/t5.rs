@@ -605,13 +605,12 @@ impl StepDecoder for T5 {
 /// ```
 ///
 /// [`SpanCorruption::apply`] hides `max(1, round(n · noise_density))` of `n` tokens in `max(1, round(hidden /
-/// mean_span))` spans: it cuts the hidden tokens into that many pieces at random (each at least one token long, so
-/// the lengths average `mean_span`), and the kept tokens into one piece more, the gaps before, between and after
-/// the spans (the inner gaps at least one token, the outer ones possibly empty), so every placement of the spans
-/// is possible. (T5's `random_spans_noise_mask` alternates kept and hidden pieces starting with kept tokens, so,
-/// unless its optional random roll is on, a sequence always ends with a span: on 512-token sequences that matters
-/// little, but a short sequence with one span would always have its end hidden.) The density and the
-/// mean length are the caller's.
+/// mean_span))` spans, and cuts both the hidden and the kept tokens into that many pieces at random (every piece
+/// at least one token long), so the spans are placed at random and their lengths average `mean_span`. Kept and
+/// hidden pieces alternate, starting with kept tokens, as in T5's own code (`random_spans_noise_mask`): so the
+/// sequence always ends with a span. On T5's 512-token sequences that is one span among dozens; on a short
+/// sequence with a single span it means the end is what is hidden, and the objective comes close to completing the
+/// text (the T5 notebook measures what that does).
 ///
 /// ```
 /// use dlhist::rng::Rng;
@@ -667,10 +666,9 @@ impl SpanCorruption {
         if n < 2 {
             return Err(crate::Error::Invalid(format!("SpanCorruption: needs at least 2 tokens; got {n}")));
         }
-        // Hidden tokens, at least one and leaving one; spans, at most as many as there are hidden tokens, and one
-        // more than the kept tokens (the inner gaps need one each).
+        // Hidden tokens, at least one and leaving one; spans, at most as many as either side has tokens.
         let hidden = ((n as f64 * self.noise_density).round() as usize).clamp(1, n - 1);
-        let spans = ((hidden as f64 / self.mean_span).round() as usize).clamp(1, hidden.min(n - hidden + 1));
+        let spans = ((hidden as f64 / self.mean_span).round() as usize).clamp(1, hidden.min(n - hidden));
         if sentinels.len() < spans + 1 {
             return Err(crate::Error::Invalid(format!(
                 "SpanCorruption: {spans} spans need {} sentinel ids; got {}",
@@ -679,11 +677,7 @@ impl SpanCorruption {
             )));
         }
         let hidden_lens = random_pieces(hidden, spans, rng);
-        // spans + 1 gaps of kept tokens: cut two more than there are into pieces of at least one, then take one
-        // back from each end, so the first and last gap may be empty.
-        let mut kept_lens = random_pieces(n - hidden + 2, spans + 1, rng);
-        kept_lens[0] -= 1;
-        kept_lens[spans] -= 1;
+        let kept_lens = random_pieces(n - hidden, spans, rng);
         let (mut input, mut target) = (Vec::with_capacity(n - hidden + spans), Vec::with_capacity(hidden + spans + 1));
         let mut at = 0;
         for (k, (&keep, &hide)) in kept_lens.iter().zip(&hidden_lens).enumerate() {
@@ -694,7 +688,6 @@ impl SpanCorruption {
             target.extend_from_slice(&tokens[at..at + hide]);
             at += hide;
         }
-        input.extend_from_slice(&tokens[at..]);
         target.push(sentinels[spans]);
         Ok((input, target))
     }
@@ -733,7 +726,6 @@ mod tests {
         let sentinels: Vec<u32> = (1000..1020).collect();
         let mut rng = crate::rng::Rng::new(7);
         let (mut spans_seen, mut hidden_seen) = (0, 0);
-        let (mut starts_hidden, mut ends_hidden, mut ends_kept) = (false, false, false);
         for n in [2usize, 5, 20, 64, 100] {
             for _ in 0..50 {
                 let tokens: Vec<u32> = (0..n as u32).collect();
@@ -742,11 +734,8 @@ mod tests {
                 let spans = input.iter().filter(|&&t| t >= 1000).count();
                 assert_eq!(target.len(), hidden + spans + 1, "n {n}");
                 assert_eq!(input.len(), n - hidden + spans, "n {n}");
-                if n >= 20 {
-                    starts_hidden |= input[0] >= 1000;
-                    ends_hidden |= *input.last().unwrap() >= 1000;
-                    ends_kept |= *input.last().unwrap() < 1000;
-                }
+                assert!(input[0] < 1000, "the sequence starts with kept tokens");
+                assert!(*input.last().unwrap() >= 1000, "and ends with a span");
                 // Put the spans back.
                 let mut rebuilt = vec![];
                 for &t in &input {
@@ -765,8 +754,6 @@ mod tests {
                 }
             }
         }
-        // Spans can open and close the sequence, and the sequence can end with kept tokens.
-        assert!(starts_hidden && ends_hidden && ends_kept);
         // 15 hidden tokens of 100 in round(15 / 3) = 5 spans: a mean length of exactly 3.
         assert_eq!(hidden_seen as f64 / spans_seen as f64, 3.0);
         assert!(SpanCorruption { noise_density: 0.0, mean_span: 3.0 }.apply(&[1, 2, 3], &sentinels, &mut rng).is_err());
