@@ -129,6 +129,27 @@ impl CharVocab {
             .collect()
     }
 
+    /// The ids of `text`'s characters that are in the vocabulary, and how many characters were left out: for
+    /// reading another corpus with a model's fixed vocabulary (report the count, so that nothing is dropped
+    /// silently).
+    ///
+    /// ```
+    /// let vocab = dlhist::data::CharVocab::new("abc ");
+    /// let (ids, dropped) = vocab.encode_known("a (b) c");
+    /// assert_eq!((vocab.decode(&ids)?, dropped), ("a b c".to_string(), 2));
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn encode_known(&self, text: &str) -> (Vec<u32>, usize) {
+        let (mut ids, mut dropped) = (Vec::with_capacity(text.len()), 0);
+        for c in text.chars() {
+            match self.id(c) {
+                Some(id) => ids.push(id),
+                None => dropped += 1,
+            }
+        }
+        (ids, dropped)
+    }
+
     /// `text` encoded as a u32 tensor of shape `[chars]` on `dev`.
     pub fn encode_tensor(&self, text: &str, dev: &Device) -> Result<Tensor> {
         let ids = self.encode(text)?;

@@ -144,15 +144,28 @@ fn gcide_words(text: &str) -> Vec<String> {
 /// Appends `line` to `out` without pronunciations (`\...\`), bracketed spans (`[...]`), a `Syn:` label and a
 /// quotation's attribution (`--Name` to the end of the line; a bare `--` is GCIDE's dash and stays).
 fn strip_markup(line: &str, out: &mut String) {
+    strip_markup_from(line, &mut Markup::default(), out)
+}
+
+/// Where [`strip_markup_from`] is: inside a pronunciation, and how many brackets deep.
+#[derive(Debug, Default)]
+struct Markup {
+    in_pron: bool,
+    depth: usize,
+}
+
+/// [`strip_markup`] starting from `state` and leaving it where the line ends, for spans that continue on the next
+/// line (an etymology in brackets often does).
+fn strip_markup_from(line: &str, state: &mut Markup, out: &mut String) {
     let line = line.trim_start().strip_prefix("Syn:").unwrap_or(line);
-    let (mut in_pron, mut depth) = (false, 0usize);
+    let Markup { in_pron, depth } = state;
     let mut chars = line.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\\' if depth == 0 => in_pron = !in_pron,
-            '[' if !in_pron => depth += 1,
-            ']' if !in_pron && depth > 0 => depth -= 1,
-            '-' if !in_pron && depth == 0 && line[i..].starts_with("--") => {
+            '\\' if *depth == 0 => *in_pron = !*in_pron,
+            '[' if !*in_pron => *depth += 1,
+            ']' if !*in_pron && *depth > 0 => *depth -= 1,
+            '-' if !*in_pron && *depth == 0 && line[i..].starts_with("--") => {
                 // "--Shak." attributes a quotation; "-- a phrase" is a dash inside the definition.
                 if line[i + 2..].starts_with(|c: char| c.is_ascii_uppercase()) {
                     break;
@@ -160,11 +173,54 @@ fn strip_markup(line: &str, out: &mut String) {
                 chars.next();
                 out.push(' ');
             }
-            _ if !in_pron && depth == 0 => out.push(c),
+            _ if !*in_pron && *depth == 0 => out.push(c),
             _ => {}
         }
     }
     out.push(' ');
+}
+
+/// The Webster 1913 dictionary (GCIDE, as in [`gcide()`]) as running prose with its capitals and punctuation: one
+/// entry per line, the headword followed by its definitions, usage notes and quotations, e.g. `Abjurer, n. One who
+/// abjures.` It drops what [`gcide()`] drops (pronunciations, bracketed etymologies and sources, attributions,
+/// `Syn:` labels) and also the sense numbers (`1.`, `2.`) and the braces GCIDE puts around cross-references.
+/// About 24 million characters.
+///
+/// ```no_run
+/// let prose = dlhist::data::words::gcide_prose()?;
+/// assert!(prose.lines().any(|l| l.starts_with("Abjurer, n. One who abjures.")));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn gcide_prose() -> Result<String> {
+    let found = locate_or_fetch(&gcide_spec(), &Roots::from_env())?;
+    Ok(gcide_entries(&gunzip_text(&found.bytes, &found.path)?))
+}
+
+/// GCIDE's text as one cleaned line per entry (see [`gcide_prose`]).
+fn gcide_entries(text: &str) -> String {
+    let (mut out, mut entry, mut state) = (String::new(), String::new(), Markup::default());
+    let flush = |entry: &mut String, out: &mut String| {
+        let words: Vec<&str> = entry
+            .split_whitespace()
+            // Sense numbers ("1.", "12.") and the braces around cross-references are layout, not prose.
+            .filter(|w| !(w.ends_with('.') && w.len() > 1 && w[..w.len() - 1].bytes().all(|b| b.is_ascii_digit())))
+            .collect();
+        let line = words.join(" ").replace(['{', '}'], "").replace(" ,", ",");
+        if !line.is_empty() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        entry.clear();
+    };
+    for line in text.lines().skip_while(|l| !is_entry_head(l)) {
+        if is_entry_head(line) {
+            flush(&mut entry, &mut out);
+            state = Markup::default();
+        }
+        strip_markup_from(line, &mut state, &mut entry);
+    }
+    flush(&mut entry, &mut out);
+    out
 }
 
 /// Lowercase runs of ASCII letters: `"Don't stop--now!"` gives `don`, `t`, `stop`, `now`. Letters with accents
@@ -613,6 +669,22 @@ mod tests {
         let expected = "alleyway n an alley all hail all health a phrase of salutation or welcome whiles i stood rapt \
                         came missives alley lane th adj coming next";
         assert_eq!(words.join(" "), expected);
+    }
+
+    #[test]
+    fn gcide_prose_is_one_clean_line_per_entry() {
+        let text =
+            "Abjure \\Ab*jure\"\\, v. t. [imp. & p. p. {Abjured}; p. pr. & vb.\n   n. {Abjuring}.] [L. abjurare.]\n\
+                    \x20  1. To renounce upon oath; to forswear. See {Jury}.\n      [1913 Webster]\n\n\
+                    \x20  2. To renounce with solemnity. \"Magic I here abjure.\" --Shak.\n      [1913 Webster]\n\n\
+                    Abjurer \\Ab*jur\"er\\, n.\n   One who abjures.\n   [1913 Webster]\n";
+        assert_eq!(
+            gcide_entries(text),
+            "Abjure, v. t. To renounce upon oath; to forswear. See Jury. To renounce with solemnity. \
+             \"Magic I here abjure.\"\nAbjurer, n. One who abjures.\n"
+        );
+        // The word stream is what it was: brackets still end with their line there.
+        assert_eq!(gcide_words("Abjurer \\Ab*jur\"er\\, n. [R.\n   x] One.\n")[..3], ["abjurer", "n", "x"]);
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl Dense {
         Ok(Dense { linear: candle_nn::linear(fan_in, fan_out, vb)?, activation })
     }
 
+    /// A layer from weights already made (`linear`: `W [out, in]` and optional `b [out]`), e.g. a pretrained or a
+    /// merged weight.
+    pub fn from_linear(linear: Linear, activation: Option<Activation>) -> Self {
+        Dense { linear, activation }
+    }
+
     /// The affine part, `x Wᵀ + b` (to read the weights, or to take the pre-activation `z`).
     pub fn linear(&self) -> &Linear {
         &self.linear

@@ -22,6 +22,7 @@
 //! | [`AdditiveAttention`], [`masked_softmax`] | Bahdanau's score `vᵀ tanh(W s + U h_j)` and the softmax over a row's real (unpadded) positions | 03 attention |
 //! | [`StepDecoder`], [`greedy_decode`], [`beam_search`], [`sequence_cross_entropy`], [`SequenceCrossEntropy`] | what every encoder-decoder shares: one decoder step, greedy and beam decoding, the masked teacher-forced loss | 03 seq2seq |
 //! | [`smoothed_sequence_cross_entropy`], [`SmoothedSequenceCrossEntropy`], [`teacher_forced_accuracy`] | the same loss against label-smoothed targets; the share of tokens a teacher-forced pass gets right | 04 transformer |
+//! | [`LoraDense`], [`LoraConfig`] | a frozen dense layer plus a trainable low-rank update `(α/r) B A` of some of its rows, mergeable into one weight (Hu et al. 2021) | 04 LoRA |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
 //! [`crate::optimization::LayerNorm`], [`crate::optimization::BatchNorm`], [`crate::sequence_modeling::Lstm`],
@@ -46,6 +47,7 @@ mod conv;
 mod decode;
 mod dense;
 mod dropout;
+mod lora;
 mod loss;
 mod lrn;
 mod pool;
@@ -60,6 +62,7 @@ pub use decode::{
 };
 pub use dense::Dense;
 pub use dropout::{dropout, Dropout};
+pub use lora::{LoraConfig, LoraDense};
 pub use loss::cross_entropy;
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, MaxPool2d};

@@ -24,7 +24,17 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::fast;
-use crate::layers::Dense;
+use crate::layers::{Dense, LoraConfig, LoraDense};
+
+/// Which weights of a transformer block get LoRA adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraTargets {
+    /// The attention's query and value projections, `W_q` and `W_v`: the paper's choice for GPT-3 (its
+    /// section 4.2 and Table 5).
+    QueryValue,
+    /// Every weight matrix of the block: `W_q`, `W_k`, `W_v`, `W_O` and both layers of the feed-forward network.
+    AllWeights,
+}
 
 /// Multi-head causal self-attention over `[B, T, C]`: parameters `{path}.qkv` (`C → 3C`, the three projections
 /// in one matrix, like PyTorch's `in_proj`) and `{path}.proj` (`W_O`, `C → C`).
@@ -40,8 +50,10 @@ use crate::layers::Dense;
 /// ```
 #[derive(Debug, Clone)]
 pub struct CausalSelfAttention {
-    qkv: Dense,
-    proj: Dense,
+    /// The packed projections `W_q, W_k, W_v`; LoRA adapters ([`CausalSelfAttention::with_lora`]) live here and
+    /// in `proj`.
+    qkv: LoraDense,
+    proj: LoraDense,
     n_head: usize,
 }
 
@@ -52,10 +64,38 @@ impl CausalSelfAttention {
             candle_core::bail!("CausalSelfAttention: n_embd = {n_embd} must be a multiple of n_head = {n_head}")
         }
         Ok(CausalSelfAttention {
-            qkv: Dense::new(n_embd, 3 * n_embd, None, vb.pp("qkv"))?,
-            proj: Dense::new(n_embd, n_embd, None, vb.pp("proj"))?,
+            qkv: LoraDense::frozen(Dense::new(n_embd, 3 * n_embd, None, vb.pp("qkv"))?),
+            proj: LoraDense::frozen(Dense::new(n_embd, n_embd, None, vb.pp("proj"))?),
             n_head,
         })
+    }
+
+    /// A copy of this layer with rank-`cfg.rank` LoRA adapters, their parameters `{path}.{qkv,proj}.lora_{a,b}.{i}`
+    /// from `vb`: on `W_q` and `W_v` (rows `0..C` and `2C..3C` of the packed `qkv` weight, the paper's choice) for
+    /// [`LoraTargets::QueryValue`]; on `W_q`, `W_k`, `W_v` (one adapter each) and `W_O` for
+    /// [`LoraTargets::AllWeights`]. The pretrained weights are shared, not copied, and stay as they are.
+    pub fn with_lora(&self, cfg: LoraConfig, targets: LoraTargets, vb: VarBuilder) -> Result<Self> {
+        let c = self.proj.base().linear().weight().dims()[0];
+        let (rows, proj) = match targets {
+            LoraTargets::QueryValue => (vec![0..c, 2 * c..3 * c], self.proj.clone()),
+            LoraTargets::AllWeights => {
+                (vec![0..c, c..2 * c, 2 * c..3 * c], LoraDense::full(self.proj.base().clone(), cfg, vb.pp("proj"))?)
+            }
+        };
+        let qkv = LoraDense::new(self.qkv.base().clone(), cfg, &rows, vb.pp("qkv"))?;
+        Ok(CausalSelfAttention { qkv, proj, n_head: self.n_head })
+    }
+
+    /// Folds the adapters into the weights ([`LoraDense::merge`]), or takes them back out (`merged = false`).
+    pub fn set_lora_merged(&mut self, merged: bool) -> Result<()> {
+        for layer in [&mut self.qkv, &mut self.proj] {
+            if merged {
+                layer.merge()?;
+            } else {
+                layer.unmerge();
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,12 +19,16 @@
 //! linear head to `vocab_size` logits. Dividing by `√d` keeps the logits' variance near 1 at initialization, so
 //! the softmax does not start saturated.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Embedding, VarBuilder};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
-use super::attention::LayerCache;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder, VarMap};
+
+use super::attention::{LayerCache, LoraTargets};
 use super::{CausalSelfAttention, Sampling};
-use crate::layers::{Activation, Dense};
+use crate::data::CharVocab;
+use crate::layers::{Activation, Dense, LoraConfig, LoraDense};
 use crate::optimization::LayerNorm;
 use crate::rng::Rng;
 
@@ -71,8 +75,8 @@ pub struct Block {
     ln1: LayerNorm,
     attn: CausalSelfAttention,
     ln2: LayerNorm,
-    fc: Dense,
-    proj: Dense,
+    fc: LoraDense,
+    proj: LoraDense,
 }
 
 impl Block {
@@ -82,13 +86,39 @@ impl Block {
             ln1: LayerNorm::new(n_embd, vb.pp("ln1"))?,
             attn: CausalSelfAttention::new(n_embd, n_head, vb.pp("attn"))?,
             ln2: LayerNorm::new(n_embd, vb.pp("ln2"))?,
-            fc: Dense::new(n_embd, 4 * n_embd, Some(Activation::Gelu), vb.pp("fc"))?,
-            proj: Dense::new(4 * n_embd, n_embd, None, vb.pp("proj"))?,
+            fc: LoraDense::frozen(Dense::new(n_embd, 4 * n_embd, Some(Activation::Gelu), vb.pp("fc"))?),
+            proj: LoraDense::frozen(Dense::new(4 * n_embd, n_embd, None, vb.pp("proj"))?),
         })
     }
 }
 
 impl Block {
+    /// This block with LoRA adapters on the weights `targets` names ([`CausalSelfAttention::with_lora`]; with
+    /// [`LoraTargets::AllWeights`], also `{path}.fc` and `{path}.proj`).
+    pub fn with_lora(&self, cfg: LoraConfig, targets: LoraTargets, vb: VarBuilder) -> Result<Self> {
+        let attn = self.attn.with_lora(cfg, targets, vb.pp("attn"))?;
+        let adapt = |layer: &LoraDense, name: &str| LoraDense::full(layer.base().clone(), cfg, vb.pp(name));
+        Ok(match targets {
+            LoraTargets::QueryValue => Block { attn, ..self.clone() },
+            LoraTargets::AllWeights => {
+                Block { attn, fc: adapt(&self.fc, "fc")?, proj: adapt(&self.proj, "proj")?, ..self.clone() }
+            }
+        })
+    }
+
+    /// Folds this block's LoRA updates into its weights, or takes them back out.
+    fn set_lora_merged(&mut self, merged: bool) -> Result<()> {
+        self.attn.set_lora_merged(merged)?;
+        for layer in [&mut self.fc, &mut self.proj] {
+            if merged {
+                layer.merge()?;
+            } else {
+                layer.unmerge();
+            }
+        }
+        Ok(())
+    }
+
     /// [`Module::forward`] for positions that follow those in `cache` (see [`CausalSelfAttention::forward_cached`]).
     pub fn forward_cached(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
         let x = (x + self.attn.forward_cached(&self.ln1.forward(x)?, cache)?)?;
@@ -175,6 +205,40 @@ impl Gpt {
     /// The sizes.
     pub fn config(&self) -> &GptConfig {
         &self.config
+    }
+
+    /// This model with rank-`cfg.rank` LoRA adapters ([`crate::layers::LoraDense`]) on the weights `targets` names
+    /// in every block (the query and value projections, or every weight matrix), their parameters
+    /// `{path}.blocks.{i}.attn.qkv.lora_{a,b}.{j}` (and so on) from `vb`. Embeddings, norms and the head stay frozen.
+    /// Every other weight is shared with `self`, not copied: train with an optimizer over `vb`'s variables alone
+    /// and the pretrained model stays as it was. At first the adapted model computes exactly what `self` does.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::layers::LoraConfig;
+    /// use dlhist::transformers::{Gpt, GptConfig, LoraTargets};
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let gpt = Gpt::new(GptConfig { vocab_size: 11, block_size: 8, n_embd: 16, n_layer: 2, n_head: 2 }, vb)?;
+    /// let (lora_vars, lora_vb) = dlhist::init::seeded(1, DType::F32, &dev);
+    /// let tuned = gpt.with_lora(LoraConfig::new(2, 2.0), LoraTargets::QueryValue, lora_vb)?;
+    /// // Per block: A and B for the queries and for the values, (16 + 16) · 2 each.
+    /// assert_eq!(dlhist::init::param_count(&lora_vars), 2 * 2 * (16 + 16) * 2);
+    /// let idx = Tensor::new(&[[1u32, 2, 3]], &dev)?;
+    /// assert_eq!((tuned.forward(&idx)? - gpt.forward(&idx)?)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn with_lora(&self, cfg: LoraConfig, targets: LoraTargets, vb: VarBuilder) -> Result<Self> {
+        let blocks = (self.blocks.iter().enumerate())
+            .map(|(i, b)| b.with_lora(cfg, targets, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(Gpt { blocks, ..self.clone() })
+    }
+
+    /// Folds every block's LoRA update into its weights (`merged = true`: one product per projection again, as
+    /// fast as the model without adapters) or takes it back out (`false`, to train the adapters further).
+    pub fn set_lora_merged(&mut self, merged: bool) -> Result<()> {
+        self.blocks.iter_mut().try_for_each(|b| b.set_lora_merged(merged))
     }
 
     /// The logits `[B, T_new, vocab]` of tokens `idx` `[B, T_new]` that follow the `cache.len()` tokens already
@@ -298,6 +362,98 @@ impl Gpt {
     }
 }
 
+/// The character GPT pretrained on Tiny Shakespeare, stored in the project's `assets/models/` for the notebooks that
+/// start from a pretrained model (LoRA, RLHF).
+///
+/// Made by `cargo run --release -p dlhist --example pretrain_char_gpt`, which trains [`GptConfig::char_small`]
+/// on the first 90% of Tiny Shakespeare (the recipe is in that file) and writes the file, its SHA-256 and its
+/// validation loss; the same machine gives the same bytes again. Loading checks the SHA-256 recorded here.
+#[derive(Debug, Clone)]
+pub struct PretrainedGpt {
+    /// The model's sizes.
+    pub config: GptConfig,
+    /// Its character vocabulary (Tiny Shakespeare's 65 characters).
+    pub vocab: CharVocab,
+    /// The file the weights came from.
+    pub path: PathBuf,
+    tensors: HashMap<String, Tensor>,
+}
+
+/// The file name of the pretrained character model, in the project's `assets/models/`.
+pub const CHAR_SHAKESPEARE_FILE: &str = "char-gpt-shakespeare.safetensors";
+/// Its SHA-256, as written by `examples/pretrain_char_gpt.rs`.
+pub const CHAR_SHAKESPEARE_SHA256: &str = "3e6875fc7c235034a2203b64a5fd4d109000acb6c8662829c5afbe85967a9a82";
+
+impl PretrainedGpt {
+    /// The folder of the stored models: `assets/models/` beside the dlhist crate.
+    pub fn models_dir() -> PathBuf {
+        // dlhist's own folder is known when it is compiled; the project root holds it and assets/.
+        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate_dir.parent().unwrap_or(crate_dir).join("assets").join("models")
+    }
+
+    /// The character model pretrained on Tiny Shakespeare (the type's docs), checked against its SHA-256.
+    pub fn char_shakespeare() -> crate::Result<Self> {
+        let path = Self::models_dir().join(CHAR_SHAKESPEARE_FILE);
+        let vocab = CharVocab::new(&crate::data::tiny_shakespeare()?);
+        Self::load(path, CHAR_SHAKESPEARE_SHA256, GptConfig::char_small(vocab.len()), vocab)
+    }
+
+    /// A GPT of sizes `config` from the safetensors file `path`, whose SHA-256 must be `sha256`; its parameter
+    /// names are [`Gpt`]'s (what [`crate::checkpoint::save`] writes for a model built at the root path).
+    pub fn load(path: PathBuf, sha256: &str, config: GptConfig, vocab: CharVocab) -> crate::Result<Self> {
+        let remake = "make it with `cargo run --release -p dlhist --example pretrain_char_gpt`, or restore it with \
+                      `git checkout assets/models`";
+        if !path.is_file() {
+            return Err(crate::Error::NotFound {
+                what: "the pretrained model".into(),
+                searched: vec![path],
+                hint: remake.into(),
+            });
+        }
+        let actual = crate::data::download::sha256_file(&path)?;
+        if actual != sha256 {
+            return Err(crate::Error::Checksum { path: path.display().to_string(), expected: sha256.into(), actual });
+        }
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| crate::Error::Format {
+            path: path.clone(),
+            format: "safetensors",
+            reason: format!("{e}; {remake}"),
+        })?;
+        let pretrained = PretrainedGpt { config, vocab, path, tensors };
+        // Building it once checks every name and shape, so a wrong file fails here and not in a later cell.
+        pretrained.frozen(&Device::Cpu)?;
+        Ok(pretrained)
+    }
+
+    /// The pretrained weights by parameter name (`"blocks.0.attn.qkv.weight"`, ...), on the CPU.
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+
+    /// The pretrained model with its weights as constants on `dev`: nothing in it can be trained, and no gradient
+    /// is computed for it (the frozen base of LoRA).
+    pub fn frozen(&self, dev: &Device) -> crate::Result<Gpt> {
+        let tensors = self.tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(dev)?))).collect::<Result<_>>()?;
+        Ok(Gpt::new(self.config, VarBuilder::from_tensors(tensors, DType::F32, dev))?)
+    }
+
+    /// The pretrained model as variables that start at the pretrained weights (full fine-tuning): returns them
+    /// and the model.
+    pub fn trainable(&self, dev: &Device) -> crate::Result<(VarMap, Gpt)> {
+        let vars = VarMap::new();
+        let gpt = Gpt::new(self.config, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
+        for (name, var) in vars.data().lock().expect("the VarMap's lock").iter() {
+            let t = self
+                .tensors
+                .get(name)
+                .ok_or_else(|| crate::Error::Invalid(format!("{} has no tensor {name}", self.path.display())))?;
+            var.set(&t.to_device(dev)?)?;
+        }
+        Ok((vars, gpt))
+    }
+}
+
 impl Module for Gpt {
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         let (_, t) = idx.dims2()?;
@@ -317,6 +473,7 @@ impl Module for Gpt {
 mod tests {
     use super::*;
     use candle_core::{DType, IndexOp};
+    use candle_nn::Optimizer;
 
     fn tiny() -> GptConfig {
         GptConfig { vocab_size: 7, block_size: 6, n_embd: 8, n_layer: 2, n_head: 2 }
@@ -362,6 +519,64 @@ mod tests {
         }
         assert!(gpt.generate(&[], 3, &s, &mut Rng::new(0)).is_err());
         assert!(gpt.generate(&[7], 3, &s, &mut Rng::new(0)).is_err(), "token 7 of a vocabulary of 7");
+        Ok(())
+    }
+
+    /// Adapters on every weight: the model starts at the base, only the adapters train, merging keeps the logits.
+    #[test]
+    fn lora_starts_at_the_base_trains_only_adapters_and_merges() -> crate::Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (base_vars, vb) = crate::init::seeded(7, DType::F32, &dev);
+        let gpt = Gpt::new(tiny(), vb)?;
+        let idx = Tensor::new(&[[1u32, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], &dev)?;
+        let y = Tensor::new(&[[2u32, 3, 4, 5, 6, 0], [5, 4, 3, 2, 1, 0]], &dev)?;
+        for (targets, per_block) in [
+            (LoraTargets::QueryValue, 2 * 2 * (8 + 8)),
+            (LoraTargets::AllWeights, 2 * (4 * (8 + 8) + (8 + 32) + (32 + 8))),
+        ] {
+            let (vars, vb) = crate::init::seeded(8, DType::F32, &dev);
+            let mut tuned = gpt.with_lora(LoraConfig::new(2, 4.0), targets, vb)?;
+            assert_eq!(crate::init::param_count(&vars), 2 * per_block, "{targets:?}");
+            let gap = (tuned.forward(&idx)? - gpt.forward(&idx)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(gap, 0.0);
+            let before: Vec<Vec<f32>> =
+                base_vars.all_vars().iter().map(|v| v.flatten_all()?.to_vec1()).collect::<Result<_>>()?;
+            let mut opt = candle_nn::AdamW::new_lr(vars.all_vars(), 0.05)?;
+            for _ in 0..5 {
+                let logits = tuned.forward(&idx)?;
+                opt.backward_step(&candle_nn::loss::cross_entropy(&logits.reshape((12, 7))?, &y.flatten_all()?)?)?;
+            }
+            let after: Vec<Vec<f32>> =
+                base_vars.all_vars().iter().map(|v| v.flatten_all()?.to_vec1()).collect::<Result<_>>()?;
+            assert_eq!(before, after, "the base model must not change");
+            let unmerged = tuned.forward(&idx)?;
+            assert!(
+                (&unmerged - gpt.forward(&idx)?)?.abs()?.max_all()?.to_scalar::<f32>()? > 1e-3,
+                "{targets:?} learned"
+            );
+            tuned.set_lora_merged(true)?;
+            let merged = tuned.forward(&idx)?;
+            assert!((merged - &unmerged)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+            tuned.set_lora_merged(false)?;
+            assert_eq!((tuned.forward(&idx)? - &unmerged)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        }
+        Ok(())
+    }
+
+    /// The stored model is the one whose SHA-256 is recorded; a missing or changed file says what to do.
+    #[test]
+    fn the_stored_pretrained_model_is_checked() -> crate::Result<()> {
+        let path = PretrainedGpt::models_dir().join(CHAR_SHAKESPEARE_FILE);
+        assert_eq!(crate::data::download::sha256_file(&path)?, CHAR_SHAKESPEARE_SHA256);
+        let vocab = CharVocab::new("ab");
+        let cfg = GptConfig { vocab_size: 2, ..tiny() };
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = PretrainedGpt::load(tmp.path().join("none.safetensors"), "00", cfg, vocab.clone()).unwrap_err();
+        assert!(missing.to_string().contains("pretrain_char_gpt"), "{missing}");
+        let other = tmp.path().join("other.safetensors");
+        std::fs::write(&other, b"not a model").unwrap();
+        let changed = PretrainedGpt::load(other, CHAR_SHAKESPEARE_SHA256, cfg, vocab).unwrap_err();
+        assert!(changed.to_string().contains("checksum mismatch"), "{changed}");
         Ok(())
     }
 

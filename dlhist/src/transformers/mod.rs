@@ -10,6 +10,7 @@
 //! | Temperature, top-k and nucleus sampling | [`sampling`] |
 //! | Loss as a power law in model size (Kaplan et al. 2020) | [`scaling`] |
 //! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
+//! | LoRA adapters on a GPT's queries and values (Hu et al. 2021; the adapter itself is [`crate::layers::LoraDense`]), and the character GPT pretrained on Tiny Shakespeare that LoRA and RLHF start from | [`gpt::Gpt::with_lora`], [`gpt::PretrainedGpt`] |
 //! | T5: the text-to-text encoder-decoder with RMS norm, relative position buckets, gated GELU, and span corruption (Raffel et al. 2019) | [`t5`] |
 
 pub mod attention;
@@ -22,12 +23,14 @@ pub mod scaling;
 pub mod t5;
 pub mod transformer;
 
-pub use attention::{causal_bias, padding_bias, CausalSelfAttention, KeyMask, LayerCache, MultiHeadAttention};
+pub use attention::{
+    causal_bias, padding_bias, CausalSelfAttention, KeyMask, LayerCache, LoraTargets, MultiHeadAttention,
+};
 pub use bert::{
     Bert, BertClassifier, BertConfig, BertForMaskedLm, BertLayer, MaskedTokenCrossEntropy, Masking, MaskingRule,
     Pooling,
 };
-pub use gpt::{Block, Gpt, GptConfig, KvCache};
+pub use gpt::{Block, Gpt, GptConfig, KvCache, PretrainedGpt};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
 pub use sampling::Sampling;
 pub use transformer::{
