@@ -11,6 +11,7 @@
 //! Knobs (environment): STEPS (adaptation steps, 600), BATCH (windows of 64 characters per step, 12), ALPHA (LoRA's
 //! α, 8), RANKS, LRS_FULL, LRS_LORA (comma lists), SEEDS (runs per setting, 1), VAL (validation windows, 300),
 //! TARGETS (`qv`: the query and value projections, the default; `all`: every weight matrix of every block).
+//! `LRS_FULL=none` skips full fine-tuning; BEST_FULL then gives its best loss from an earlier run, for the shares.
 //! Each run warms up for a twentieth of the steps and follows a cosine to a tenth of its rate. Prints the pretrained
 //! model's validation loss on the dictionary, then one line per run: its final validation loss, the share of full
 //! fine-tuning's best improvement it recovers, and its seconds.

@@ -18,8 +18,8 @@
 //! - Trainable parameters: `r (d + k)` in place of `d k`.
 //! - Nothing is added at inference: [`LoraDense::merge`] folds the update into one weight, `W = W₀ + (α/r) B A`.
 //!
-//! [`LoraDense::forward_factored`] computes the equation as written, with two thin products; the forward pass builds
-//! `W₀ + (α/r) B A` instead and runs one product, which is faster at our sizes (see there).
+//! [`LoraDense::forward_factored`] computes the equation as written, with two thin products: the plain path. The fused
+//! path builds `W₀ + (α/r) B A` and runs one fused product, which is faster at our sizes.
 //!
 //! [`LoraDense`] may adapt only some rows of `W₀`, as when the queries, keys and values share one packed matrix and
 //! only the queries' and values' rows are adapted (the paper's choice for GPT-3, its section 4.2).
@@ -209,8 +209,8 @@ impl LoraDense {
 
 impl LoraDense {
     /// The paper's equation as written, `f(W₀ x + b + (α/r) B (A x))`: two thin products per adapted range of rows
-    /// (`A x` is `[N, r]`), never the `[d, k]` matrix `B A`. It computes what [`Module::forward`] computes, which
-    /// builds `W₀ + (α/r) B A` instead (see there); the tests hold the two equal.
+    /// (`A x` is `[N, r]`), never the `[d, k]` matrix `B A`. This is [`Module::forward`]'s plain path; its fused
+    /// path builds `W₀ + (α/r) B A` instead (see there), and the tests hold the two equal.
     pub fn forward_factored(&self, x: &Tensor) -> Result<Tensor> {
         // h = W₀ x + b: the frozen layer without its activation, which comes after the update.
         let h = Dense::from_linear(self.base.linear().clone(), None).forward(x)?;
@@ -244,11 +244,17 @@ impl Module for LoraDense {
         if self.adapters.is_empty() {
             return self.base.forward(x);
         }
-        // f((W₀ + (α/r) B A) x + b): the update is built as a [d, k] matrix in the graph (r d k multiplications, nothing
-        // next to the N d k of the product itself) and the layer runs as one fused product, activation included. The
-        // gradient reaches A and B through the sum. On a CPU at our sizes this takes half the time of the two thin
-        // products of `forward_factored` (measured: 600 training steps of the LoRA notebook's model with every
-        // weight adapted, 30 s against 56 s), whose many small operations cost more than the flops they save.
+        if !crate::fast::applies(&[x]) {
+            // Plain: the paper's equation as written (`forward_factored`), on other devices and under
+            // DLHIST_FUSED=0.
+            return self.forward_factored(x);
+        }
+        // Fused: f((W₀ + (α/r) B A) x + b). The update is built as a [d, k] matrix in the graph (r d k
+        // multiplications, nothing next to the N d k of the product itself) and the layer runs as one fused
+        // product, activation included; the gradient reaches A and B through the sum. On a CPU at our sizes this
+        // takes half the time of the two thin products (measured: 600 training steps of the LoRA notebook's model
+        // with every weight adapted, 30 s against 56 s), whose many small operations cost more than the flops they
+        // save.
         let lin = self.base.linear();
         let w = (lin.weight() + self.delta_weight()?)?;
         Dense::from_linear(Linear::new(w, lin.bias().cloned()), self.base.activation()).forward(x)
