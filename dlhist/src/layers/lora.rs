@@ -201,6 +201,16 @@ impl LoraDense {
         self.merged = None;
     }
 
+    /// [`LoraDense::merge`] when `merged`, else [`LoraDense::unmerge`].
+    pub fn set_merged(&mut self, merged: bool) -> Result<()> {
+        if merged {
+            self.merge()
+        } else {
+            self.unmerge();
+            Ok(())
+        }
+    }
+
     /// Whether the update is folded into the weight.
     pub fn is_merged(&self) -> bool {
         self.merged.is_some()

@@ -88,14 +88,8 @@ impl CausalSelfAttention {
 
     /// Folds the adapters into the weights ([`LoraDense::merge`]), or takes them back out (`merged = false`).
     pub fn set_lora_merged(&mut self, merged: bool) -> Result<()> {
-        for layer in [&mut self.qkv, &mut self.proj] {
-            if merged {
-                layer.merge()?;
-            } else {
-                layer.unmerge();
-            }
-        }
-        Ok(())
+        self.qkv.set_merged(merged)?;
+        self.proj.set_merged(merged)
     }
 }
 

@@ -109,14 +109,8 @@ impl Block {
     /// Folds this block's LoRA updates into its weights, or takes them back out.
     fn set_lora_merged(&mut self, merged: bool) -> Result<()> {
         self.attn.set_lora_merged(merged)?;
-        for layer in [&mut self.fc, &mut self.proj] {
-            if merged {
-                layer.merge()?;
-            } else {
-                layer.unmerge();
-            }
-        }
-        Ok(())
+        self.fc.set_merged(merged)?;
+        self.proj.set_merged(merged)
     }
 
     /// [`Module::forward`] for positions that follow those in `cache` (see [`CausalSelfAttention::forward_cached`]).
