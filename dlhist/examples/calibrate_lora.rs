@@ -11,7 +11,7 @@
 //! Knobs (environment): STEPS (adaptation steps, 600), BATCH (windows of 64 characters per step, 12), ALPHA (LoRA's
 //! α, 8), RANKS, LRS_FULL, LRS_LORA (comma lists), SEEDS (runs per setting, 1), VAL (validation windows, 300),
 //! TARGETS (`qv`: the query and value projections, the default; `all`: every weight matrix of every block).
-//! `LRS_FULL=none` skips full fine-tuning; BEST_FULL then gives its best loss from an earlier run, for the shares.
+//! `LRS_FULL=none` (no rate) skips full fine-tuning; BEST_FULL then gives its best loss from an earlier run, for the shares.
 //! Each run warms up for a twentieth of the steps and follows a cosine to a tenth of its rate. Prints the pretrained
 //! model's validation loss on the dictionary, then one line per run: its final validation loss, the share of full
 //! fine-tuning's best improvement it recovers, and its seconds.
@@ -26,11 +26,6 @@ mod common;
 
 fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
     std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
-}
-
-/// `LRS_FULL=none` skips full fine-tuning.
-fn lrs_full_none() -> bool {
-    std::env::var("LRS_FULL").is_ok_and(|v| v == "none")
 }
 
 fn main() -> Result<()> {
@@ -57,9 +52,6 @@ fn main() -> Result<()> {
     let mut runs: Vec<(String, f64, u64, f64, f64)> = vec![];
     let mut variants: Vec<(String, Option<usize>, Vec<f64>)> = vec![("full".into(), None, lrs_full)];
     variants.extend(ranks.iter().map(|&r| (format!("lora r={r}"), Some(r), lrs_lora.clone())));
-    if lrs_full_none() {
-        variants.remove(0);
-    }
     for (name, rank, lrs) in &variants {
         for &lr in lrs {
             for seed in 0..seeds {

@@ -156,11 +156,6 @@ impl LoraDense {
         &self.base
     }
 
-    /// Whether any rows are adapted.
-    pub fn is_adapted(&self) -> bool {
-        !self.adapters.is_empty()
-    }
-
     /// The update `ΔW = (α/r) · B A` as a full `[d, k]` matrix, zero in the rows no adapter touches.
     pub fn delta_weight(&self) -> Result<Tensor> {
         let w = self.base.linear().weight();

@@ -423,6 +423,60 @@ impl MultiHeadAttention {
     }
 }
 
+/// An encoder's output for a batch of sources, which every step of an encoder-decoder's decoder attends to.
+#[derive(Debug, Clone)]
+pub struct EncoderMemory {
+    /// The encoder's last layer, `[B, S, C]`.
+    pub states: Tensor,
+    /// Which source positions are real (the rest is padding).
+    pub mask: KeyMask,
+}
+
+/// What an encoder-decoder that re-reads its whole prefix at every step (the Transformer, T5) carries between
+/// greedy or beam steps: the encoder's memory and the decoder inputs so far.
+#[derive(Debug, Clone)]
+pub struct PrefixState {
+    /// The encoder's output.
+    pub memory: EncoderMemory,
+    /// The decoder inputs so far, `[B, t]` (u32), `None` before the first step.
+    pub prefix: Option<Tensor>,
+}
+
+impl PrefixState {
+    /// The state before the first step.
+    pub fn new(memory: EncoderMemory) -> Self {
+        PrefixState { memory, prefix: None }
+    }
+
+    /// Feeds `prev` (`[B]` u32), one more token per row: the decoder inputs so far `[B, t]`, and the state that
+    /// holds them.
+    pub fn extend(&self, prev: &Tensor) -> Result<(Tensor, Self)> {
+        let prev = prev.unsqueeze(1)?;
+        let prefix = match &self.prefix {
+            Some(p) => Tensor::cat(&[p, &prev], 1)?,
+            None => prev,
+        };
+        Ok((prefix.clone(), PrefixState { memory: self.memory.clone(), prefix: Some(prefix) }))
+    }
+
+    /// The rows `rows` (`[n]` u32) of the state, memory and mask included (beam search's reordering).
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
+        let picked: Vec<usize> = rows.to_vec1::<u32>()?.into_iter().map(|r| r as usize).collect();
+        Ok(PrefixState {
+            memory: EncoderMemory {
+                states: self.memory.states.index_select(rows, 0)?,
+                mask: self.memory.mask.select(&picked),
+            },
+            prefix: self.prefix.as_ref().map(|p| p.index_select(rows, 0)).transpose()?,
+        })
+    }
+
+    /// The number of rows.
+    pub fn batch_size(&self) -> usize {
+        self.memory.states.dims()[0]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

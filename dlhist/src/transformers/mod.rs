@@ -24,7 +24,8 @@ pub mod t5;
 pub mod transformer;
 
 pub use attention::{
-    causal_bias, padding_bias, CausalSelfAttention, KeyMask, LayerCache, LoraTargets, MultiHeadAttention,
+    causal_bias, padding_bias, CausalSelfAttention, EncoderMemory, KeyMask, LayerCache, LoraTargets,
+    MultiHeadAttention, PrefixState,
 };
 pub use bert::{
     Bert, BertClassifier, BertConfig, BertForMaskedLm, BertLayer, MaskedTokenCrossEntropy, Masking, MaskingRule,
@@ -34,6 +35,5 @@ pub use gpt::{Block, Gpt, GptConfig, KvCache, PretrainedGpt};
 pub use positions::{sinusoidal_positions, PositionKind, Positions};
 pub use sampling::Sampling;
 pub use transformer::{
-    DecoderLayer, EncoderLayer, EncoderMemory, NormPlacement, Transformer, TransformerConfig, TransformerOutput,
-    TransformerState,
+    DecoderLayer, EncoderLayer, NormPlacement, Transformer, TransformerConfig, TransformerOutput, TransformerState,
 };

@@ -42,7 +42,7 @@
 use candle_core::{Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-use super::KeyMask;
+use super::attention::{EncoderMemory, KeyMask, PrefixState};
 use crate::data::pairs::unpack_inputs;
 use crate::layers::{Activation, StepDecoder};
 
@@ -450,25 +450,6 @@ impl T5Encoder {
     }
 }
 
-/// The encoder's output for a batch of sources, which every decoder step attends to.
-#[derive(Debug, Clone)]
-pub struct T5Memory {
-    /// The encoder's states `[B, S, C]`.
-    pub states: Tensor,
-    /// Which source positions are real.
-    pub mask: KeyMask,
-}
-
-/// What [`T5`]'s decoder carries between greedy or beam steps: the encoder's memory and the tokens fed so far
-/// (each step re-reads the whole prefix; T5's answers here are a few tokens long).
-#[derive(Debug, Clone)]
-pub struct T5State {
-    /// The encoder's output.
-    pub memory: T5Memory,
-    /// The decoder inputs so far, `[B, t]` (u32), `None` before the first step.
-    pub prefix: Option<Tensor>,
-}
-
 /// The whole text-to-text model (Hugging Face's `T5ForConditionalGeneration`, T5 v1.1's untied output layer): one
 /// token embedding `shared` for the encoder's and the decoder's inputs, the stacks `encoder` and `decoder`, and the
 /// output layer `lm_head`. Trained on packed pairs like the other encoder-decoders
@@ -524,7 +505,7 @@ impl T5 {
     }
 
     /// The encoder over source ids `[B, S]` with their 0/1 mask `[B, S]` (f32).
-    pub fn encode(&self, src: &Tensor, src_mask: &Tensor) -> Result<T5Memory> {
+    pub fn encode(&self, src: &Tensor, src_mask: &Tensor) -> Result<EncoderMemory> {
         let (b, s) = src.dims2().map_err(|_| {
             candle_core::Error::Msg(format!("T5::encode expects source ids [B, S]; got {:?}", src.dims()))
         })?;
@@ -534,21 +515,21 @@ impl T5 {
         self.encode_masked(src, KeyMask::from_mask(src_mask)?)
     }
 
-    fn encode_masked(&self, src: &Tensor, mask: KeyMask) -> Result<T5Memory> {
+    fn encode_masked(&self, src: &Tensor, mask: KeyMask) -> Result<EncoderMemory> {
         let states = self.encoder.forward(&self.shared.forward(src)?, &mask, None)?;
-        Ok(T5Memory { states, mask })
+        Ok(EncoderMemory { states, mask })
     }
 
     /// Logits `[B, T, V]` of the decoder over target prefixes `tgt_in [B, T]`, attending to the encoder's memory.
-    pub fn decode(&self, tgt_in: &Tensor, memory: &T5Memory) -> Result<Tensor> {
+    pub fn decode(&self, tgt_in: &Tensor, memory: &EncoderMemory) -> Result<Tensor> {
         let y = self.shared.forward(tgt_in)?;
         let h = self.decoder.forward(&y, &KeyMask::causal(), Some((&memory.states, &memory.mask)))?;
         project(&self.lm_head, &h)
     }
 
     /// The decoding state for sources `[B, S]` with mask `[B, S]`.
-    pub fn start(&self, src: &Tensor, src_mask: &Tensor) -> Result<T5State> {
-        Ok(T5State { memory: self.encode(src, src_mask)?, prefix: None })
+    pub fn start(&self, src: &Tensor, src_mask: &Tensor) -> Result<PrefixState> {
+        Ok(PrefixState::new(self.encode(src, src_mask)?))
     }
 }
 
@@ -561,32 +542,21 @@ impl ModuleT for T5 {
 }
 
 impl StepDecoder for T5 {
-    type State = T5State;
+    type State = PrefixState;
 
-    fn step(&self, prev: &Tensor, state: &T5State) -> Result<(Tensor, T5State)> {
-        let prev = prev.unsqueeze(1)?;
-        let prefix = match &state.prefix {
-            Some(p) => Tensor::cat(&[p, &prev], 1)?,
-            None => prev,
-        };
+    fn step(&self, prev: &Tensor, state: &PrefixState) -> Result<(Tensor, PrefixState)> {
+        let (prefix, state) = state.extend(prev)?;
         let t = prefix.dim(1)?;
         let logits = self.decode(&prefix, &state.memory)?.narrow(1, t - 1, 1)?.squeeze(1)?;
-        Ok((logits, T5State { memory: state.memory.clone(), prefix: Some(prefix) }))
+        Ok((logits, state))
     }
 
-    fn select_rows(&self, state: &T5State, rows: &Tensor) -> Result<T5State> {
-        let picked: Vec<usize> = rows.to_vec1::<u32>()?.into_iter().map(|r| r as usize).collect();
-        Ok(T5State {
-            memory: T5Memory {
-                states: state.memory.states.index_select(rows, 0)?,
-                mask: state.memory.mask.select(&picked),
-            },
-            prefix: state.prefix.as_ref().map(|p| p.index_select(rows, 0)).transpose()?,
-        })
+    fn select_rows(&self, state: &PrefixState, rows: &Tensor) -> Result<PrefixState> {
+        state.select_rows(rows)
     }
 
-    fn batch_size(&self, state: &T5State) -> usize {
-        state.memory.states.dims()[0]
+    fn batch_size(&self, state: &PrefixState) -> usize {
+        state.batch_size()
     }
 
     fn device(&self) -> Device {

@@ -28,7 +28,8 @@
 use candle_core::{Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
 
-use super::attention::{CausalSelfAttention, KeyMask, MultiHeadAttention};
+pub use super::attention::EncoderMemory;
+use super::attention::{CausalSelfAttention, KeyMask, MultiHeadAttention, PrefixState};
 use super::positions::{PositionKind, Positions};
 use crate::data::pairs::unpack_inputs;
 use crate::layers::{Activation, Dense, Dropout, StepDecoder};
@@ -240,24 +241,9 @@ impl DecoderLayer {
     }
 }
 
-/// The encoder's output for a batch of sources: what the decoder attends to.
-#[derive(Debug, Clone)]
-pub struct EncoderMemory {
-    /// The encoder's last layer, `[B, S, C]`.
-    pub states: Tensor,
-    /// Which source positions are real (the rest is padding).
-    pub mask: KeyMask,
-}
-
 /// What [`Transformer`]'s decoder carries between greedy or beam steps: the encoder's memory and the tokens fed
 /// so far (the decoder re-reads the whole prefix every step).
-#[derive(Debug, Clone)]
-pub struct TransformerState {
-    /// The encoder's output.
-    pub memory: EncoderMemory,
-    /// The decoder inputs so far, `[B, t]` (u32), `None` before the first step.
-    pub prefix: Option<Tensor>,
-}
+pub type TransformerState = PrefixState;
 
 /// Teacher-forced outputs of [`Transformer::forward_with_attention`].
 #[derive(Debug, Clone)]
@@ -436,7 +422,7 @@ impl Transformer {
 
     /// The decoding state for sources `[B, S]` with mask `[B, S]` (evaluation mode: no dropout).
     pub fn start(&self, src: &Tensor, src_mask: &Tensor) -> Result<TransformerState> {
-        Ok(TransformerState { memory: self.encode(src, src_mask, false)?, prefix: None })
+        Ok(PrefixState::new(self.encode(src, src_mask, false)?))
     }
 }
 
@@ -453,29 +439,18 @@ impl StepDecoder for Transformer {
     type State = TransformerState;
 
     fn step(&self, prev: &Tensor, state: &TransformerState) -> Result<(Tensor, TransformerState)> {
-        let prev = prev.unsqueeze(1)?;
-        let prefix = match &state.prefix {
-            Some(p) => Tensor::cat(&[p, &prev], 1)?,
-            None => prev,
-        };
+        let (prefix, state) = state.extend(prev)?;
         let t = prefix.dims()[1];
         let logits = self.decode(&prefix, &state.memory, false)?.narrow(1, t - 1, 1)?.squeeze(1)?;
-        Ok((logits, TransformerState { memory: state.memory.clone(), prefix: Some(prefix) }))
+        Ok((logits, state))
     }
 
     fn select_rows(&self, state: &TransformerState, rows: &Tensor) -> Result<TransformerState> {
-        let picked: Vec<usize> = rows.to_vec1::<u32>()?.into_iter().map(|r| r as usize).collect();
-        Ok(TransformerState {
-            memory: EncoderMemory {
-                states: state.memory.states.index_select(rows, 0)?,
-                mask: state.memory.mask.select(&picked),
-            },
-            prefix: state.prefix.as_ref().map(|p| p.index_select(rows, 0)).transpose()?,
-        })
+        state.select_rows(rows)
     }
 
     fn batch_size(&self, state: &TransformerState) -> usize {
-        state.memory.states.dims()[0]
+        state.batch_size()
     }
 
     fn device(&self) -> Device {
