@@ -174,6 +174,16 @@ fn main() -> dlhist::Result<()> {
         let model = BertForMaskedLm::new(cfg, vb)?;
         bench("bert_mlm_h128_L2_T32_b32", threads, &model, &vars, &data.x, &data.y, &MaskedTokenCrossEntropy);
     }
+    // The Vision Transformer (Dosovitskiy et al. 2020) at the ViT notebook's size: 28×28 grey images cut into 16
+    // patches of 7×7, width 64, 4 pre-LN layers of 4 heads, MLP 256 with GELU, class token, batch 64.
+    if wanted("vit_p7_d64_L4_b64") {
+        use dlhist::transformers::{Vit, VitConfig};
+        let x = rng.normal_tensor((64, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let y = class_ids(&mut rng, 64, 10, &dev)?;
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let model = Vit::new(VitConfig::fashion_mnist(7), vb)?;
+        bench("vit_p7_d64_L4_b64", threads, &model, &vars, &x, &y, &CrossEntropy);
+    }
     Ok(())
 }
 

@@ -19,11 +19,11 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// Draws every parameter of `vars` at random, in name order, from a normal of spread `std` around 0, or around 1
-/// for the norms' gains (names ending in `gain_suffix`), so that no bias is zero and no norm is the identity;
+/// for the norms' gains (the names `is_gain` picks), so that no bias is zero and no norm is the identity;
 /// returns copies of the drawn tensors by name, for the reference model to load.
 fn randomize(
     vars: &candle_nn::VarMap,
-    gain_suffix: &str,
+    is_gain: impl Fn(&str) -> bool,
     std: f32,
     rng: &mut Rng,
 ) -> dlhist::Result<HashMap<String, Tensor>> {
@@ -33,7 +33,7 @@ fn randomize(
     let mut tensors = HashMap::new();
     for name in names {
         let var = &data[name];
-        let base = if name.ends_with(gain_suffix) { 1.0 } else { 0.0 };
+        let base = if is_gain(name) { 1.0 } else { 0.0 };
         var.set(&rng.normal_tensor(var.dims(), base, std, var.device())?)?;
         tensors.insert(name.clone(), var.as_tensor().copy()?);
     }
@@ -58,7 +58,7 @@ fn bert_matches_candle_transformers() -> dlhist::Result<()> {
     let (vars, vb) = dlhist::init::seeded(1, DType::F32, &dev);
     let ours = BertForMaskedLm::new(cfg, vb)?;
     let mut rng = Rng::new(2);
-    let mut tensors = randomize(&vars, "LayerNorm.weight", 0.2, &mut rng)?;
+    let mut tensors = randomize(&vars, |n| n.ends_with("LayerNorm.weight"), 0.2, &mut rng)?;
     // Hugging Face stores the tied output layer under its own name too.
     tensors.insert("cls.predictions.decoder.weight".into(), tensors["bert.embeddings.word_embeddings.weight"].clone());
     tensors.insert("cls.predictions.decoder.bias".into(), tensors["cls.predictions.bias"].clone());
@@ -165,7 +165,7 @@ fn t5_encoder_matches_candle_transformers() -> dlhist::Result<()> {
     let (vars, vb) = dlhist::init::seeded(3, DType::F32, &dev);
     let ours = T5Encoder::new(t5_test_config(), vb)?;
     let mut rng = Rng::new(4);
-    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
+    let tensors = randomize(&vars, |n| n.ends_with("layer_norm.weight"), 0.3, &mut rng)?;
     let config = t5_reference_config(false);
     let mut theirs = t5_reference::T5EncoderModel::load(VarBuilder::from_tensors(tensors, DType::F32, &dev), &config)?;
     let ids: Vec<u32> = (0..80).map(|_| rng.below(60) as u32).collect();
@@ -205,7 +205,7 @@ fn t5_encoder_decoder_matches_candle_transformers_where_buckets_agree() -> dlhis
     let (vars, vb) = dlhist::init::seeded(5, DType::F32, &dev);
     let ours = T5::new(t5_test_config(), vb)?;
     let mut rng = Rng::new(6);
-    let tensors = randomize(&vars, "layer_norm.weight", 0.3, &mut rng)?;
+    let tensors = randomize(&vars, |n| n.ends_with("layer_norm.weight"), 0.3, &mut rng)?;
     let mut theirs = t5_reference::T5ForConditionalGeneration::load(
         VarBuilder::from_tensors(tensors, DType::F32, &dev),
         &t5_reference_config(true),
@@ -238,5 +238,57 @@ fn t5_encoder_decoder_matches_candle_transformers_where_buckets_agree() -> dlhis
         );
     }
     assert_eq!((agreeing, differing), (10, 4), "offsets 0..9 share their buckets under both rules");
+    Ok(())
+}
+
+/// Our ViT with every parameter drawn at random, and candle-transformers' `vit::Model` (Hugging Face's
+/// `ViTForImageClassification`) loaded from the very same tensors by name: the logits agree to 1e-5, on the fused and
+/// on the plain path. candle's patch embedding is a stride-`P` convolution; ours cuts and flattens the patches and
+/// multiplies by the same kernel, so this also checks the cut's order.
+#[test]
+fn vit_matches_candle_transformers() -> dlhist::Result<()> {
+    use candle_transformers::models::vit;
+    use dlhist::transformers::{Vit, VitConfig};
+    let dev = Device::Cpu;
+    let cfg = VitConfig {
+        image_size: 12,
+        patch_size: 4,
+        channels: 2,
+        hidden: 32,
+        n_layer: 2,
+        n_head: 4,
+        intermediate: 48,
+        classes: 5,
+        layer_norm_eps: 1e-12,
+    };
+    let (vars, vb) = dlhist::init::seeded(1, DType::F32, &dev);
+    let ours = Vit::new(cfg, vb)?;
+    // The layer norms' gains around 1 (`…layernorm_before.weight`, `vit.layernorm.weight`, …).
+    let tensors = randomize(&vars, |n| n.contains("layernorm") && n.ends_with("weight"), 0.2, &mut Rng::new(3))?;
+    let mut rng = Rng::new(4);
+    let reference_cfg = vit::Config {
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 48,
+        hidden_act: candle_nn::Activation::Gelu,
+        layer_norm_eps: 1e-12,
+        image_size: 12,
+        patch_size: 4,
+        num_channels: 2,
+        qkv_bias: true,
+    };
+    let theirs = vit::Model::new(&reference_cfg, 5, VarBuilder::from_tensors(tensors, DType::F32, &dev))?;
+    let images = rng.normal_tensor((3, 2, 12, 12), 0.0, 1.0, &dev)?;
+    let want = theirs.forward(&images)?;
+    for fused in [true, false] {
+        let got = if fused {
+            ours.forward_t(&images, false)?
+        } else {
+            dlhist::fast::plain(|| ours.forward_t(&images, false))?
+        };
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "ViT logits (fused {fused}) differ by {d}");
+    }
     Ok(())
 }

@@ -162,3 +162,21 @@ class BertMLM(nn.Module):
         return z @ s.tok.weight.t() + s.bias
 bench("bert_mlm_h128_L2_T32_b32", BertMLM(), lambda: (torch.randint(5, 4000, (32, 32)), torch.randint(5, 4000, (32 * 5,))),
       F.cross_entropy)
+
+# The Vision Transformer (Dosovitskiy et al. 2020), dlhist's transformers::Vit at the ViT notebook's size: 28×28 grey
+# images cut into 16 patches of 7×7 (a stride-7 convolution), a class token and learned positions, width 64, 4 pre-LN
+# layers of 4 heads with GELU and an MLP of 256, the final layer norm, a linear head on the class token; batch 64.
+class ViT(nn.Module):
+    def __init__(s, P=7, C=64, L=4, H=4, classes=10):
+        super().__init__()
+        s.patch = nn.Conv2d(1, C, P, stride=P); n = (28 // P) ** 2
+        s.cls = nn.Parameter(torch.zeros(1, 1, C)); s.pos = nn.Parameter(torch.zeros(1, n + 1, C))
+        layer = nn.TransformerEncoderLayer(C, H, 4 * C, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True, layer_norm_eps=1e-12)
+        s.blocks = nn.TransformerEncoder(layer, L, enable_nested_tensor=False)
+        s.ln = nn.LayerNorm(C, eps=1e-12); s.head = nn.Linear(C, classes)
+    def forward(s, x):
+        z = s.patch(x).flatten(2).transpose(1, 2)
+        z = torch.cat([s.cls.expand(z.shape[0], -1, -1), z], 1) + s.pos
+        return s.head(s.ln(s.blocks(z)[:, 0]))
+bench("vit_p7_d64_L4_b64", ViT(), lambda: (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))), F.cross_entropy)

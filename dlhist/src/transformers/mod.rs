@@ -12,6 +12,7 @@
 //! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
 //! | LoRA adapters on a GPT's queries and values (Hu et al. 2021; the adapter itself is [`crate::layers::LoraDense`]), and the character GPT pretrained on Tiny Shakespeare that LoRA and RLHF start from | [`gpt::Gpt::with_lora`], [`gpt::PretrainedGpt`] |
 //! | T5: the text-to-text encoder-decoder with RMS norm, relative position buckets, gated GELU, and span corruption (Raffel et al. 2019) | [`t5`] |
+//! | The Vision Transformer: patches as tokens, a class token, attention maps and attention distance (Dosovitskiy et al. 2020) | [`vit`] |
 
 pub mod attention;
 pub mod bert;
@@ -22,6 +23,7 @@ pub mod sampling;
 pub mod scaling;
 pub mod t5;
 pub mod transformer;
+pub mod vit;
 
 pub use attention::{
     causal_bias, padding_bias, CausalSelfAttention, EncoderMemory, KeyMask, LayerCache, LoraTargets,
@@ -37,3 +39,4 @@ pub use sampling::Sampling;
 pub use transformer::{
     DecoderLayer, EncoderLayer, NormPlacement, Transformer, TransformerConfig, TransformerOutput, TransformerState,
 };
+pub use vit::{PatchEmbedding, Vit, VitConfig, VitLayer};
