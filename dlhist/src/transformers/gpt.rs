@@ -448,8 +448,11 @@ impl PretrainedGpt {
     }
 }
 
-impl Module for Gpt {
-    fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+impl Gpt {
+    /// The final hidden states `[B, T, C]` of tokens `idx` `[B, T]`: the last block's output after the final layer
+    /// norm, which the output head turns into logits (and a reward or value head into one number per position,
+    /// [`crate::transformers::rlhf::ScalarGpt`]).
+    pub fn hidden_states(&self, idx: &Tensor) -> Result<Tensor> {
         let (_, t) = idx.dims2()?;
         if t == 0 || t > self.config.block_size {
             candle_core::bail!("Gpt: sequence length {t} must be in 1..={}", self.config.block_size)
@@ -459,7 +462,13 @@ impl Module for Gpt {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        self.head.forward(&self.ln_f.forward(&x)?)
+        self.ln_f.forward(&x)
+    }
+}
+
+impl Module for Gpt {
+    fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        self.head.forward(&self.hidden_states(idx)?)
     }
 }
 

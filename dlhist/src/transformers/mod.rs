@@ -12,6 +12,7 @@
 //! | In-context learning: a task given only by examples (Brown et al. 2020) | [`in_context`] |
 //! | LoRA adapters on a GPT's queries and values (Hu et al. 2021; the adapter itself is [`crate::layers::LoraDense`]), and the character GPT pretrained on Tiny Shakespeare that LoRA and RLHF start from | [`gpt::Gpt::with_lora`], [`gpt::PretrainedGpt`] |
 //! | T5: the text-to-text encoder-decoder with RMS norm, relative position buckets, gated GELU, and span corruption (Raffel et al. 2019) | [`t5`] |
+//! | Learning from human preferences: the Bradley-Terry reward model, KL-shaped rewards, generalized advantage estimation and PPO's clipped loss (Christiano et al. 2017; Ziegler et al. 2019; Schulman et al. 2016, 2017) | [`rlhf`] |
 //! | The Vision Transformer: patches as tokens, a class token, attention maps and attention distance (Dosovitskiy et al. 2020) | [`vit`] |
 
 pub mod attention;
@@ -19,6 +20,7 @@ pub mod bert;
 pub mod gpt;
 pub mod in_context;
 pub mod positions;
+pub mod rlhf;
 pub mod sampling;
 pub mod scaling;
 pub mod t5;
