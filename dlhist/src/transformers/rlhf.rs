@@ -44,12 +44,19 @@
 //!
 //! Without the clip, `−E ρ_t Â_t` is the plain policy-gradient surrogate, which rewards moving `ρ` as far as the
 //! advantage's sign asks; PPO's paper compares the two.
+//!
+//! The data for one update comes from [`rollout`]: continuations sampled from the policy through a KV cache, with
+//! `log π_old` recorded as each token is drawn; [`continuation_log_probs`] recomputes the same numbers in one
+//! teacher-forced pass (for the current policy while it changes, and for the frozen reference model), and
+//! [`ScalarGpt`] is the reward model and the value head.
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::gpt::{Gpt, GptConfig};
+use super::gpt::{Gpt, GptConfig, KvCache};
+use super::sampling::Sampling;
 use crate::layers::Dense;
+use crate::rng::Rng;
 
 /// The Bradley-Terry loss of a reward model, `−mean log σ(r_chosen − r_rejected)`, over `[N]` rewards of the
 /// preferred and the other continuation of `N` comparisons. Computed as `softplus(r_rejected − r_chosen)`, which
@@ -278,6 +285,95 @@ fn masked_mean(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// Continuations sampled from a policy, with what PPO needs of the sampling: the log-probability of each drawn token
+/// under the policy that drew it.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    /// The prompts followed by their continuations, `[B, P + n]` (u32).
+    pub tokens: Tensor,
+    /// The prompts' length `P`.
+    pub prompt_len: usize,
+    /// `log π(y_t | x, y_<t)` of each drawn token, `[B, n]`.
+    pub logp: Tensor,
+}
+
+impl Rollout {
+    /// The continuations alone, `[B, n]`.
+    pub fn continuations(&self) -> Result<Tensor> {
+        let n = self.tokens.dim(1)? - self.prompt_len;
+        self.tokens.narrow(1, self.prompt_len, n)
+    }
+}
+
+/// Samples `n` tokens after each of the equal-length `prompts` (`[B, P]`, u32) from `policy`'s own distribution
+/// (temperature 1, no cut: the log-probabilities PPO compares must be those of the distribution that drew the
+/// tokens), reading the prompts once and then one token per step through a [`KvCache`]. `P + n` must fit the
+/// policy's `block_size`. The same `rng` state gives the same rollout.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::transformers::{rlhf::rollout, Gpt, GptConfig};
+/// let dev = Device::Cpu;
+/// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+/// let gpt = Gpt::new(GptConfig { vocab_size: 5, block_size: 8, n_embd: 8, n_layer: 1, n_head: 2 }, vb)?;
+/// let prompts = Tensor::new(&[[1u32, 2], [3, 4]], &dev)?;
+/// let r = rollout(&gpt, &prompts, 4, &mut Rng::new(1))?;
+/// assert_eq!((r.tokens.dims(), r.logp.dims()), (&[2, 6][..], &[2, 4][..]));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn rollout(policy: &Gpt, prompts: &Tensor, n: usize, rng: &mut Rng) -> crate::Result<Rollout> {
+    let (b, p) = prompts.dims2()?;
+    let block = policy.config().block_size;
+    if n == 0 || p == 0 || p + n > block {
+        return Err(crate::Error::Invalid(format!(
+            "rollout: prompts of {p} tokens and {n} new ones must both be at least 1 and fit the block of {block}"
+        )));
+    }
+    let sampling = Sampling::plain();
+    let prompts = prompts.to_dtype(DType::U32)?;
+    let mut cache = KvCache::new();
+    let mut logits = policy.forward_cached(&prompts, &mut cache)?; // [B, P, V]
+    let (mut drawn, mut logp) = (vec![vec![0u32; n]; b], vec![vec![0f32; n]; b]);
+    for i in 0..n {
+        // The last position's logits of every row, as a log-distribution in f32.
+        let t = logits.dim(1)?;
+        let last = candle_nn::ops::log_softmax(&logits.narrow(1, t - 1, 1)?.squeeze(1)?, D::Minus1)?;
+        let rows = last.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for (r, row) in rows.iter().enumerate() {
+            let token = sampling.draw(row, rng)?;
+            drawn[r][i] = token;
+            logp[r][i] = row[token as usize];
+        }
+        if i + 1 < n {
+            let next: Vec<u32> = drawn.iter().map(|d| d[i]).collect();
+            logits = policy.forward_cached(&Tensor::from_vec(next, (b, 1), prompts.device())?, &mut cache)?;
+        }
+    }
+    let dev = prompts.device();
+    let new = Tensor::from_vec(drawn.concat(), (b, n), dev)?;
+    Ok(Rollout {
+        tokens: Tensor::cat(&[&prompts, &new], 1)?,
+        prompt_len: p,
+        logp: Tensor::from_vec(logp.concat(), (b, n), dev)?,
+    })
+}
+
+/// The log-probabilities `model` gives the continuation of `tokens` (`[B, P + n]`, the first `prompt_len = P` of
+/// them the prompt), in one teacher-forced pass: `[B, n]`, differentiable in the model's weights. What PPO's update
+/// recomputes for the policy, and what the reference model's penalty needs.
+pub fn continuation_log_probs(model: &Gpt, tokens: &Tensor, prompt_len: usize) -> Result<Tensor> {
+    let (_, len) = tokens.dims2()?;
+    if prompt_len == 0 || prompt_len >= len {
+        candle_core::bail!(
+            "continuation_log_probs: a prompt of {prompt_len} tokens in sequences of {len} leaves no continuation"
+        )
+    }
+    let n = len - prompt_len;
+    // Position t's logits predict token t + 1: positions P − 1 .. P + n − 2 predict the continuation.
+    let logits = model.forward(&tokens.narrow(1, 0, len - 1)?)?.narrow(1, prompt_len - 1, n)?;
+    token_log_probs(&logits, &tokens.narrow(1, prompt_len, n)?.contiguous()?)
+}
+
 /// A scalar head on a GPT body: one number per position, `[B, T]`, read from the body's final hidden states.
 /// As a *reward model* its value at the last position scores the whole sequence ([`ScalarGpt::last`]); as a *value
 /// head* its value at position `t` estimates the return from there on ([`ScalarGpt::forward`]). Parameters
@@ -464,6 +560,26 @@ mod tests {
         }
         let after = preference_accuracy(&rm.last(&chosen)?, &rm.last(&rejected)?)?;
         assert!(after > 0.9 && after > before, "accuracy {before} → {after}");
+        Ok(())
+    }
+
+    /// The log-probabilities a rollout records while sampling through the cache are those of a teacher-forced pass
+    /// over the finished sequences, and a seed gives the same rollout.
+    #[test]
+    fn rollout_log_probs_match_a_teacher_forced_pass() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        let (_vars, vb) = crate::init::seeded(4, DType::F32, &dev);
+        let gpt = Gpt::new(GptConfig { vocab_size: 6, block_size: 10, n_embd: 16, n_layer: 2, n_head: 2 }, vb)?;
+        let prompts = Tensor::new(&[[1u32, 2, 3], [5, 4, 0], [2, 2, 2]], &dev)?;
+        let r = rollout(&gpt, &prompts, 7, &mut crate::rng::Rng::new(9))?;
+        assert_eq!(r.continuations()?.dims(), &[3, 7]);
+        assert_eq!(r.tokens.narrow(1, 0, 3)?.to_vec2::<u32>()?, prompts.to_vec2::<u32>()?);
+        let forced = continuation_log_probs(&gpt, &r.tokens, 3)?;
+        let gap = (forced - &r.logp)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(gap < 1e-5, "{gap}");
+        let again = rollout(&gpt, &prompts, 7, &mut crate::rng::Rng::new(9))?;
+        assert_eq!(again.tokens.to_vec2::<u32>()?, r.tokens.to_vec2::<u32>()?);
+        assert!(rollout(&gpt, &prompts, 8, &mut crate::rng::Rng::new(9)).is_err(), "3 + 8 > block of 10");
         Ok(())
     }
 }
