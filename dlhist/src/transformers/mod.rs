@@ -13,10 +13,12 @@
 //! | LoRA adapters on a GPT's queries and values (Hu et al. 2021; the adapter itself is [`crate::layers::LoraDense`]), and the character GPT pretrained on Tiny Shakespeare that LoRA and RLHF start from | [`gpt::Gpt::with_lora`], [`gpt::PretrainedGpt`] |
 //! | T5: the text-to-text encoder-decoder with RMS norm, relative position buckets, gated GELU, and span corruption (Raffel et al. 2019) | [`t5`] |
 //! | Learning from human preferences: the Bradley-Terry reward model, KL-shaped rewards, generalized advantage estimation and PPO's clipped loss (Christiano et al. 2017; Ziegler et al. 2019; Schulman et al. 2016, 2017) | [`rlhf`] |
+//! | Cart-pole (Barto, Sutton and Anderson 1983): the small control task on which PPO's clipping is compared with the plain policy gradient | [`control`] |
 //! | The Vision Transformer: patches as tokens, a class token, attention maps and attention distance (Dosovitskiy et al. 2020) | [`vit`] |
 
 pub mod attention;
 pub mod bert;
+pub mod control;
 pub mod gpt;
 pub mod in_context;
 pub mod positions;
