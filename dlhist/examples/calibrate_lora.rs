@@ -24,19 +24,15 @@ use dlhist::transformers::{LoraTargets, PretrainedGpt};
 
 mod common;
 
-fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
-    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
-}
-
 fn main() -> Result<()> {
     let steps: usize = common::env("STEPS", 600);
     let batch: usize = common::env("BATCH", 12);
     let alpha: f64 = common::env("ALPHA", 8.0);
     let seeds: u64 = common::env("SEEDS", 1);
     let n_val: usize = common::env("VAL", 300);
-    let ranks: Vec<usize> = list("RANKS", "1,4,8");
-    let lrs_full: Vec<f64> = list("LRS_FULL", "3e-4,1e-3,3e-3");
-    let lrs_lora: Vec<f64> = list("LRS_LORA", "3e-3,1e-2,3e-2");
+    let ranks: Vec<usize> = common::list("RANKS", "1,4,8");
+    let lrs_full: Vec<f64> = common::list("LRS_FULL", "3e-4,1e-3,3e-3");
+    let lrs_lora: Vec<f64> = common::list("LRS_LORA", "3e-3,1e-2,3e-2");
     let targets = match std::env::var("TARGETS").as_deref() {
         Ok("all") => LoraTargets::AllWeights,
         _ => LoraTargets::QueryValue,

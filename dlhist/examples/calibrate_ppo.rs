@@ -32,11 +32,7 @@ fn main() -> Result<()> {
     let lambda: f32 = common::env("LAMBDA", 0.95);
     let max_steps: usize = common::env("MAX_STEPS", 500);
     let seeds: u64 = common::env("SEEDS", 3);
-    let variants: Vec<String> = std::env::var("VARIANTS")
-        .unwrap_or_else(|_| "clip,plain".into())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let variants: Vec<String> = common::list("VARIANTS", "clip,plain");
     let dev = Device::Cpu;
     let mut summary = vec![];
     for variant in &variants {
@@ -56,7 +52,8 @@ fn main() -> Result<()> {
             let mut lengths_per_iter: Vec<f64> = vec![];
             for _ in 0..iters {
                 // Experience: ENVS × HORIZON steps of the current policy, sampled.
-                let (mut obs, mut actions, mut logp_old, mut values) = (vec![], vec![], vec![], vec![]);
+                let (mut obs, mut actions, mut logp_old) = (vec![], vec![], vec![]);
+                let mut values = vec![vec![]; envs];
                 let mut rewards = vec![vec![]; envs];
                 let mut dones = vec![vec![]; envs];
                 let mut finished = vec![];
@@ -71,7 +68,7 @@ fn main() -> Result<()> {
                         obs.extend(cart.observation());
                         actions.push(a as u32);
                         logp_old.push(logp[e][a]);
-                        values.push((e, v[e]));
+                        values[e].push(v[e]);
                         rewards[e].push(cart.step(right));
                         dones[e].push(cart.is_done());
                         if cart.is_done() {
@@ -93,7 +90,7 @@ fn main() -> Result<()> {
                 let mut adv = vec![0f32; envs * horizon];
                 let mut ret = vec![0f32; envs * horizon];
                 for e in 0..envs {
-                    let v: Vec<f32> = values.iter().filter(|(k, _)| *k == e).map(|(_, v)| *v).collect();
+                    let v = &values[e];
                     let mut start = 0;
                     for t in 0..horizon {
                         let cut = t + 1 == horizon && !dones[e][t];

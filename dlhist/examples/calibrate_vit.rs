@@ -24,19 +24,18 @@ use dlhist::transformers::{Vit, VitConfig};
 
 mod common;
 
-fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
-    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
-}
-
 fn main() -> Result<()> {
-    let sizes: Vec<usize> = list("SIZES", "1000,5000,60000");
+    let sizes: Vec<usize> = common::list("SIZES", "1000,5000,60000");
     let steps: usize = common::env("STEPS", 1500);
     let batch: usize = common::env("BATCH", 64);
     let patch: usize = common::env("PATCH", 4);
     let seeds: u64 = common::env("SEEDS", 1);
     let wd: f64 = common::env("WD", 0.05);
     let n_test: usize = common::env("TEST", 10000);
-    let models = [("vit", list::<f64>("LRS_VIT", "5e-4,1e-3,2e-3")), ("cnn", list::<f64>("LRS_CNN", "1e-3,2e-3,4e-3"))];
+    let models = [
+        ("vit", common::list::<f64>("LRS_VIT", "5e-4,1e-3,2e-3")),
+        ("cnn", common::list::<f64>("LRS_CNN", "1e-3,2e-3,4e-3")),
+    ];
     let dev = Device::Cpu;
     let fashion = dlhist::data::fashion_mnist()?;
     let order = Rng::new(2020).fork("subsets").permutation(fashion.train.len());

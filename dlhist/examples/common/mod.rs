@@ -24,6 +24,12 @@ pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The environment variable `name` as a comma-separated list (`default` when it is unset); items that do not parse
+/// are left out.
+pub fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
 /// How the Seq2Seq and Attention notebooks train: `steps` steps over a stream already cut into length-bucketed
 /// batches of `batch` (so in order, not shuffled), on the masked sequence cross-entropy, a progress line a minute.
 pub fn sequence_fit(steps: usize, batch: usize) -> FitConfig<'static> {
