@@ -15,25 +15,26 @@
 //! end the mean over the last quarter of the iterations.
 
 use dlhist::prelude::*;
-use dlhist::transformers::control::CartPole;
-use dlhist::transformers::rlhf::{gae, ppo_loss, value_loss};
+use dlhist::transformers::control::{train_ppo, CartPolePpo};
 
 mod common;
 
 fn main() -> Result<()> {
-    let iters: usize = common::env("ITERS", 40);
-    let envs: usize = common::env("ENVS", 8);
-    let horizon: usize = common::env("HORIZON", 128);
-    let epochs: usize = common::env("EPOCHS", 10);
-    let minibatch: usize = common::env("MINIBATCH", 64);
-    let lr: f64 = common::env("LR", 1e-3);
+    let d = CartPolePpo::default();
+    let cfg = CartPolePpo {
+        iters: common::env("ITERS", d.iters),
+        envs: common::env("ENVS", d.envs),
+        horizon: common::env("HORIZON", d.horizon),
+        epochs: common::env("EPOCHS", d.epochs),
+        minibatch: common::env("MINIBATCH", d.minibatch),
+        lr: common::env("LR", d.lr),
+        gamma: common::env("GAMMA", d.gamma),
+        lambda: common::env("LAMBDA", d.lambda),
+        max_steps: common::env("MAX_STEPS", d.max_steps),
+    };
     let clip: f64 = common::env("CLIP", 0.2);
-    let gamma: f32 = common::env("GAMMA", 0.99);
-    let lambda: f32 = common::env("LAMBDA", 0.95);
-    let max_steps: usize = common::env("MAX_STEPS", 500);
     let seeds: u64 = common::env("SEEDS", 3);
     let variants: Vec<String> = common::list("VARIANTS", "clip,plain");
-    let dev = Device::Cpu;
     let mut summary = vec![];
     for variant in &variants {
         let eps = match variant.as_str() {
@@ -43,97 +44,8 @@ fn main() -> Result<()> {
         };
         for seed in 0..seeds {
             let started = std::time::Instant::now();
-            let (vars, vb) = dlhist::init::seeded(seed, DType::F32, &dev);
-            let policy = Mlp::new(&[4, 64, 64, 2], Activation::Tanh, vb.pp("pi"))?;
-            let value = Mlp::new(&[4, 64, 64, 1], Activation::Tanh, vb.pp("v"))?;
-            let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-            let mut rng = Rng::new(seed).fork("ppo");
-            let mut carts: Vec<CartPole> = (0..envs).map(|_| CartPole::new(max_steps, &mut rng)).collect();
-            let mut lengths_per_iter: Vec<f64> = vec![];
-            for _ in 0..iters {
-                // Experience: ENVS × HORIZON steps of the current policy, sampled.
-                let (mut obs, mut actions, mut logp_old) = (vec![], vec![], vec![]);
-                let mut values = vec![vec![]; envs];
-                let mut rewards = vec![vec![]; envs];
-                let mut dones = vec![vec![]; envs];
-                let mut finished = vec![];
-                for _ in 0..horizon {
-                    let o: Vec<f32> = carts.iter().flat_map(|c| c.observation()).collect();
-                    let o = Tensor::from_vec(o, (envs, 4), &dev)?;
-                    let logp = candle_nn::ops::log_softmax(&policy.forward(&o)?, D::Minus1)?.to_vec2::<f32>()?;
-                    let v = value.forward(&o)?.squeeze(1)?.to_vec1::<f32>()?;
-                    for (e, cart) in carts.iter_mut().enumerate() {
-                        let right = rng.uniform() < logp[e][1].exp();
-                        let a = usize::from(right);
-                        obs.extend(cart.observation());
-                        actions.push(a as u32);
-                        logp_old.push(logp[e][a]);
-                        values[e].push(v[e]);
-                        rewards[e].push(cart.step(right));
-                        dones[e].push(cart.is_done());
-                        if cart.is_done() {
-                            finished.push(cart.steps() as f64);
-                            *cart = CartPole::new(max_steps, &mut rng);
-                        }
-                    }
-                }
-                lengths_per_iter.push(if finished.is_empty() {
-                    f64::NAN
-                } else {
-                    finished.iter().sum::<f64>() / finished.len() as f64
-                });
-                // Advantages per cart-pole, episode by episode; a segment cut by the horizon is bootstrapped with
-                // the value of the state it stopped in (added to its last reward: the same δ).
-                let last_obs: Vec<f32> = carts.iter().flat_map(|c| c.observation()).collect();
-                let bootstrap =
-                    value.forward(&Tensor::from_vec(last_obs, (envs, 4), &dev)?)?.squeeze(1)?.to_vec1::<f32>()?;
-                let mut adv = vec![0f32; envs * horizon];
-                let mut ret = vec![0f32; envs * horizon];
-                for e in 0..envs {
-                    let v = &values[e];
-                    let mut start = 0;
-                    for t in 0..horizon {
-                        let cut = t + 1 == horizon && !dones[e][t];
-                        if dones[e][t] || cut {
-                            let mut r = rewards[e][start..=t].to_vec();
-                            if cut {
-                                *r.last_mut().expect("one step at least") += gamma * bootstrap[e];
-                            }
-                            let (a, g) = gae(&r, &v[start..=t], gamma, lambda)?;
-                            for (i, s) in (start..=t).enumerate() {
-                                // Steps are stored time-major: step s of cart-pole e is row s · ENVS + e.
-                                adv[s * envs + e] = a[i];
-                                ret[s * envs + e] = g[i];
-                            }
-                            start = t + 1;
-                        }
-                    }
-                }
-                // Normalized advantages, as is usual for PPO.
-                let n = adv.len() as f32;
-                let mean = adv.iter().sum::<f32>() / n;
-                let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / n).sqrt().max(1e-6);
-                let adv: Vec<f32> = adv.iter().map(|a| (a - mean) / std).collect();
-                let rows = envs * horizon;
-                let obs = Tensor::from_vec(obs, (rows, 4), &dev)?;
-                let actions = Tensor::from_vec(actions, (rows, 1), &dev)?;
-                let logp_old = Tensor::from_vec(logp_old, rows, &dev)?;
-                let adv = Tensor::from_vec(adv, rows, &dev)?;
-                let ret = Tensor::from_vec(ret, rows, &dev)?;
-                for _ in 0..epochs {
-                    let order = rng.permutation(rows);
-                    for chunk in order.chunks(minibatch) {
-                        let idx = Tensor::new(chunk, &dev)?;
-                        let o = obs.index_select(&idx, 0)?;
-                        let logp_all = candle_nn::ops::log_softmax(&policy.forward(&o)?, D::Minus1)?;
-                        let logp = logp_all.gather(&actions.index_select(&idx, 0)?, 1)?.squeeze(1)?;
-                        let pi_loss =
-                            ppo_loss(&logp, &logp_old.index_select(&idx, 0)?, &adv.index_select(&idx, 0)?, None, eps)?;
-                        let v_loss = value_loss(&value.forward(&o)?.squeeze(1)?, &ret.index_select(&idx, 0)?, None)?;
-                        opt.backward_step(&(pi_loss + (v_loss * 0.5)?)?)?;
-                    }
-                }
-            }
+            let lengths_per_iter = train_ppo(&cfg, eps, seed)?;
+            let iters = cfg.iters;
             let tenth = (iters / 10).max(1);
             let curve: Vec<String> = lengths_per_iter
                 .chunks(tenth)
@@ -144,7 +56,7 @@ fn main() -> Result<()> {
                 .collect();
             let quarter = &lengths_per_iter[iters - (iters / 4).max(1)..];
             let ok: Vec<f64> = quarter.iter().copied().filter(|x| x.is_finite()).collect();
-            let last = if ok.is_empty() { max_steps as f64 } else { ok.iter().sum::<f64>() / ok.len() as f64 };
+            let last = if ok.is_empty() { cfg.max_steps as f64 } else { ok.iter().sum::<f64>() / ok.len() as f64 };
             println!(
                 "{variant:<5} seed {seed}: episode length by tenths [{}]; last quarter {last:.1} ({:.0} s)",
                 curve.join(", "),

@@ -100,6 +100,157 @@ impl CartPole {
     }
 }
 
+/// The settings of [`train_ppo`]: PPO's defaults for small control tasks, as in `examples/calibrate_ppo.rs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CartPolePpo {
+    /// Policy updates: each collects a batch of experience and learns from it.
+    pub iters: usize,
+    /// Cart-poles run side by side.
+    pub envs: usize,
+    /// Steps per cart-pole per batch (a batch is `envs × horizon` steps).
+    pub horizon: usize,
+    /// Passes over each batch.
+    pub epochs: usize,
+    /// Steps per gradient step.
+    pub minibatch: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The discount `γ`.
+    pub gamma: f32,
+    /// GAE's `λ`.
+    pub lambda: f32,
+    /// The episode cap.
+    pub max_steps: usize,
+}
+
+impl Default for CartPolePpo {
+    /// 40 updates of 8 × 128 steps, 10 epochs of minibatches of 64, rate 1e-3, `γ = 0.99`, `λ = 0.95`, episodes of at
+    /// most 500 steps.
+    fn default() -> Self {
+        CartPolePpo {
+            iters: 40,
+            envs: 8,
+            horizon: 128,
+            epochs: 10,
+            minibatch: 64,
+            lr: 1e-3,
+            gamma: 0.99,
+            lambda: 0.95,
+            max_steps: 500,
+        }
+    }
+}
+
+/// Trains a policy and a value function (separate MLPs 4-64-64 with tanh, from `seed`) with PPO on cart-pole:
+/// `clip = Some(ε)` for the clipped surrogate, `None` for the plain one, everything else alike. Returns, per update,
+/// the mean length of the episodes that finished during its batch of experience (NaN when none did).
+///
+/// ```
+/// use dlhist::transformers::control::{train_ppo, CartPolePpo};
+/// let cfg = CartPolePpo { iters: 2, envs: 2, horizon: 32, epochs: 2, ..Default::default() };
+/// let lengths = train_ppo(&cfg, Some(0.2), 0)?;
+/// assert_eq!(lengths.len(), 2);
+/// // Seeded: the same numbers again, bit for bit (an update in which no episode ended gives NaN, which is not == NaN).
+/// let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+/// assert_eq!(bits(&lengths), bits(&train_ppo(&cfg, Some(0.2), 0)?));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn train_ppo(cfg: &CartPolePpo, clip: Option<f64>, seed: u64) -> crate::Result<Vec<f64>> {
+    use super::rlhf::{gae, ppo_loss, value_loss};
+    use crate::deep_neural_networks::Mlp;
+    use crate::layers::Activation;
+    use crate::optimization::{Adam, AdamConfig};
+    use candle_core::{DType, Device, Module, Tensor, D};
+    use candle_nn::Optimizer;
+
+    if cfg.iters == 0 || cfg.envs == 0 || cfg.horizon == 0 || cfg.epochs == 0 || cfg.minibatch == 0 {
+        return Err(crate::Error::Invalid(format!("train_ppo: every count in {cfg:?} must be at least 1")));
+    }
+    let (envs, horizon, dev) = (cfg.envs, cfg.horizon, Device::Cpu);
+    let (vars, vb) = crate::init::seeded(seed, DType::F32, &dev);
+    let policy = Mlp::new(&[4, 64, 64, 2], Activation::Tanh, vb.pp("pi"))?;
+    let value = Mlp::new(&[4, 64, 64, 1], Activation::Tanh, vb.pp("v"))?;
+    let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(cfg.lr))?;
+    let mut rng = Rng::new(seed).fork("ppo");
+    let mut carts: Vec<CartPole> = (0..envs).map(|_| CartPole::new(cfg.max_steps, &mut rng)).collect();
+    let mut lengths = Vec::with_capacity(cfg.iters);
+    for _ in 0..cfg.iters {
+        // Experience: `envs × horizon` steps of the current policy, sampled, stored time-major (step s of cart-pole
+        // e is row s · envs + e).
+        let (mut obs, mut actions, mut logp_old) = (vec![], vec![], vec![]);
+        let (mut values, mut rewards, mut dones) = (vec![vec![]; envs], vec![vec![]; envs], vec![vec![]; envs]);
+        let mut finished = vec![];
+        for _ in 0..horizon {
+            let o: Vec<f32> = carts.iter().flat_map(|c| c.observation()).collect();
+            let o = Tensor::from_vec(o, (envs, 4), &dev)?;
+            let logp = candle_nn::ops::log_softmax(&policy.forward(&o)?, D::Minus1)?.to_vec2::<f32>()?;
+            let v = value.forward(&o)?.squeeze(1)?.to_vec1::<f32>()?;
+            for (e, cart) in carts.iter_mut().enumerate() {
+                let right = rng.uniform() < logp[e][1].exp();
+                let a = usize::from(right);
+                obs.extend(cart.observation());
+                actions.push(a as u32);
+                logp_old.push(logp[e][a]);
+                values[e].push(v[e]);
+                rewards[e].push(cart.step(right));
+                dones[e].push(cart.is_done());
+                if cart.is_done() {
+                    finished.push(cart.steps() as f64);
+                    *cart = CartPole::new(cfg.max_steps, &mut rng);
+                }
+            }
+        }
+        lengths.push(if finished.is_empty() { f64::NAN } else { finished.iter().sum::<f64>() / finished.len() as f64 });
+        // Advantages per cart-pole, episode by episode; a segment cut by the horizon is bootstrapped with the value
+        // of the state it stopped in (added to its last reward: the same δ).
+        let last: Vec<f32> = carts.iter().flat_map(|c| c.observation()).collect();
+        let bootstrap = value.forward(&Tensor::from_vec(last, (envs, 4), &dev)?)?.squeeze(1)?.to_vec1::<f32>()?;
+        let (mut adv, mut ret) = (vec![0f32; envs * horizon], vec![0f32; envs * horizon]);
+        for e in 0..envs {
+            let mut start = 0;
+            for t in 0..horizon {
+                let cut = t + 1 == horizon && !dones[e][t];
+                if dones[e][t] || cut {
+                    let mut r = rewards[e][start..=t].to_vec();
+                    if cut {
+                        *r.last_mut().expect("one step at least") += cfg.gamma * bootstrap[e];
+                    }
+                    let (a, g) = gae(&r, &values[e][start..=t], cfg.gamma, cfg.lambda)?;
+                    for (i, s) in (start..=t).enumerate() {
+                        adv[s * envs + e] = a[i];
+                        ret[s * envs + e] = g[i];
+                    }
+                    start = t + 1;
+                }
+            }
+        }
+        // Whitened advantages, as is usual for PPO.
+        let n = adv.len() as f32;
+        let mean = adv.iter().sum::<f32>() / n;
+        let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / n).sqrt().max(1e-6);
+        let adv: Vec<f32> = adv.iter().map(|a| (a - mean) / std).collect();
+        let rows = envs * horizon;
+        let obs = Tensor::from_vec(obs, (rows, 4), &dev)?;
+        let actions = Tensor::from_vec(actions, (rows, 1), &dev)?;
+        let logp_old = Tensor::from_vec(logp_old, rows, &dev)?;
+        let adv = Tensor::from_vec(adv, rows, &dev)?;
+        let ret = Tensor::from_vec(ret, rows, &dev)?;
+        for _ in 0..cfg.epochs {
+            let order = rng.permutation(rows);
+            for chunk in order.chunks(cfg.minibatch) {
+                let idx = Tensor::new(chunk, &dev)?;
+                let o = obs.index_select(&idx, 0)?;
+                let logp_all = candle_nn::ops::log_softmax(&policy.forward(&o)?, D::Minus1)?;
+                let logp = logp_all.gather(&actions.index_select(&idx, 0)?, 1)?.squeeze(1)?;
+                let pi = ppo_loss(&logp, &logp_old.index_select(&idx, 0)?, &adv.index_select(&idx, 0)?, None, clip)?;
+                let v = value_loss(&value.forward(&o)?.squeeze(1)?, &ret.index_select(&idx, 0)?, None)?;
+                opt.backward_step(&(pi + (v * 0.5)?)?)?;
+            }
+        }
+    }
+    Ok(lengths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
