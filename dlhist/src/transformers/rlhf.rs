@@ -48,7 +48,9 @@
 //! The data for one update comes from [`rollout`]: continuations sampled from the policy through a KV cache, with
 //! `log π_old` recorded as each token is drawn; [`continuation_log_probs`] recomputes the same numbers in one
 //! teacher-forced pass (for the current policy while it changes, and for the frozen reference model), and
-//! [`ScalarGpt`] is the reward model and the value head.
+//! [`ScalarGpt`] is the reward model and the value head. [`Ppo`] puts the pieces together into one iteration:
+//! sample, score, shape the rewards, estimate advantages, update. [`Labeler`] is the notebook's stand-in for the
+//! people who compare continuations: a scoring rule the policy never sees, with Bradley-Terry noise.
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
@@ -410,6 +412,23 @@ impl ScalarGpt {
         Ok(ScalarGpt { score: Dense::new(c, 1, None, vb.pp("score"))?, body })
     }
 
+    /// A pretrained body made trainable, with a fresh head `{path}.score` drawn from `seed` (so a seed gives the same
+    /// model): returns every trainable variable (the body's and the head's) and the model. How the RLHF notebook
+    /// starts its reward model and its value model from the pretrained policy.
+    pub fn from_pretrained(
+        pre: &super::gpt::PretrainedGpt,
+        path: &str,
+        seed: u64,
+        dev: &candle_core::Device,
+    ) -> crate::Result<(Vec<candle_core::Var>, Self)> {
+        let (body_vars, body) = pre.trainable(dev)?;
+        let (head_vars, head_vb) = crate::init::seeded(seed, DType::F32, dev);
+        let model = Self::on(body, head_vb.pp(path))?;
+        let mut vars = body_vars.all_vars();
+        vars.extend(head_vars.all_vars());
+        Ok((vars, model))
+    }
+
     /// The body.
     pub fn body(&self) -> &Gpt {
         &self.body
@@ -421,6 +440,31 @@ impl ScalarGpt {
         let t = v.dim(1)?;
         v.narrow(1, t - 1, 1)?.squeeze(1)
     }
+
+    /// The head's values summed over positions `from..T` of each sequence, `[B]`: a reward built as a sum of
+    /// per-token contributions over a continuation that starts at `from`. The papers read one number at the last
+    /// position instead ([`ScalarGpt::last`]); a sum suits a preference that counts things in the text, as the
+    /// notebook's labeler does.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::transformers::{rlhf::ScalarGpt, GptConfig};
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let rm = ScalarGpt::new(GptConfig { vocab_size: 7, block_size: 8, n_embd: 16, n_layer: 1, n_head: 2 }, vb)?;
+    /// let idx = Tensor::new(&[[1u32, 2, 3, 4]], &dev)?;
+    /// let per_token = rm.forward(&idx)?.to_vec2::<f32>()?;
+    /// let total = rm.total(&idx, 2)?.to_vec1::<f32>()?;
+    /// assert!((total[0] - (per_token[0][2] + per_token[0][3])).abs() < 1e-6);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn total(&self, idx: &Tensor, from: usize) -> Result<Tensor> {
+        let t = idx.dim(1)?;
+        if from >= t {
+            candle_core::bail!("ScalarGpt::total: summing from position {from} of sequences of {t} sums nothing")
+        }
+        self.forward(idx)?.narrow(1, from, t - from)?.sum(1)
+    }
 }
 
 impl Module for ScalarGpt {
@@ -428,6 +472,267 @@ impl Module for ScalarGpt {
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         self.score.forward(&self.body.hidden_states(idx)?)?.squeeze(2)
     }
+}
+
+/// The settings of [`Ppo`]: how the reward is shaped and how each batch of rollouts is learned from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PpoConfig {
+    /// Tokens sampled after each prompt.
+    pub new_tokens: usize,
+    /// `β`, the weight of the per-token KL penalty to the reference model (0: no penalty).
+    pub beta: f32,
+    /// PPO's `ε`; `None` for the plain policy-gradient surrogate.
+    pub clip: Option<f64>,
+    /// The discount `γ` (1 for a continuation judged as a whole).
+    pub gamma: f32,
+    /// GAE's `λ`.
+    pub lambda: f32,
+    /// Passes over each batch of rollouts.
+    pub epochs: usize,
+    /// Rollouts per gradient step.
+    pub minibatch: usize,
+    /// Adam's learning rate, for the policy and the value model alike.
+    pub lr: f64,
+    /// The value loss's weight in the summed loss.
+    pub value_coef: f64,
+    /// The largest global gradient norm of one step (clipped above it).
+    pub max_grad_norm: f64,
+}
+
+impl PpoConfig {
+    /// `new_tokens` tokens per rollout, penalty `beta`, learning rate `lr`; the rest at the usual values for language
+    /// models: `ε = 0.2`, `γ = 1`, `λ = 0.95`, 4 epochs of minibatches of 16, value weight 0.5, gradient norm ≤ 1.
+    pub fn new(new_tokens: usize, beta: f32, lr: f64) -> Self {
+        PpoConfig {
+            new_tokens,
+            beta,
+            clip: Some(0.2),
+            gamma: 1.0,
+            lambda: 0.95,
+            epochs: 4,
+            minibatch: 16,
+            lr,
+            value_coef: 0.5,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+/// What one [`Ppo::step`] measured on its batch of rollouts (means over the rollouts).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PpoStats {
+    /// The score the scorer gave the continuations (the reward model's, in RLHF).
+    pub score: f64,
+    /// `Σ_t (log π(y_t) − log π_ref(y_t))` per continuation: a sample estimate of `KL(π ‖ π_ref)` in nats, for the
+    /// policy that sampled the batch.
+    pub kl: f64,
+    /// The reward the policy was trained on: `score − β · kl`.
+    pub reward: f64,
+    /// The share of tokens whose probability ratio ended the update outside `[1 − ε, 1 + ε]` (0 without a clip).
+    pub clip_fraction: f64,
+    /// The value loss of the last minibatch.
+    pub value_loss: f64,
+}
+
+/// PPO on a language model against a scorer, with the per-token KL penalty to a frozen reference (the module
+/// docs' pieces 2 and 3). Holds the policy and the value model as variables and one Adam over both; each
+/// [`Ppo::step`] samples a batch, scores it, computes rewards, values and advantages, and makes `epochs` passes of
+/// minibatch updates.
+pub struct Ppo {
+    policy: Gpt,
+    value: ScalarGpt,
+    reference: Gpt,
+    vars: Vec<candle_core::Var>,
+    opt: crate::optimization::Adam,
+    config: PpoConfig,
+}
+
+impl std::fmt::Debug for Ppo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ppo").field("config", &self.config).field("vars", &self.vars.len()).finish()
+    }
+}
+
+impl Ppo {
+    /// PPO for `policy` (its trainable variables first), with the value model `value` (likewise), against the frozen
+    /// `reference` (usually the policy's starting point).
+    pub fn new(
+        policy: (Vec<candle_core::Var>, Gpt),
+        value: (Vec<candle_core::Var>, ScalarGpt),
+        reference: Gpt,
+        config: PpoConfig,
+    ) -> crate::Result<Self> {
+        if config.epochs == 0 || config.minibatch == 0 || config.new_tokens == 0 {
+            return Err(crate::Error::Invalid(format!(
+                "PpoConfig: epochs ({}), minibatch ({}) and new_tokens ({}) must be at least 1",
+                config.epochs, config.minibatch, config.new_tokens
+            )));
+        }
+        let mut vars = policy.0;
+        vars.extend(value.0);
+        let opt = <crate::optimization::Adam as candle_nn::Optimizer>::new(
+            vars.clone(),
+            crate::optimization::AdamConfig::new(config.lr),
+        )?;
+        Ok(Ppo { policy: policy.1, value: value.1, reference, vars, opt, config })
+    }
+
+    /// The policy being trained.
+    pub fn policy(&self) -> &Gpt {
+        &self.policy
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PpoConfig {
+        &self.config
+    }
+
+    /// One iteration: samples `config.new_tokens` tokens after each of `prompts` (`[B, P]`), asks `scorer` for one
+    /// score per rollout, and updates the policy and the value model. Returns the rollout and its statistics.
+    pub fn step(
+        &mut self,
+        prompts: &Tensor,
+        scorer: &mut dyn FnMut(&Rollout) -> crate::Result<Vec<f32>>,
+        rng: &mut Rng,
+    ) -> crate::Result<(Rollout, PpoStats)> {
+        let cfg = self.config;
+        let ro = rollout(&self.policy, prompts, cfg.new_tokens, rng)?;
+        let (b, p, n) = (ro.tokens.dim(0)?, ro.prompt_len, cfg.new_tokens);
+        let scores = scorer(&ro)?;
+        if scores.len() != b {
+            return Err(crate::Error::Invalid(format!("the scorer gave {} scores for {b} rollouts", scores.len())));
+        }
+        let logp_old = ro.logp.to_vec2::<f32>()?;
+        let logp_ref = continuation_log_probs(&self.reference, &ro.tokens, p)?.to_vec2::<f32>()?;
+        // V(s_t), the value before token t, is read where the prefix ends: positions P − 1 .. P + n − 2.
+        let head = ro.tokens.narrow(1, 0, p + n - 1)?;
+        let values_old = self.value.forward(&head)?.narrow(1, p - 1, n)?.to_vec2::<f32>()?;
+        let (mut adv, mut ret, mut kl) = (Vec::with_capacity(b * n), Vec::with_capacity(b * n), 0f64);
+        for r in 0..b {
+            let rewards = kl_shaped_rewards(scores[r], &logp_old[r], &logp_ref[r], cfg.beta)?;
+            kl += logp_old[r].iter().zip(&logp_ref[r]).map(|(a, b)| (a - b) as f64).sum::<f64>();
+            let (a, g) = gae(&rewards, &values_old[r], cfg.gamma, cfg.lambda)?;
+            adv.extend(a);
+            ret.extend(g);
+        }
+        // Whitened advantages: the update's size no longer depends on the reward's scale.
+        let count = adv.len() as f32;
+        let mean = adv.iter().sum::<f32>() / count;
+        let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / count).sqrt().max(1e-6);
+        let adv: Vec<f32> = adv.iter().map(|a| (a - mean) / std).collect();
+        let dev = prompts.device();
+        let adv = Tensor::from_vec(adv, (b, n), dev)?;
+        let ret = Tensor::from_vec(ret, (b, n), dev)?;
+        let mut value_loss_last = 0.0;
+        for _ in 0..cfg.epochs {
+            let order = rng.permutation(b);
+            for chunk in order.chunks(cfg.minibatch) {
+                let idx = Tensor::new(chunk, dev)?;
+                let tokens = ro.tokens.index_select(&idx, 0)?;
+                let logp = continuation_log_probs(&self.policy, &tokens, p)?;
+                let pi = ppo_loss(&logp, &ro.logp.index_select(&idx, 0)?, &adv.index_select(&idx, 0)?, None, cfg.clip)?;
+                let v = self.value.forward(&tokens.narrow(1, 0, p + n - 1)?)?.narrow(1, p - 1, n)?;
+                let vl = value_loss(&v, &ret.index_select(&idx, 0)?, None)?;
+                value_loss_last = vl.to_scalar::<f32>()? as f64;
+                let mut grads = (pi + (vl * cfg.value_coef)?)?.backward()?;
+                crate::optim::clip_grad_norm(&mut grads, &self.vars, cfg.max_grad_norm)?;
+                candle_nn::Optimizer::step(&mut self.opt, &grads)?;
+            }
+        }
+        // How far the updates moved the policy on this batch: the share of ratios outside the clip range.
+        let clip_fraction = match cfg.clip {
+            None => 0.0,
+            Some(eps) => {
+                let ratio = (continuation_log_probs(&self.policy, &ro.tokens, p)? - &ro.logp)?.exp()?;
+                let outside = ratio.flatten_all()?.to_vec1::<f32>()?;
+                outside.iter().filter(|r| (**r as f64 - 1.0).abs() > eps).count() as f64 / outside.len() as f64
+            }
+        };
+        let score = scores.iter().map(|s| *s as f64).sum::<f64>() / b as f64;
+        let kl = kl / b as f64;
+        let stats =
+            PpoStats { score, kl, reward: score - cfg.beta as f64 * kl, clip_fraction, value_loss: value_loss_last };
+        Ok((ro, stats))
+    }
+}
+
+/// The stand-in for human raters in the RLHF notebook: a scoring rule over a continuation's words that the
+/// policy never sees, and comparisons drawn from it with noise.
+///
+/// This labeler likes rich diction. A continuation's **true score** is the number of distinct long words in it
+/// that are real words:
+///
+/// ```text
+/// s = #{distinct words w : |w| ≥ 6 letters, w in the labeler's dictionary, w not written in capitals}
+/// ```
+///
+/// counting only the words that lie wholly inside the continuation (runs of letters, compared lower-cased; the first
+/// and the last run may be cut by the prompt or by the end and are skipped). The dictionary is the set of words of a
+/// corpus. A word in capitals only is a speaker's name in a heading (`CORIOLANUS:`), not diction, and is not counted.
+/// The labeler prefers `a` to `b` with the Bradley-Terry probability `σ((s_a − s_b) / τ)`: ties are coin flips, and a
+/// difference of one word is called right `σ(1/τ)` of the time.
+///
+/// ```
+/// use dlhist::transformers::rlhf::Labeler;
+/// let labeler = Labeler::new("my gentle cousin, the sovereign's honour. MENENIUS: Menenius", 0.5)?;
+/// // "gentle", "cousin" and "sovereign" count; "honour" is cut by the end, "my" by the start.
+/// assert_eq!(labeler.score("my gentle cousin sovereign the honour"), 3.0);
+/// // A repeat counts once; a long word outside the dictionary not at all; a heading not at all.
+/// assert_eq!(labeler.score("x cousin Cousin gentlemanly\nMENENIUS:\nMenenius, go"), 2.0);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Labeler {
+    dictionary: std::collections::HashSet<String>,
+    temperature: f64,
+}
+
+/// The fewest letters of a word the [`Labeler`] counts.
+pub const LONG_WORD: usize = 6;
+
+impl Labeler {
+    /// A labeler whose dictionary is the words of `corpus` (runs of letters, lower-cased) and whose comparisons
+    /// have the temperature `temperature` (> 0; smaller is less noisy).
+    pub fn new(corpus: &str, temperature: f64) -> crate::Result<Self> {
+        if temperature.is_nan() || temperature <= 0.0 {
+            return Err(crate::Error::Invalid(format!("Labeler: temperature {temperature} must be above 0")));
+        }
+        Ok(Labeler { dictionary: words_of(corpus).into_iter().collect(), temperature })
+    }
+
+    /// The true score of `continuation` (the type's docs).
+    pub fn score(&self, continuation: &str) -> f32 {
+        let counted: std::collections::HashSet<String> = inner_runs(continuation)
+            .into_iter()
+            .filter(|w| w.chars().count() >= LONG_WORD && w.chars().any(char::is_lowercase))
+            .map(str::to_lowercase)
+            .filter(|w| self.dictionary.contains(w))
+            .collect();
+        counted.len() as f32
+    }
+
+    /// Whether the labeler prefers `a` to `b`: drawn with probability `σ((s_a − s_b) / τ)`.
+    pub fn prefers(&self, a: &str, b: &str, rng: &mut Rng) -> bool {
+        let d = (self.score(a) - self.score(b)) as f64 / self.temperature;
+        (rng.uniform() as f64) < 1.0 / (1.0 + (-d).exp())
+    }
+}
+
+/// The runs of letters of `text`, lower-cased.
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// The runs of letters wholly inside `text` (after its first non-letter and before its last), as written.
+fn inner_runs(text: &str) -> Vec<&str> {
+    let (Some(first), Some(last)) = (text.find(|c: char| !c.is_alphabetic()), text.rfind(|c: char| !c.is_alphabetic()))
+    else {
+        return vec![];
+    };
+    if first >= last {
+        return vec![];
+    }
+    text[first..last].split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -580,6 +885,81 @@ mod tests {
         let again = rollout(&gpt, &prompts, 7, &mut crate::rng::Rng::new(9))?;
         assert_eq!(again.tokens.to_vec2::<u32>()?, r.tokens.to_vec2::<u32>()?);
         assert!(rollout(&gpt, &prompts, 8, &mut crate::rng::Rng::new(9)).is_err(), "3 + 8 > block of 10");
+        Ok(())
+    }
+
+    /// A tiny policy and value model with seeded weights (heads included), trainable, and a frozen copy.
+    fn tiny_ppo(beta: f32, seed: u64) -> crate::Result<Ppo> {
+        let dev = Device::Cpu;
+        let cfg = GptConfig { vocab_size: 4, block_size: 8, n_embd: 16, n_layer: 1, n_head: 2 };
+        let (pv, pvb) = crate::init::seeded(seed, DType::F32, &dev);
+        let policy = Gpt::new(cfg, pvb)?;
+        let (vv, vvb) = crate::init::seeded(seed + 1, DType::F32, &dev);
+        let value = ScalarGpt::new(cfg, vvb)?;
+        // The reference: the policy's starting weights copied into constants, so training `pv` leaves it alone.
+        let reference = Gpt::new(
+            cfg,
+            VarBuilder::from_tensors(
+                pv.data()
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_tensor().copy().expect("copy")))
+                    .collect(),
+                DType::F32,
+                &dev,
+            ),
+        )?;
+        let config = PpoConfig { minibatch: 8, ..PpoConfig::new(5, beta, 3e-3) };
+        Ppo::new((pv.all_vars(), policy), (vv.all_vars(), value), reference, config)
+    }
+
+    /// A scorer that counts the continuation's 3s: PPO makes them more frequent; the first batch's KL estimate is 0
+    /// (policy and reference agree before any update); and a seed gives the same run.
+    #[test]
+    fn ppo_raises_the_score_and_is_seeded() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        let prompts = Tensor::new(&[[1u32, 2]; 16], &dev)?;
+        let mut count3 = |ro: &Rollout| -> crate::Result<Vec<f32>> {
+            Ok(ro
+                .continuations()?
+                .to_vec2::<u32>()?
+                .iter()
+                .map(|r| r.iter().filter(|t| **t == 3).count() as f32)
+                .collect())
+        };
+        let run = |count3: &mut dyn FnMut(&Rollout) -> crate::Result<Vec<f32>>| -> crate::Result<Vec<PpoStats>> {
+            let mut ppo = tiny_ppo(0.01, 7)?;
+            let mut rng = Rng::new(3);
+            (0..25).map(|_| Ok(ppo.step(&prompts, count3, &mut rng)?.1)).collect()
+        };
+        let stats = run(&mut count3)?;
+        assert!(stats[0].kl.abs() < 1e-5, "first KL {}", stats[0].kl);
+        let first: f64 = stats[..3].iter().map(|s| s.score).sum::<f64>() / 3.0;
+        let last: f64 = stats[22..].iter().map(|s| s.score).sum::<f64>() / 3.0;
+        assert!(last > first + 1.0, "3s per continuation of 5: {first:.2} → {last:.2}");
+        assert!(stats.iter().all(|s| (0.0..=1.0).contains(&s.clip_fraction)));
+        assert!(stats[24].kl > 0.0);
+        let again = run(&mut count3)?;
+        assert_eq!(again, stats);
+        // A scorer that answers for the wrong number of rollouts is refused.
+        let mut short = |_: &Rollout| -> crate::Result<Vec<f32>> { Ok(vec![0.0]) };
+        assert!(tiny_ppo(0.0, 7)?.step(&prompts, &mut short, &mut Rng::new(0)).is_err());
+        Ok(())
+    }
+
+    /// The labeler's preferences follow the Bradley-Terry probability of its scores.
+    #[test]
+    fn labeler_prefers_with_the_logistic_probability() -> crate::Result<()> {
+        let labeler = Labeler::new("gentle cousin", 0.5)?;
+        let (a, b) = ("x gentle y", "x z y"); // scores 1 and 0
+        let mut rng = Rng::new(5);
+        let wins = (0..4000).filter(|_| labeler.prefers(a, b, &mut rng)).count() as f64 / 4000.0;
+        let want = 1.0 / (1.0 + (-2f64).exp()); // σ(1 / 0.5)
+        assert!((wins - want).abs() < 0.02, "{wins} against {want}");
+        let ties = (0..4000).filter(|_| labeler.prefers(a, a, &mut rng)).count() as f64 / 4000.0;
+        assert!((ties - 0.5).abs() < 0.03, "{ties}");
+        assert!(Labeler::new("", 0.0).is_err());
         Ok(())
     }
 }
