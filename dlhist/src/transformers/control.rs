@@ -100,6 +100,29 @@ impl CartPole {
     }
 }
 
+/// A small fully connected network with tanh between its layers (none after the last): the policy and the value
+/// function of [`train_ppo`]. Its layers are `{path}.0`, `{path}.1`, ...
+struct TanhNet(Vec<crate::layers::Dense>);
+
+impl TanhNet {
+    fn new(sizes: &[usize], vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        let last = sizes.len() - 2;
+        let act = crate::layers::Activation::Tanh;
+        let layers = sizes.windows(2).enumerate();
+        Ok(TanhNet(
+            layers
+                .map(|(i, w)| crate::layers::Dense::new(w[0], w[1], (i < last).then_some(act), vb.pp(i.to_string())))
+                .collect::<candle_core::Result<_>>()?,
+        ))
+    }
+}
+
+impl candle_core::Module for TanhNet {
+    fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        self.0.iter().try_fold(x.clone(), |h, layer| layer.forward(&h))
+    }
+}
+
 /// The settings of [`train_ppo`]: PPO's defaults for small control tasks, as in `examples/calibrate_ppo.rs`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CartPolePpo {
@@ -157,8 +180,6 @@ impl Default for CartPolePpo {
 /// ```
 pub fn train_ppo(cfg: &CartPolePpo, clip: Option<f64>, seed: u64) -> crate::Result<Vec<f64>> {
     use super::rlhf::{gae, ppo_loss, value_loss};
-    use crate::deep_neural_networks::Mlp;
-    use crate::layers::Activation;
     use crate::optimization::{Adam, AdamConfig};
     use candle_core::{DType, Device, Module, Tensor, D};
     use candle_nn::Optimizer;
@@ -168,8 +189,8 @@ pub fn train_ppo(cfg: &CartPolePpo, clip: Option<f64>, seed: u64) -> crate::Resu
     }
     let (envs, horizon, dev) = (cfg.envs, cfg.horizon, Device::Cpu);
     let (vars, vb) = crate::init::seeded(seed, DType::F32, &dev);
-    let policy = Mlp::new(&[4, 64, 64, 2], Activation::Tanh, vb.pp("pi"))?;
-    let value = Mlp::new(&[4, 64, 64, 1], Activation::Tanh, vb.pp("v"))?;
+    let policy = TanhNet::new(&[4, 64, 64, 2], vb.pp("pi"))?;
+    let value = TanhNet::new(&[4, 64, 64, 1], vb.pp("v"))?;
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(cfg.lr))?;
     let mut rng = Rng::new(seed).fork("ppo");
     let mut carts: Vec<CartPole> = (0..envs).map(|_| CartPole::new(cfg.max_steps, &mut rng)).collect();
