@@ -94,6 +94,30 @@ fn sorted_keys<V>(m: &std::collections::HashMap<String, V>) -> String {
     k.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// The tensors of the stored model `path` (safetensors) on `dev`, after checking that the file exists and that its
+/// SHA-256 is `sha256`. Errors name the file and say how to make or restore it (`remake`); `what` names the model.
+/// How the project's trained models in `assets/models/` are read.
+pub fn load_verified(
+    path: &Path,
+    sha256: &str,
+    what: &str,
+    remake: &str,
+    dev: &candle_core::Device,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    if !path.is_file() {
+        return Err(Error::NotFound { what: what.into(), searched: vec![path.to_path_buf()], hint: remake.into() });
+    }
+    let actual = crate::data::download::sha256_file(path)?;
+    if actual != sha256 {
+        return Err(Error::Checksum { path: path.display().to_string(), expected: sha256.into(), actual });
+    }
+    candle_core::safetensors::load(path, dev).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        format: "safetensors",
+        reason: format!("{e}; {remake}"),
+    })
+}
+
 /// Copies into `to` every variable of `from` whose name starts with `prefix` (pretrained weights into a new
 /// model, e.g. `"bert."` from a masked language model into a classifier); returns how many were copied. Every such
 /// variable must exist in `to` with the same shape; the error names the first that does not.

@@ -98,26 +98,8 @@ impl Yardstick {
         let path = Self::path();
         let remake = "make it with `cargo run --release -p dlhist --example train_yardstick`, or restore it with \
                       `git checkout assets/models`";
-        if !path.is_file() {
-            return Err(crate::Error::NotFound {
-                what: "the yardstick classifier".into(),
-                searched: vec![path],
-                hint: remake.into(),
-            });
-        }
-        let actual = crate::data::download::sha256_file(&path)?;
-        if actual != YARDSTICK_SHA256 {
-            return Err(crate::Error::Checksum {
-                path: path.display().to_string(),
-                expected: YARDSTICK_SHA256.into(),
-                actual,
-            });
-        }
-        let tensors = candle_core::safetensors::load(&path, dev).map_err(|e| crate::Error::Format {
-            path: path.clone(),
-            format: "safetensors",
-            reason: format!("{e}; {remake}"),
-        })?;
+        let tensors =
+            crate::checkpoint::load_verified(&path, YARDSTICK_SHA256, "the yardstick classifier", remake, dev)?;
         let net = FeatureNet::new(VarBuilder::from_tensors(tensors, DType::F32, dev))?;
         Ok(Yardstick { net, path })
     }

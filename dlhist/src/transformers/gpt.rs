@@ -398,22 +398,7 @@ impl PretrainedGpt {
     pub fn load(path: PathBuf, sha256: &str, config: GptConfig, vocab: CharVocab) -> crate::Result<Self> {
         let remake = "make it with `cargo run --release -p dlhist --example pretrain_char_gpt`, or restore it with \
                       `git checkout assets/models`";
-        if !path.is_file() {
-            return Err(crate::Error::NotFound {
-                what: "the pretrained model".into(),
-                searched: vec![path],
-                hint: remake.into(),
-            });
-        }
-        let actual = crate::data::download::sha256_file(&path)?;
-        if actual != sha256 {
-            return Err(crate::Error::Checksum { path: path.display().to_string(), expected: sha256.into(), actual });
-        }
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| crate::Error::Format {
-            path: path.clone(),
-            format: "safetensors",
-            reason: format!("{e}; {remake}"),
-        })?;
+        let tensors = crate::checkpoint::load_verified(&path, sha256, "the pretrained model", remake, &Device::Cpu)?;
         let pretrained = PretrainedGpt { config, vocab, path, tensors };
         // Building it once checks every name and shape, so a wrong file fails here and not in a later cell.
         pretrained.frozen(&Device::Cpu)?;
