@@ -30,7 +30,14 @@ pub enum Activation {
     Gelu,
     /// x for x > 0, e^x − 1 otherwise (Clevert et al. 2015; compared with GELU in section 02).
     Elu,
+    /// x for x > 0, [`LEAKY_SLOPE`]` · x` otherwise: a rectifier whose negative side still passes a gradient,
+    /// so no unit can die. Maas, Hannun & Ng (2013) proposed it with slope 0.01; the GAN literature uses 0.2
+    /// (DCGAN, Radford et al. 2015: "the slope of the leak was set to 0.2 in all models"), as section 05 does.
+    LeakyRelu,
 }
+
+/// The negative-side slope of [`Activation::LeakyRelu`].
+pub const LEAKY_SLOPE: f32 = 0.2;
 
 /// `f(z)`, or `z` itself when there is no activation (a layer's optional non-linearity).
 pub(crate) fn apply(f: Option<Activation>, z: Tensor) -> Result<Tensor> {
@@ -49,6 +56,8 @@ impl Module for Activation {
             // The exact GELU with erf (PyTorch's default), not the tanh approximation.
             Activation::Gelu => x.gelu_erf(),
             Activation::Elu => x.elu(1.0),
+            // max(x, 0.2 x) equals the definition for a slope in (0, 1), and is two candle ops with gradients.
+            Activation::LeakyRelu => x.maximum(&(x * LEAKY_SLOPE as f64)?),
         }
     }
 }

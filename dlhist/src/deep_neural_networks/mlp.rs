@@ -139,7 +139,14 @@ mod tests {
     #[test]
     fn fused_and_plain_paths_agree() -> Result<()> {
         let dev = candle_core::Device::Cpu;
-        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::Elu] {
+        for act in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Gelu,
+            Activation::Elu,
+            Activation::LeakyRelu,
+        ] {
             let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);
             let mlp = Mlp::new(&[5, 9, 4, 3], act, vb)?;
             let x = Var::from_tensor(

@@ -75,7 +75,7 @@ pub use rnn_seq::rnn_sequence;
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
-use crate::activation::Activation;
+use crate::activation::{Activation, LEAKY_SLOPE};
 
 /// What a kernel applies to its output while it is in cache: the activations it can fuse, named apart from
 /// [`Activation`] (whose sigmoid and ELU it does not fuse) so the kernels can match exhaustively.
@@ -91,6 +91,8 @@ enum Act {
     /// The exact GELU `x Φ(x)` (PyTorch's `gelu`, candle's `gelu_erf`). Its derivative needs the input, so
     /// [`linear`] keeps the pre-activation for the backward pass; [`conv2d`] runs its composition.
     Gelu,
+    /// `x` for `x > 0`, `LEAKY_SLOPE · x` otherwise.
+    LeakyRelu,
 }
 
 impl Act {
@@ -101,6 +103,7 @@ impl Act {
             None => (Act::Identity, None),
             Some(Activation::Relu) => (Act::Relu, None),
             Some(Activation::Tanh) => (Act::Tanh, None),
+            Some(Activation::LeakyRelu) => (Act::LeakyRelu, None),
             Some(Activation::Gelu) if gelu => (Act::Gelu, None),
             Some(other) => (Act::Identity, Some(other)),
         }
@@ -114,6 +117,13 @@ impl Act {
             Act::Tanh => x.tanh(),
             // The same erf as the vectorized kernels of `linear` (module `vmath`), in its portable build.
             Act::Gelu => vmath::gelu::<false>(x),
+            Act::LeakyRelu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    LEAKY_SLOPE * x
+                }
+            }
         }
     }
 
@@ -131,6 +141,14 @@ impl Act {
                 }
             }
             Act::Tanh => g * (1.0 - y * y),
+            // A positive slope keeps the sign, so y > 0 exactly where the input was.
+            Act::LeakyRelu => {
+                if y > 0.0 {
+                    g
+                } else {
+                    LEAKY_SLOPE * g
+                }
+            }
             Act::Gelu => unreachable!("GELU's derivative is taken from the input (vmath::gelu_bwd)"),
         }
     }

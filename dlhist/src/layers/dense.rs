@@ -90,6 +90,7 @@ mod tests {
             Some(Activation::Gelu),
             Some(Activation::Sigmoid),
             Some(Activation::Elu),
+            Some(Activation::LeakyRelu),
         ] {
             for shape in [vec![6, 5], vec![2, 3, 5]] {
                 let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);

@@ -9,7 +9,7 @@
 //!
 //! | item | what | first used in |
 //! | --- | --- | --- |
-//! | [`Activation`] | sigmoid, tanh, ReLU, GELU, ELU: the one activation type | 01 backpropagation |
+//! | [`Activation`] | sigmoid, tanh, ReLU, GELU, ELU, leaky ReLU: the one activation type | 01 backpropagation |
 //! | [`Dense`] | `f(x Wᵀ + b)` | 01 backpropagation |
 //! | [`ConvBlock`] | `f(conv2d(x))`, optionally max-pooled in the same op | 01 CNN |
 //! | [`MaxPool2d`], [`max_pool2d`] | max pooling, overlapping windows and padding included | 01 CNN, AlexNet |
@@ -53,7 +53,7 @@ mod lrn;
 mod pool;
 mod recurrent;
 
-pub use crate::activation::Activation;
+pub use crate::activation::{Activation, LEAKY_SLOPE};
 pub use additive_attention::{masked_softmax, AdditiveAttention};
 pub use conv::ConvBlock;
 pub use decode::{
