@@ -36,11 +36,10 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 
 use crate::data::Dataset;
-use crate::layers::{Activation, Dense, Dropout};
+use crate::layers::{softplus, Activation, Dense, Dropout};
 use crate::optim::{Sgd, SgdConfig};
 use crate::optimization::{Adam, AdamConfig};
 use crate::rng::Rng;
-use crate::train::Batcher;
 
 /// Pixels per image (28 × 28 Fashion-MNIST).
 pub const PIXELS: usize = 28 * 28;
@@ -178,11 +177,6 @@ impl ModuleT for Discriminator {
         }
         h.squeeze(1)
     }
-}
-
-/// `softplus(x) = log(1 + eˣ)`, written as `max(x, 0) + log(1 + e^−|x|)` so that no exponential overflows.
-pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
 /// The discriminator's loss, averaged over the batch: `−log D(x) − log(1 − D(G(z)))`, from the logits of real
@@ -369,23 +363,11 @@ impl Gan {
         seed: u64,
         mut probe: impl FnMut(usize, &Gan, &GanStats) -> crate::Result<()>,
     ) -> crate::Result<()> {
-        if data.len() < batch {
-            return Err(crate::Error::Invalid(format!("{} images cannot fill one batch of {batch}", data.len())));
-        }
-        let (mut step, mut epoch) = (0, 0);
-        while step < steps {
-            for item in Batcher::new(data, batch)?.shuffled(seed, epoch).drop_last(true) {
-                let (x, _) = item?;
-                let real = x.flatten_from(1)?.affine(2.0, -1.0)?;
-                let stats = self.step(&real)?;
-                step += 1;
-                probe(step, self, &stats)?;
-                if step == steps {
-                    break;
-                }
-            }
-            epoch += 1;
-        }
+        crate::train::for_batches(data, steps, batch, seed, |step, x, _| {
+            let real = x.flatten_from(1)?.affine(2.0, -1.0)?;
+            let stats = self.step(&real)?;
+            probe(step, self, &stats)
+        })?;
         Ok(())
     }
 

@@ -39,6 +39,20 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     picked.mean_all()?.neg()
 }
 
+/// `softplus(x) = log(1 + eˣ)`, written as `max(x, 0) + log(1 + e^−|x|)` so that no exponential overflows: the
+/// building block of log-probabilities under a sigmoid (`log σ(x) = −softplus(−x)`).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::new(&[-100f32, 0.0, 100.0], &Device::Cpu)?;
+/// let y = dlhist::layers::softplus(&x)?.to_vec1::<f32>()?;
+/// assert!(y[0] < 1e-30 && (y[1] - 2f32.ln()).abs() < 1e-7 && y[2] == 100.0);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

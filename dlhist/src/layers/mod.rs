@@ -63,7 +63,7 @@ pub use decode::{
 pub use dense::Dense;
 pub use dropout::{dropout, Dropout};
 pub use lora::{LoraConfig, LoraDense};
-pub use loss::cross_entropy;
+pub use loss::{cross_entropy, softplus};
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, MaxPool2d};
 pub(crate) use recurrent::check_input as check_recurrent_input;

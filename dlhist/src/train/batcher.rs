@@ -79,6 +79,49 @@ impl Iterator for Batcher<'_> {
     }
 }
 
+/// Calls `step(k, x, y)` for `k = 1 ..= steps` on full mini-batches of `batch` examples of `data`, epoch after
+/// epoch, each epoch in the order [`Batcher::shuffled`] gives for `seed` (the last, smaller batch of an epoch is
+/// skipped): the loop of a training run counted in steps rather than epochs, for the models that do not fit
+/// [`super::fit`]'s output-against-target mould (a GAN's two players, a VAE's sampled bound).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::{data::Dataset, train::for_batches};
+/// let dev = Device::Cpu;
+/// let data = Dataset::new(Tensor::arange(0f32, 10., &dev)?.reshape((10, 1))?, Tensor::zeros(10, DType::U32, &dev)?)?;
+/// let mut seen = vec![];
+/// for_batches(&data, 5, 4, 0, |k, x, _| {
+///     seen.push((k, x.dim(0)?));
+///     Ok(())
+/// })?;
+/// assert_eq!(seen, vec![(1, 4), (2, 4), (3, 4), (4, 4), (5, 4)]); // two full batches per epoch of 10
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn for_batches(
+    data: &Dataset,
+    steps: usize,
+    batch: usize,
+    seed: u64,
+    mut step: impl FnMut(usize, &Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
+    if batch == 0 || data.len() < batch {
+        return Err(Error::Invalid(format!("{} examples cannot fill one batch of {batch}", data.len())));
+    }
+    let (mut k, mut epoch) = (0, 0);
+    while k < steps {
+        for item in Batcher::new(data, batch)?.shuffled(seed, epoch).drop_last(true) {
+            let (x, y) = item?;
+            k += 1;
+            step(k, &x, &y)?;
+            if k == steps {
+                return Ok(());
+            }
+        }
+        epoch += 1;
+    }
+    Ok(())
+}
+
 fn gather(data: &Dataset, idx: &[u32]) -> Result<(Tensor, Tensor)> {
     let ids = Tensor::new(idx, data.x.device())?;
     Ok((data.x.index_select(&ids, 0)?, data.y.index_select(&ids, 0)?))

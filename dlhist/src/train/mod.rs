@@ -13,7 +13,7 @@ mod metrics;
 mod progress;
 mod text_metrics;
 
-pub use batcher::Batcher;
+pub use batcher::{for_batches, Batcher};
 pub use experiment::{Experiment, Run, Trial};
 pub use fit::{
     evaluate, fit, on_step, predict_classes, test_accuracy, train_step, Control, Evaluation, FitConfig, OnStep, StepEnd,
