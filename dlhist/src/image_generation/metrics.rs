@@ -214,6 +214,40 @@ pub fn precision_recall(real: &Tensor, fake: &Tensor, k: usize) -> Result<(f64, 
     Ok((precision, recall))
 }
 
+/// The mean, over the rows of `from` `[N, D]`, of the Euclidean distance to the nearest row of `to` `[M, D]`:
+/// how far samples lie from the data (`from` = samples), or how far the data lie from any sample (`from` = data,
+/// which grows when the samples miss part of the data). For low-dimensional toy data, where it needs no features.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// use dlhist::image_generation::metrics::mean_nearest_distance;
+/// let a = Tensor::new(&[[0f32, 0.], [3., 4.]], &Device::Cpu)?;
+/// let b = Tensor::new(&[[0f32, 0.]], &Device::Cpu)?;
+/// assert_eq!(mean_nearest_distance(&a, &b)?, 2.5); // 0 and 5
+/// assert_eq!(mean_nearest_distance(&b, &a)?, 0.0);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn mean_nearest_distance(from: &Tensor, to: &Tensor) -> Result<f64> {
+    let (n, d) = from.dims2()?;
+    let (m, d2) = to.dims2()?;
+    if d != d2 || n == 0 || m == 0 {
+        return Err(Error::Invalid(format!(
+            "mean_nearest_distance: {:?} and {:?} must be non-empty with one feature size",
+            from.dims(),
+            to.dims()
+        )));
+    }
+    let to_sq = to.sqr()?.sum_keepdim(1)?.t()?;
+    let mut total = 0.0;
+    for start in (0..n).step_by(1000) {
+        let x = from.narrow(0, start, (n - start).min(1000))?;
+        let d2 = x.sqr()?.sum_keepdim(1)?.broadcast_add(&to_sq)?.sub(&(x.matmul(&to.t()?)? * 2.0)?)?.relu()?;
+        let mins = d2.min(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        total += mins.iter().map(|v| v.sqrt()).sum::<f64>();
+    }
+    Ok(total / n as f64)
+}
+
 /// A Parzen-window estimate: the width chosen on validation data, and the mean log-density (nats per image) of
 /// validation and test data under it.
 #[derive(Debug, Clone, Copy, PartialEq)]
