@@ -236,6 +236,9 @@ pub fn sample(
             mean = (mean + (grad(&x, &tt)? * (scale * var))?)?;
         }
         x = if i > 0 { (mean + (rng.normal_tensor(shape, 0.0, 1.0, dev)? * var.sqrt())?)? } else { mean };
+        // Sampling needs no gradient: without this, a model made of trainable variables would keep every step's
+        // activations alive for a backward pass that never comes (gigabytes for a thousand images).
+        x = x.detach();
     }
     Ok(x)
 }
