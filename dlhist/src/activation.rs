@@ -36,6 +36,23 @@ pub enum Activation {
     LeakyRelu,
 }
 
+impl Activation {
+    /// Every activation, in declaration order (to sweep them in tests and comparisons).
+    pub const ALL: [Activation; 6] = [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Elu,
+        Activation::LeakyRelu,
+    ];
+
+    /// `None` (no activation) and then every activation: the choices a layer's optional activation offers.
+    pub fn optional() -> impl Iterator<Item = Option<Activation>> {
+        std::iter::once(None).chain(Self::ALL.map(Some))
+    }
+}
+
 /// The negative-side slope of [`Activation::LeakyRelu`].
 pub const LEAKY_SLOPE: f32 = 0.2;
 

@@ -560,14 +560,7 @@ mod tests {
 
     #[test]
     fn matches_candle_conv2d_values_and_gradients() -> Result<()> {
-        for act in [
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Tanh),
-            Some(Activation::Gelu),
-            Some(Activation::Sigmoid),
-            Some(Activation::LeakyRelu),
-        ] {
+        for act in Activation::optional() {
             check(&[2, 3, 7, 6], &[4, 3, 3, 3], 1, 1, act, false)?;
         }
         check(&[3, 1, 28, 28], &[16, 1, 5, 5], 2, 1, Some(Activation::Relu), false)?;

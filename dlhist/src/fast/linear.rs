@@ -202,14 +202,7 @@ mod tests {
 
     #[test]
     fn matches_candle_linear_values_and_gradients() -> Result<()> {
-        for act in [
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Tanh),
-            Some(Activation::Gelu),
-            Some(Activation::Sigmoid),
-            Some(Activation::LeakyRelu),
-        ] {
+        for act in Activation::optional() {
             check(&[7, 5], 3, act, false)?;
             check(&[7, 5], 3, act, true)?;
         }

@@ -112,14 +112,7 @@ mod tests {
     #[test]
     fn fused_and_plain_paths_agree() -> crate::Result<()> {
         let dev = candle_core::Device::Cpu;
-        let acts = [
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Tanh),
-            Some(Activation::Gelu),
-            Some(Activation::Sigmoid),
-            Some(Activation::LeakyRelu),
-        ];
+        let acts = Activation::optional();
         for act in acts {
             for pool in [None, Some(MaxPool2d::new(2)), Some(MaxPool2d::with_stride(3, 2, 1))] {
                 let (vars, vb) = crate::init::seeded(5, DType::F32, &dev);

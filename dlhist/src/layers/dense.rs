@@ -83,15 +83,7 @@ mod tests {
     #[test]
     fn fused_and_plain_paths_agree() -> crate::Result<()> {
         let dev = candle_core::Device::Cpu;
-        for act in [
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Tanh),
-            Some(Activation::Gelu),
-            Some(Activation::Sigmoid),
-            Some(Activation::Elu),
-            Some(Activation::LeakyRelu),
-        ] {
+        for act in Activation::optional() {
             for shape in [vec![6, 5], vec![2, 3, 5]] {
                 let (vars, vb) = crate::init::seeded(2, DType::F32, &dev);
                 let layer = Dense::new(5, 4, act, vb)?;
