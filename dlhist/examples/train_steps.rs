@@ -15,6 +15,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::Optimizer;
 use dlhist::deep_neural_networks::{Mlp, SmallCnn};
+use dlhist::image_generation::diffusion::{Denoiser, UNet};
 use dlhist::layers::Activation;
 use dlhist::layers::Recurrent;
 use dlhist::optimization::{Adam, AdamConfig};
@@ -184,7 +185,29 @@ fn main() -> dlhist::Result<()> {
         let model = Vit::new(VitConfig::fashion_mnist(7), vb)?;
         bench("vit_p7_d64_L4_b64", threads, &model, &vars, &x, &y, &CrossEntropy);
     }
+    // The DDPM U-Net of the diffusion notebook (Ho et al. 2020, at its 16/32 channels): a batch of 64 noisy 28×28
+    // images at fixed random steps, trained to predict the noise with a squared error.
+    if wanted("ddpm_unet_c16_b64") {
+        let x = rng.normal_tensor((64, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let eps = rng.normal_tensor((64, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let t: Vec<f32> = (0..64).map(|_| rng.below(1000) as f32).collect();
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let model = UNetAt { unet: UNet::new(16, vb)?, t: Tensor::from_vec(t, 64, &dev)? };
+        bench("ddpm_unet_c16_b64", threads, &model, &vars, &x, &eps, &Mse);
+    }
     Ok(())
+}
+
+/// The diffusion U-Net at fixed time steps, as a module from noisy images to predicted noise.
+struct UNetAt {
+    unet: UNet,
+    t: Tensor,
+}
+
+impl ModuleT for UNetAt {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        self.unet.predict(x, &self.t)
+    }
 }
 
 /// Packed pairs `[32, 2, 30]` (source; `<s> y_1 … y_29`) and targets `[32, 30]` (`y_1 … y_29 </s>`): random

@@ -4,7 +4,7 @@
 Run: python torch_steps.py [MODEL_SUBSTRING...]  (prints one JSON line per model).
 THREADS (default 2) sets the CPU threads; DEVICE=cuda (default cpu) runs on the GPU, timing each step up to a
 synchronize, as dlhist's train_steps does with DLHIST_DEVICE=cuda."""
-import json, os, sys, time, statistics, torch, torch.nn as nn, torch.nn.functional as F
+import json, math, os, sys, time, statistics, torch, torch.nn as nn, torch.nn.functional as F
 torch.manual_seed(0)
 torch.set_num_threads(int(os.environ.get('THREADS', '2')))
 dev = torch.device(os.environ.get('DEVICE', 'cpu'))
@@ -180,3 +180,29 @@ class ViT(nn.Module):
         z = torch.cat([s.cls.expand(z.shape[0], -1, -1), z], 1) + s.pos
         return s.head(s.ln(s.blocks(z)[:, 0]))
 bench("vit_p7_d64_L4_b64", ViT(), lambda: (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))), F.cross_entropy)
+
+# The DDPM U-Net of the diffusion notebook, dlhist's image_generation::diffusion::UNet with 16 channels: a 3×3
+# convolution in, blocks of a 3×3 convolution plus a per-channel shift from the time embedding then ReLU, two max-pools
+# down (16, 32, 32 channels), two nearest-neighbour upsamplings up with the skips concatenated, a 3×3 convolution out;
+# the sinusoidal embedding of the step through Linear-ReLU-Linear. Fixed random steps, batch 64, squared error.
+def timestep_embedding(t, dim):
+    half = dim // 2
+    a = t[:, None] * torch.exp(-math.log(10000.0) * torch.arange(half) / half)[None]
+    return torch.cat([a.sin(), a.cos()], 1)
+class TimedConv(nn.Module):
+    def __init__(s, ci, co, e): super().__init__(); s.c = nn.Conv2d(ci, co, 3, padding=1); s.t = nn.Linear(e, co)
+    def forward(s, x, emb): return F.relu(s.c(x) + s.t(emb)[:, :, None, None])
+class UNet(nn.Module):
+    def __init__(s, c=16):
+        super().__init__(); e = 4 * c; s.ch = c
+        s.time1 = nn.Linear(c, e); s.time2 = nn.Linear(e, e); s.inc = nn.Conv2d(1, c, 3, padding=1)
+        s.down1 = TimedConv(c, c, e); s.down2 = TimedConv(c, 2 * c, e); s.mid = TimedConv(2 * c, 2 * c, e)
+        s.up2 = TimedConv(4 * c, 2 * c, e); s.up1 = TimedConv(3 * c, c, e); s.out = nn.Conv2d(c, 1, 3, padding=1)
+        s.register_buffer("t", torch.randint(0, 1000, (64,)).float())
+    def forward(s, x):
+        emb = s.time2(F.relu(s.time1(timestep_embedding(s.t, s.ch))))
+        h1 = s.down1(s.inc(x), emb); h2 = s.down2(F.max_pool2d(h1, 2), emb); m = s.mid(F.max_pool2d(h2, 2), emb)
+        u2 = s.up2(torch.cat([F.interpolate(m, size=14, mode="nearest"), h2], 1), emb)
+        u1 = s.up1(torch.cat([F.interpolate(u2, size=28, mode="nearest"), h1], 1), emb)
+        return s.out(u1)
+bench("ddpm_unet_c16_b64", UNet(), lambda: (torch.randn(64, 1, 28, 28), torch.randn(64, 1, 28, 28)), F.mse_loss)
