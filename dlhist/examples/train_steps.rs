@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor};
 use candle_nn::Optimizer;
 use dlhist::deep_neural_networks::{Mlp, SmallCnn};
 use dlhist::image_generation::diffusion::{Denoiser, UNet};
+use dlhist::image_generation::vae::{bernoulli_log_likelihood, gaussian_kl, reparameterize, Vae, VaeConfig};
 use dlhist::layers::Activation;
 use dlhist::layers::Recurrent;
 use dlhist::optimization::{Adam, AdamConfig};
@@ -195,7 +196,41 @@ fn main() -> dlhist::Result<()> {
         let model = UNetAt { unet: UNet::new(16, vb)?, t: Tensor::from_vec(t, 64, &dev)? };
         bench("ddpm_unet_c16_b64", threads, &model, &vars, &x, &eps, &Mse);
     }
+    // The VAE of the VAE notebook (Kingma & Welling 2013, the paper's 500 tanh units, 20 latents): 100 binary images,
+    // one reparameterized sample per image from a fixed ε, minus the bound as the loss.
+    if wanted("vae_h500_z20_b100") {
+        let x = rng.bernoulli_tensor((100, 784), 0.5, &dev)?;
+        let eps = rng.normal_tensor((100, 20), 0.0, 1.0, &dev)?;
+        let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+        let model = VaeAt { vae: Vae::new(VaeConfig::paper(20), vb)?, eps };
+        let zeros = Tensor::zeros(100, DType::F32, &dev)?;
+        bench("vae_h500_z20_b100", threads, &model, &vars, &x, &zeros, &MeanOfOutput);
+    }
     Ok(())
+}
+
+/// The VAE with a fixed ε, as a module from binary images to minus each image's bound, `KL − log p(x | z)`.
+struct VaeAt {
+    vae: Vae,
+    eps: Tensor,
+}
+
+impl ModuleT for VaeAt {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        let (mu, logvar) = self.vae.encode(x)?;
+        let z = reparameterize(&mu, &logvar, &self.eps)?;
+        gaussian_kl(&mu, &logvar)? - bernoulli_log_likelihood(&self.vae.decode(&z)?, x)?
+    }
+}
+
+/// The mean of the model's output (the target is ignored): the loss of a model that outputs its own loss.
+#[derive(Debug)]
+struct MeanOfOutput;
+
+impl Loss for MeanOfOutput {
+    fn compute(&self, output: &Tensor, _target: &Tensor) -> dlhist::Result<Tensor> {
+        Ok(output.mean_all()?)
+    }
 }
 
 /// The diffusion U-Net at fixed time steps, as a module from noisy images to predicted noise.

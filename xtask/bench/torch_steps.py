@@ -206,3 +206,17 @@ class UNet(nn.Module):
         u1 = s.up1(torch.cat([F.interpolate(u2, size=28, mode="nearest"), h1], 1), emb)
         return s.out(u1)
 bench("ddpm_unet_c16_b64", UNet(), lambda: (torch.randn(64, 1, 28, 28), torch.randn(64, 1, 28, 28)), F.mse_loss)
+
+# The VAE of the VAE notebook (Kingma & Welling 2013), dlhist's image_generation::vae::Vae with the paper's 500 tanh
+# units and 20 latents: 100 binary images, one reparameterized sample each from a fixed ε, minus the bound as the loss.
+class VAE(nn.Module):
+    def __init__(s, P=784, H=500, Z=20, B=100):
+        super().__init__()
+        s.enc = nn.Linear(P, H); s.mu = nn.Linear(H, Z); s.logvar = nn.Linear(H, Z); s.dec = nn.Linear(Z, H); s.out = nn.Linear(H, P)
+        s.register_buffer("eps", torch.randn(B, Z))
+    def forward(s, x):
+        h = torch.tanh(s.enc(x)); mu, lv = s.mu(h), s.logvar(h)
+        logits = s.out(torch.tanh(s.dec(mu + torch.exp(0.5 * lv) * s.eps)))
+        rec = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+        return 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).sum(1) - rec
+bench("vae_h500_z20_b100", VAE(), lambda: ((torch.rand(100, 784) < 0.5).float(), torch.zeros(100)), lambda out, y: out.mean())
