@@ -33,7 +33,7 @@
 //! ```
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
-use candle_nn::{Embedding, VarBuilder};
+use candle_nn::{Embedding, VarBuilder, VarMap};
 
 use crate::layers::{Activation, ConvBlock, Dense, MaxPool2d, Recurrent};
 use crate::rng::Rng;
@@ -286,6 +286,44 @@ impl VqVae {
         }
     }
 
+    /// Sets every codebook to encoder outputs of images `x` at positions drawn from `rng` (a data-dependent start,
+    /// the usual cure for codes that the uniform start leaves too far from the encoder's outputs ever to be chosen).
+    /// `vars` must hold this model's variables (found by their names ending in `top_vq.codebook` and
+    /// `bottom_vq.codebook`); the bottom level is initialized after the top, from the top's quantized context.
+    pub fn init_codebooks(&self, vars: &VarMap, x: &Tensor, rng: &mut Rng) -> crate::Result<()> {
+        let codes = self.config.codes;
+        let set = |suffix: &str, z_e: &Tensor, rng: &mut Rng| -> crate::Result<()> {
+            let d = z_e.dim(1)?;
+            let rows = z_e.permute((0, 2, 3, 1))?.reshape(((), d))?;
+            let n = rows.dim(0)?;
+            let picks: Vec<u32> = (0..codes).map(|_| rng.below(n) as u32).collect();
+            let chosen = rows.index_select(&Tensor::from_vec(picks, codes, x.device())?, 0)?.detach();
+            let data = vars.data().lock().unwrap_or_else(|p| p.into_inner());
+            let found: Vec<_> = data.iter().filter(|(k, _)| k.ends_with(suffix)).collect();
+            match found.as_slice() {
+                [(_, var)] => Ok(var.set(&chosen)?),
+                _ => Err(crate::Error::Invalid(format!(
+                    "init_codebooks: expected one variable named …{suffix} in the VarMap, found {}",
+                    found.len()
+                ))),
+            }
+        };
+        let pool = MaxPool2d::new(2);
+        let h = self.enc2.forward(&self.enc1.forward_pool(x, MaxPool2d::new(2))?)?;
+        let top_e = match &self.top_conv {
+            Some(top_conv) => self.top_out.forward(&top_conv.forward(&pool.forward(&h)?)?)?,
+            None => self.top_out.forward(&pool.forward(&h)?)?,
+        };
+        set("top_vq.codebook", &top_e, rng)?;
+        if let (Some(top_up), Some(bottom_out)) = (&self.top_up, &self.bottom_out) {
+            let top = self.top_vq.quantize(&top_e)?;
+            let context = top_up.forward(&top.z_q.upsample_nearest2d(14, 14)?)?;
+            let bottom_e = bottom_out.forward(&Tensor::cat(&[&h, &context], 1)?)?;
+            set("bottom_vq.codebook", &bottom_e, rng)?;
+        }
+        Ok(())
+    }
+
     /// One level: images from a grid of codes `[N, 7, 7]` (u32).
     pub fn decode_codes(&self, codes: &Tensor) -> crate::Result<Tensor> {
         if self.config.levels != 1 {
@@ -408,6 +446,28 @@ mod tests {
         let g = grads.get(&book).expect("the codebook has a gradient").to_vec2::<f32>()?;
         for (row, gr) in g.iter().enumerate() {
             assert_eq!(gr.iter().any(|v| *v != 0.0), row == k, "row {row}: {gr:?}");
+        }
+        Ok(())
+    }
+
+    /// Initializing the codebooks from the data puts every code on an encoder output: all codes are then in use
+    /// on the images they were drawn from, where the uniform start uses a few.
+    #[test]
+    fn codebooks_start_on_the_data() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        let x = Rng::new(3).uniform_tensor((16, 1, 28, 28), 0.0, 1.0, &dev)?;
+        for levels in [1, 2] {
+            let (vars, vb) = crate::init::seeded(4, DType::F32, &dev);
+            let cfg = VqVaeConfig { channels: 8, code_dim: 4, codes: 16, levels, ..VqVaeConfig::small() };
+            let model = VqVae::new(cfg, vb)?;
+            let before = perplexity(&model.forward(&x)?.top, 16)?;
+            model.init_codebooks(&vars, &x, &mut Rng::new(5))?;
+            let out = model.forward(&x)?;
+            let after = perplexity(&out.top, 16)?;
+            assert!(after > before && after > 4.0, "{levels} level(s): perplexity {before} → {after}");
+            if let Some(bottom) = out.bottom {
+                assert!(perplexity(&bottom, 16)? > 4.0);
+            }
         }
         Ok(())
     }
