@@ -9,6 +9,7 @@
 //! | [`fashion_mnist()`], [`mnist()`] | 60 000 + 10 000 grayscale 28x28 images, 10 classes ([`ImageClassification`]) |
 //! | [`tiny_shakespeare`] | 1.1 MB of Shakespeare as one `String`, with [`CharVocab`] for character models |
 //! | [`two_moons`], [`spirals`], [`blobs`] | seeded 2-D classification toys |
+//! | [`captions::CaptionedImages`], [`captions::WordTokenizer`] | Fashion-MNIST with captions made from class names and attributes measured from the pixels, and their word tokenizer (for CLIP and DALL-E) |
 //! | [`Augmentation`] | random crops and horizontal flips of image batches |
 //! | [`cells`] | generated cell images with segmentation masks and U-Net border weights |
 //! | [`words::english_corpus`], [`words::gcide`], [`words::text8`] | English as a stream of lowercase words (the Webster 1913 dictionary from Debian's `dict-gcide`, or text8) |
@@ -31,6 +32,7 @@
 //! folder searched).
 
 mod augment;
+pub mod captions;
 pub mod download;
 pub mod g2p;
 pub mod gpt2_bpe;

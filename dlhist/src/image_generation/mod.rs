@@ -2,6 +2,7 @@
 //!
 //! | module | milestone idea |
 //! | --- | --- |
+//! | [`clip`] | Radford et al. 2021: an image and a text encoder trained into one space by the symmetric contrastive loss, zero-shot classification from prompts, linear probes |
 //! | [`metrics`] | the yardstick every notebook of the section uses: Fréchet distance of classifier features, inception score, class histogram, precision and recall |
 //! | [`diffusion`] | Sohl-Dickstein et al. 2015 to Dhariwal & Nichol 2021: noise schedules, the denoising objective, ancestral and respaced sampling, a small U-Net, classifier guidance, weight averaging |
 //! | [`gan`] | Goodfellow et al. 2014: a generator and a discriminator in a two-player game, the minimax and the non-saturating generator loss |
@@ -9,6 +10,7 @@
 //! | [`vq_vae`] | van den Oord et al. 2017 and Razavi et al. 2019: vector quantization, straight-through gradients, a prior over codes, two levels |
 //! | [`yardstick`] | the Fashion-MNIST classifier those measures read images through, stored trained in `assets/models/` |
 
+pub mod clip;
 pub mod diffusion;
 pub mod gan;
 pub mod metrics;
