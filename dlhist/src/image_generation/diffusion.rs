@@ -154,6 +154,9 @@ pub enum Parameterization {
     Epsilon,
     /// The posterior mean `μ̃_t` itself, with a squared error (the ablation).
     Mean,
+    /// The clean data `x_0` itself, with a squared error: what DALL-E 2's diffusion prior predicts (Ramesh et al.
+    /// 2022: "predict the unnoised z_i directly").
+    Start,
 }
 
 /// A network that reads noisy data `x_t` and time steps `t` (`[B]`, f32 indices) and outputs a tensor shaped like
@@ -161,6 +164,48 @@ pub enum Parameterization {
 pub trait Denoiser {
     /// The prediction for `x` at steps `t`.
     fn predict(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+}
+
+/// A denoiser that also reads a condition vector per row (`cond` `[B, D]`, e.g. a CLIP embedding); a row of zeros
+/// means "no condition", which is what classifier-free guidance contrasts with ([`Guided`]).
+pub trait ConditionalDenoiser {
+    /// The prediction for `x` at steps `t` given `cond`.
+    fn predict_given(&self, x: &Tensor, t: &Tensor, cond: &Tensor) -> Result<Tensor>;
+}
+
+/// Classifier-free guidance (Ho and Salimans 2021, as GLIDE and DALL-E 2 use it): a conditional model trained with
+/// its condition sometimes replaced by zeros ([`drop_condition`]) predicts both with and without it, and sampling
+/// extrapolates from the unconditional prediction towards the conditional one, `ε̂ = ε(x, ∅) + s (ε(x, c) − ε(x, ∅))`.
+/// `s = 1` is the plain conditional model; larger `s` trades diversity for fidelity to `c`. As a [`Denoiser`] it
+/// plugs into [`sample`] unchanged.
+#[derive(Debug)]
+pub struct Guided<'a, M: ConditionalDenoiser> {
+    /// The conditional model.
+    pub model: &'a M,
+    /// The condition of every row to be sampled, `[B, D]`.
+    pub cond: Tensor,
+    /// The guidance scale `s`.
+    pub scale: f64,
+}
+
+impl<M: ConditionalDenoiser> Denoiser for Guided<'_, M> {
+    fn predict(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let with = self.model.predict_given(x, t, &self.cond)?;
+        if self.scale == 1.0 {
+            return Ok(with);
+        }
+        let without = self.model.predict_given(x, t, &self.cond.zeros_like()?)?;
+        &without + ((with - &without)? * self.scale)?
+    }
+}
+
+/// `cond` `[B, D]` with each row replaced by zeros with probability `p` (drawn from `rng`): training a
+/// [`ConditionalDenoiser`] this way teaches it the unconditional prediction too (DALL-E 2's decoder drops its CLIP
+/// embedding 10% of the time).
+pub fn drop_condition(cond: &Tensor, p: f32, rng: &mut Rng) -> crate::Result<Tensor> {
+    let b = cond.dim(0)?;
+    let keep: Vec<f32> = (0..b).map(|_| if rng.uniform() < p { 0.0 } else { 1.0 }).collect();
+    Ok(cond.broadcast_mul(&Tensor::from_vec(keep, (b, 1), cond.device())?)?)
 }
 
 /// The training loss on a batch of data `x0`: draw a step per row uniformly and the noise from `rng`, make `x_t`,
@@ -179,6 +224,7 @@ pub fn diffusion_loss(
     let tt = Tensor::from_vec(t.iter().map(|&i| i as f32).collect::<Vec<f32>>(), b, x0.device())?;
     let target = match param {
         Parameterization::Epsilon => noise,
+        Parameterization::Start => x0.clone(),
         Parameterization::Mean => {
             let c0: Vec<f32> = t.iter().map(|&i| schedule.posterior(i).0 as f32).collect();
             let ct: Vec<f32> = t.iter().map(|&i| schedule.posterior(i).1 as f32).collect();
@@ -222,13 +268,18 @@ pub fn sample(
         let (c0, ct, var) = short.posterior(i);
         let mut mean = match param {
             Parameterization::Mean => out,
-            Parameterization::Epsilon => {
-                let ab = schedule.alpha_bar(t);
-                // x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, then the posterior mean of the (respaced) step.
-                let mut x0 = ((&x - (out * (1.0 - ab).sqrt())?)? / ab.sqrt())?;
+            Parameterization::Epsilon | Parameterization::Start => {
+                let mut x0 = if param == Parameterization::Start {
+                    out
+                } else {
+                    // x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t.
+                    let ab = schedule.alpha_bar(t);
+                    ((&x - (out * (1.0 - ab).sqrt())?)? / ab.sqrt())?
+                };
                 if clip {
                     x0 = x0.clamp(-1f32, 1f32)?;
                 }
+                // The posterior mean of the (respaced) step, given the estimate of x_0.
                 ((x0 * c0)? + (&x * ct)?)?
             }
         };
@@ -323,6 +374,7 @@ pub struct UNet {
     up1: TimedConv,
     out: ConvBlock,
     embed: usize,
+    cond: Option<Dense>,
 }
 
 impl UNet {
@@ -330,6 +382,7 @@ impl UNet {
     pub fn new(c: usize, vb: VarBuilder) -> Result<Self> {
         let embed = 4 * c;
         Ok(UNet {
+            cond: None,
             time1: Dense::new(c, embed, Some(Activation::Relu), vb.pp("time1"))?,
             time2: Dense::new(embed, embed, None, vb.pp("time2"))?,
             inc: ConvBlock::new(1, c, 3, 1, None, vb.pp("inc"))?,
@@ -342,18 +395,44 @@ impl UNet {
             embed: c,
         })
     }
+
+    /// A U-Net that also reads a condition vector of `cond_dim` numbers per image ([`ConditionalDenoiser`]): a
+    /// linear map of it (`{path}.cond`) is added to the time embedding, so every block sees it, as DALL-E 2's
+    /// decoder adds its projected CLIP embedding to the timestep embedding.
+    pub fn conditioned(c: usize, cond_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let cond = Dense::new(cond_dim, 4 * c, None, vb.pp("cond"))?;
+        Ok(UNet { cond: Some(cond), ..UNet::new(c, vb)? })
+    }
+
+    /// The network given the combined embedding `emb` `[B, 4c]`.
+    fn forward_embedded(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
+        let pool = MaxPool2d::new(2);
+        let h1 = self.down1.forward(&self.inc.forward(x)?, emb)?; // [c, 28]
+        let h2 = self.down2.forward(&pool.forward(&h1)?, emb)?; // [2c, 14]
+        let m = self.mid.forward(&pool.forward(&h2)?, emb)?; // [2c, 7]
+        let u2 = self.up2.forward(&Tensor::cat(&[&m.upsample_nearest2d(14, 14)?, &h2], 1)?, emb)?;
+        let u1 = self.up1.forward(&Tensor::cat(&[&u2.upsample_nearest2d(28, 28)?, &h1], 1)?, emb)?;
+        self.out.forward(&u1)
+    }
+
+    fn time_embedding(&self, t: &Tensor) -> Result<Tensor> {
+        self.time2.forward(&self.time1.forward(&timestep_embedding(t, self.embed)?)?)
+    }
+}
+
+impl ConditionalDenoiser for UNet {
+    fn predict_given(&self, x: &Tensor, t: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        let Some(proj) = &self.cond else {
+            candle_core::bail!("this U-Net was built without a condition (use UNet::conditioned)")
+        };
+        self.forward_embedded(x, &(self.time_embedding(t)? + proj.forward(cond)?)?)
+    }
 }
 
 impl Denoiser for UNet {
     fn predict(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let emb = self.time2.forward(&self.time1.forward(&timestep_embedding(t, self.embed)?)?)?;
-        let pool = MaxPool2d::new(2);
-        let h1 = self.down1.forward(&self.inc.forward(x)?, &emb)?; // [c, 28]
-        let h2 = self.down2.forward(&pool.forward(&h1)?, &emb)?; // [2c, 14]
-        let m = self.mid.forward(&pool.forward(&h2)?, &emb)?; // [2c, 7]
-        let u2 = self.up2.forward(&Tensor::cat(&[&m.upsample_nearest2d(14, 14)?, &h2], 1)?, &emb)?;
-        let u1 = self.up1.forward(&Tensor::cat(&[&u2.upsample_nearest2d(28, 28)?, &h1], 1)?, &emb)?;
-        self.out.forward(&u1)
+        let emb = self.time_embedding(t)?;
+        self.forward_embedded(x, &emb)
     }
 }
 
@@ -510,6 +589,7 @@ mod tests {
                 match self.param {
                     // x_t = √ᾱ x_0 + √(1−ᾱ) ε  ⇒  ε = (x_t − √ᾱ x_0)/√(1−ᾱ)
                     Parameterization::Epsilon => (x - (x0 * ab.sqrt())?)? / (1.0 - ab).sqrt(),
+                    Parameterization::Start => Ok(x0),
                     Parameterization::Mean => {
                         let (c0, ct, _) = self.schedule.posterior(t);
                         (x0 * c0)? + (x * ct)?
@@ -518,7 +598,9 @@ mod tests {
             }
         }
         let schedule = Schedule::linear(200, 1e-4, 0.05)?;
-        for (param, steps) in [(Parameterization::Epsilon, 20), (Parameterization::Mean, 200)] {
+        for (param, steps) in
+            [(Parameterization::Epsilon, 20), (Parameterization::Start, 20), (Parameterization::Mean, 200)]
+        {
             let oracle = Oracle { schedule: schedule.clone(), point: 0.3, param };
             let x = sample(&oracle, &schedule, param, &[64, 2], steps, false, None, &mut Rng::new(2), &Device::Cpu)?;
             let err = (x - 0.3)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -553,6 +635,44 @@ mod tests {
         let avg = ema.var_builder(&dev).get(2, "w")?.to_vec1::<f32>()?;
         assert!((avg[0] - 0.1).abs() < 1e-6 && (avg[1] - 0.2).abs() < 1e-6, "{avg:?}");
         let _ = w;
+        Ok(())
+    }
+
+    /// Classifier-free guidance: scale 1 is the conditional prediction, scale 0 the unconditional one (zeros as
+    /// the condition), and scale s extrapolates linearly between them.
+    #[test]
+    fn guidance_extrapolates_from_unconditional_to_conditional() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        let (_vars, vb) = crate::init::seeded(5, DType::F32, &dev);
+        let unet = UNet::conditioned(4, 3, vb)?;
+        let x = Rng::new(1).normal_tensor((2, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let t = Tensor::new(&[10f32, 500.0], &dev)?;
+        let cond = Rng::new(2).normal_tensor((2, 3), 0.0, 1.0, &dev)?;
+        let at = |s: f64| Guided { model: &unet, cond: cond.clone(), scale: s }.predict(&x, &t);
+        let (c, u) = (unet.predict_given(&x, &t, &cond)?, unet.predict_given(&x, &t, &cond.zeros_like()?)?);
+        let diff =
+            |a: &Tensor, b: &Tensor| -> crate::Result<f32> { Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?) };
+        assert!(diff(&at(1.0)?, &c)? < 1e-6);
+        assert!(diff(&at(0.0)?, &u)? < 1e-5);
+        let want = (&u + ((&c - &u)? * 3.0)?)?;
+        assert!(diff(&at(3.0)?, &want)? < 1e-5);
+        assert!(diff(&c, &u)? > 1e-4, "the condition changes the prediction");
+        // A U-Net built without a condition says how to get one.
+        let plain = UNet::new(4, crate::init::seeded(6, DType::F32, &dev).1)?;
+        let err = plain.predict_given(&x, &t, &cond).unwrap_err().to_string();
+        assert!(err.contains("UNet::conditioned"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn drop_condition_zeroes_whole_rows_at_the_rate_asked() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        let cond = Tensor::ones((4000, 3), DType::F32, &dev)?;
+        let dropped = drop_condition(&cond, 0.1, &mut Rng::new(3))?;
+        let rows: Vec<f32> = dropped.sum(1)?.to_vec1()?;
+        assert!(rows.iter().all(|&r| r == 0.0 || r == 3.0), "rows are kept or zeroed whole");
+        let share = rows.iter().filter(|&&r| r == 0.0).count() as f64 / 4000.0;
+        assert!((share - 0.1).abs() < 0.02, "{share}");
         Ok(())
     }
 }
