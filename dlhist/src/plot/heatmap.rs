@@ -18,7 +18,9 @@ use plotters::prelude::{ChartBuilder, Color, RGBColor, Rectangle, Text};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::axes::{draw_frame, vertical_x_labels, Scale, LABEL_DIST, TICK_LEN};
-use super::render::{append_markup, bold, colored, font, image_element, png_data_uri, render_svg, text_width};
+use super::render::{
+    append_markup, bold, bold_text_width, colored, font, image_element, png_data_uri, render_svg, text_width,
+};
 use super::{
     class_ids, shape_str, Colormap, Figure, PlotValue, Rgb, AXIS_COLOR, LABEL_SIZE, MARGIN, TEXT_COLOR, TICK_SIZE,
     TITLE_SIZE,
@@ -277,7 +279,7 @@ impl Heatmap {
         let bar_h = grid_h.max(80.0);
         let gx = (MARGIN + y_label_w + row_label_w + LABEL_DIST + 2.0).ceil();
         let gy = (MARGIN + title_h).ceil();
-        let title_w = text_width(&self.title, TITLE_SIZE);
+        let title_w = bold_text_width(&self.title, TITLE_SIZE);
         let width = (gx + grid_w + colorbar_w + MARGIN).max(title_w + 2.0 * MARGIN).ceil();
         let height = (gy + grid_h.max(bar_h) + col_h + x_label_h + MARGIN).ceil();
 

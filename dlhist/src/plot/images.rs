@@ -21,7 +21,9 @@ use candle_core::{DType, Tensor};
 use plotters::prelude::{Color, RGBColor, Rectangle, Text};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::render::{append_markup, bold, colored, font, image_element, png_data_uri, render_svg, text_width};
+use super::render::{
+    append_markup, bold, bold_text_width, colored, font, image_element, png_data_uri, render_svg, text_width,
+};
 use super::{shape_str, Colormap, Figure, Rgb, CAPTION_SIZE, HIGHLIGHT_COLOR, MARGIN, TITLE_SIZE};
 use crate::{Error, Result};
 
@@ -213,7 +215,7 @@ impl ImageGrid {
         let caption_h = if self.captions.is_empty() { 0.0 } else { CAPTION_SIZE + 6.0 };
         let row_h = img_h + caption_h;
         let title_h = if self.title.is_empty() { 0.0 } else { TITLE_SIZE + 12.0 };
-        let title_w = text_width(&self.title, TITLE_SIZE);
+        let title_w = bold_text_width(&self.title, TITLE_SIZE);
         let grid_w = cols as f64 * col_w + (cols - 1) as f64 * gap;
         let width = (2.0 * MARGIN + grid_w.max(title_w)).ceil();
         let height = (2.0 * MARGIN + title_h + rows as f64 * row_h + (rows - 1) as f64 * gap).ceil();
