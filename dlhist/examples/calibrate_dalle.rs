@@ -5,12 +5,14 @@
 //!
 //! ```sh
 //! cargo run --release -p dlhist --example calibrate_dalle
-//! SEED=1 DEC_STEPS=1500 cargo run --release -p dlhist --example calibrate_dalle
+//! SKIP=dalle DEC_PARAM=eps cargo run --release -p dlhist --example calibrate_dalle
 //! ```
 //!
 //! Knobs (environment): SEED (0), CLIP_STEPS (600), DVAE_STEPS (800), BETA (1.0), CODES (64), CHANNELS (32),
-//! T2I_STEPS (1000), T2I_WIDTH (96), T2I_LAYERS (2), T2I_BATCH (32), PER_CLASS (20 captions), CANDIDATES (8), PRIOR_STEPS (2000), DEC_STEPS (1000),
-//! GUIDANCE (3.0), DEC_PARAM (start: the decoder predicts the clean image; eps: the noise), DEC_CHANNELS (16), SKIP (comma list of parts to skip: dalle, unclip).
+//! T2I_STEPS (1000), T2I_WIDTH (96), T2I_LAYERS (2), T2I_BATCH (32), PER_CLASS (20 captions), CANDIDATES (8),
+//! PRIOR_STEPS (1000), DEC_STEPS (1000), GUIDANCE (3.0), DEC_PARAM (start: the decoder predicts the clean image;
+//! eps: the noise), DEC_CHANNELS (16), SKIP (comma list of parts to skip: dalle, unclip). The defaults are the
+//! notebook's full-mode sizes.
 
 use dlhist::data::captions::{
     fill_template, CaptionStyle, CaptionedImages, Measures, Tertiles, WordTokenizer, CLASS_WORDS,
@@ -46,7 +48,7 @@ fn main() -> Result<()> {
     let t2i_layers: usize = common::env("T2I_LAYERS", 2);
     let per_class: usize = common::env("PER_CLASS", 20);
     let candidates: usize = common::env("CANDIDATES", 8);
-    let prior_steps: usize = common::env("PRIOR_STEPS", 2000);
+    let prior_steps: usize = common::env("PRIOR_STEPS", 1000);
     let dec_steps: usize = common::env("DEC_STEPS", 1000);
     let guidance: f64 = common::env("GUIDANCE", 3.0);
     let dec_param = match std::env::var("DEC_PARAM").as_deref() {
