@@ -377,13 +377,17 @@ impl CaptionedImages {
 
     /// The images whose class is not in `classes`.
     pub fn without_classes(&self, classes: &[u32]) -> Result<Self> {
-        let rows: Vec<u32> = (0..self.len() as u32).filter(|&r| !classes.contains(&self.labels[r as usize])).collect();
-        self.select(&rows)
+        self.where_class(|c| !classes.contains(&c))
     }
 
     /// The images whose class is in `classes`.
     pub fn of_classes(&self, classes: &[u32]) -> Result<Self> {
-        let rows: Vec<u32> = (0..self.len() as u32).filter(|&r| classes.contains(&self.labels[r as usize])).collect();
+        self.where_class(|c| classes.contains(&c))
+    }
+
+    /// The images whose class passes `keep`, in their order.
+    fn where_class(&self, keep: impl Fn(u32) -> bool) -> Result<Self> {
+        let rows: Vec<u32> = (0..self.len() as u32).filter(|&r| keep(self.labels[r as usize])).collect();
         self.select(&rows)
     }
 

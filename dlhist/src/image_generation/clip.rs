@@ -400,7 +400,7 @@ impl Clip {
                 crate::optim::apply_schedule(o, &schedule, step - 1);
                 o.step(&grads)?;
             }
-            let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let l = crate::train::scalar(&loss)?;
             if !l.is_finite() {
                 return Err(crate::Error::Invalid(format!("CLIP training diverged at step {step} (loss {l})")));
             }

@@ -35,6 +35,7 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use super::diffusion::{timestep_embedding, ConditionalDenoiser};
 use crate::layers::{cross_entropy, softplus, Activation, ConvBlock, Dense, MaxPool2d};
 use crate::rng::Rng;
+use crate::train::scalar;
 use crate::transformers::sampling::Sampling;
 use crate::transformers::{Gpt, GptConfig, KvCache};
 
@@ -223,10 +224,6 @@ impl DiscreteVae {
         })?;
         Ok(losses)
     }
-}
-
-fn scalar(t: &Tensor) -> Result<f64> {
-    t.to_dtype(DType::F64)?.to_scalar::<f64>()
 }
 
 /// DALL-E's stage 2: a GPT over one stream of tokens, the caption's word ids (`0 .. text_vocab`) followed by its

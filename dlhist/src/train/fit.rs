@@ -168,7 +168,8 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
+/// The value of a one-element tensor as f64 (losses are logged and checked as f64 whatever their dtype).
+pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 

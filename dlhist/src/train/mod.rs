@@ -7,6 +7,7 @@
 mod batcher;
 mod experiment;
 mod fit;
+pub(crate) use fit::scalar;
 mod history;
 mod loss;
 mod metrics;
