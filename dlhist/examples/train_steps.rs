@@ -2,7 +2,8 @@
 //! models, built from dlhist's own layers and trained with dlhist's `train_step` and `Adam`.
 //!
 //! Prints one JSON line per model with the fields of `xtask/bench/torch_steps.py` (the PyTorch side):
-//! `model`, `median_ms`, `min_ms`, `threads`. `THREADS` (default 2) sets the number of CPU threads;
+//! `model`, `median_ms`, `min_ms`, `threads`, after one `machine` line (the CPU, the instruction sets the matrix
+//! and element-wise kernels picked, the threads, the device). `THREADS` (default 2) sets the number of CPU threads;
 //! `DLHIST_DEVICE=cuda` (with `--features cuda`) runs on the GPU, each step timed up to a synchronize (PyTorch's
 //! side: `DEVICE=cuda`).
 //!
@@ -70,6 +71,13 @@ fn main() -> dlhist::Result<()> {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let dev = dlhist::device()?;
+    // Where this ran, for the benchmark table's header: the kernels' instruction sets are picked at run time.
+    let cpu = dlhist::fast::cpu_report();
+    println!(
+        "{}",
+        serde_json::json!({"machine": {"program": "dlhist", "cpu": cpu.cpu, "matmul": cpu.matmul,
+            "elementwise": cpu.elementwise, "threads": cpu.threads, "device": format!("{:?}", dev.location())}})
+    );
     let mut rng = Rng::new(0);
 
     if wanted("mlp_784_256_256_10_b100") {

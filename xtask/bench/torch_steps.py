@@ -13,6 +13,11 @@ only = sys.argv[1:]
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
+# Where this ran, for the benchmark table's header (cargo xtask bench reads the "machine" line).
+print(json.dumps({"machine": {"program": "torch", "version": torch.__version__,
+                              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                              "threads": torch.get_num_threads(), "device": str(dev)}}), flush=True)
+
 def sync():
     if dev.type == 'cuda': torch.cuda.synchronize()
 

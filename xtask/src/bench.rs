@@ -27,6 +27,34 @@ pub fn parse_lines(text: &str) -> Vec<StepTime> {
     text.lines().filter(|l| l.trim_start().starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// The `{"machine": {...}}` line a benchmark program prints first (where it ran), if there is one.
+pub fn parse_machine(text: &str) -> Option<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("machine").cloned())
+}
+
+/// The header line naming the machine: the CPU and the instruction sets dlhist's kernels picked, and PyTorch's
+/// version and CPU capability (its `torch.backends.cpu.get_cpu_capability()`), from the two `machine` lines.
+pub fn machine_line(dlhist: Option<&serde_json::Value>, torch: Option<&serde_json::Value>) -> String {
+    let field = |v: Option<&serde_json::Value>, k: &str| {
+        v.and_then(|v| v.get(k)).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+    };
+    let unknown = || "?".to_string();
+    format!(
+        "machine: {}; dlhist: matrix products {}, element-wise kernels {}, {} threads; PyTorch {}: CPU capability {}, \
+         {} threads\n",
+        field(dlhist, "cpu").unwrap_or_else(unknown),
+        field(dlhist, "matmul").unwrap_or_else(unknown),
+        field(dlhist, "elementwise").unwrap_or_else(unknown),
+        field(dlhist, "threads").unwrap_or_else(unknown),
+        field(torch, "version").unwrap_or_else(unknown),
+        field(torch, "cpu_capability").unwrap_or_else(unknown),
+        field(torch, "threads").unwrap_or_else(unknown),
+    )
+}
+
 /// A model's result over all rounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -131,16 +159,17 @@ fn ensure_torch(project: &Project) -> Result<PathBuf> {
     Ok(python)
 }
 
-fn run_program(cmd: &mut Command, what: &str) -> Result<Vec<StepTime>> {
+fn run_program(cmd: &mut Command, what: &str) -> Result<(Vec<StepTime>, Option<serde_json::Value>)> {
     let out = cmd.output().with_context(|| format!("{what}: could not start {:?}", cmd.get_program()))?;
     if !out.status.success() {
         bail!("{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     }
-    let lines = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = parse_lines(&stdout);
     if lines.is_empty() {
         bail!("{what} printed no results");
     }
-    Ok(lines)
+    Ok((lines, parse_machine(&stdout)))
 }
 
 /// Runs the comparison and prints the table.
@@ -167,16 +196,21 @@ pub fn run(project: &Project, opts: &BenchOptions) -> Result<()> {
     }
     let threads = opts.threads.to_string();
     let (mut dl, mut th) = (vec![], vec![]);
+    let (mut dl_machine, mut th_machine) = (None, None);
     for round in 1..=opts.rounds {
         let device = opts.device.as_str();
-        let d = run_program(
+        let (d, dm) = run_program(
             Command::new(&exe).env("THREADS", &threads).env("DLHIST_DEVICE", device),
             "dlhist train_steps",
         )?;
-        let t = run_program(
+        let (t, tm) = run_program(
             Command::new(&python).arg(&script).env("THREADS", &threads).env("DEVICE", device),
             "torch_steps.py",
         )?;
+        if round == 1 {
+            (dl_machine, th_machine) = (dm, tm);
+            print!("{}", machine_line(dl_machine.as_ref(), th_machine.as_ref()));
+        }
         for r in d.iter().chain(&t) {
             println!(
                 "round {round}: {}",
@@ -186,6 +220,7 @@ pub fn run(project: &Project, opts: &BenchOptions) -> Result<()> {
         dl.extend(d);
         th.extend(t);
     }
+    print!("\n{}", machine_line(dl_machine.as_ref(), th_machine.as_ref()));
     print!("{}", table(&summarize(&dl, &th), opts.rounds, opts.threads));
     Ok(())
 }
@@ -202,6 +237,23 @@ mod tests {
     fn parses_json_lines_among_other_output() {
         let text = "warming up\n{\"model\": \"a\", \"median_ms\": 1.5, \"min_ms\": 1.2, \"threads\": 2}\nnot json\n";
         assert_eq!(parse_lines(text), vec![StepTime { model: "a".into(), median_ms: 1.5, min_ms: 1.2, threads: 2 }]);
+    }
+
+    #[test]
+    fn machine_lines_name_both_sides() {
+        let d = "{\"machine\": {\"program\": \"dlhist\", \"cpu\": \"Some CPU\", \"matmul\": \"AVX-512\", \
+                 \"elementwise\": \"AVX2+FMA\", \"threads\": 2}}\n{\"model\": \"a\", \"median_ms\": 1.5, \
+                 \"min_ms\": 1.2, \"threads\": 2}\n";
+        let t = "{\"machine\": {\"program\": \"torch\", \"version\": \"2.15.0\", \"cpu_capability\": \"AVX512\", \
+                 \"threads\": 2}}\n";
+        assert_eq!(parse_lines(d).len(), 1, "the machine line is not a step time");
+        let line = machine_line(parse_machine(d).as_ref(), parse_machine(t).as_ref());
+        assert_eq!(
+            line,
+            "machine: Some CPU; dlhist: matrix products AVX-512, element-wise kernels AVX2+FMA, 2 threads; \
+             PyTorch 2.15.0: CPU capability AVX512, 2 threads\n"
+        );
+        assert!(machine_line(None, None).starts_with("machine: ?;"), "a program without the line leaves a ?");
     }
 
     #[test]

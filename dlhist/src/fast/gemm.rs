@@ -62,6 +62,29 @@ pub(crate) unsafe fn gemm_raw(
     )
 }
 
+/// The microkernel family gemm picks on this CPU, named as [`super::CpuReport`] prints it. gemm 0.19 does not
+/// say which it took, so this repeats its rule (`init_gemm_fn` in gemm-common): on x86-64, AVX-512 when the CPU
+/// reports avx512f (compiled in by gemm's "x86-v4" feature, which dlhist's Cargo.toml turns on), else AVX2 with
+/// FMA when it reports fma, else scalar code; on Arm, NEON.
+pub(crate) fn matmul_simd() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::is_x86_feature_detected!("fma") {
+            return "AVX2+FMA";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return "NEON";
+        }
+    }
+    "scalar"
+}
+
 fn check(c: &[f32], a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize)) -> bool {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul: operand too small");
     m > 0 && n > 0 && k > 0

@@ -33,8 +33,8 @@
 //! layer down its plain path, so a reader can step through the math, or time the kernels' effect; [`plain`] does
 //! the same for one closure on one thread (what the tests use). The fused path is the default.
 //!
-//! Matrix products go to the `gemm` crate (the one candle uses), which picks its AVX2/AVX-512/FMA kernels at run
-//! time; work is split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never
+//! Matrix products go to the `gemm` crate (the one candle uses), which picks its AVX-512, AVX2+FMA or scalar
+//! kernels at run time ([`cpu_report`] says which); work is split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never
 //! a pool of our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's)
 //! compiled for AVX-512 or AVX2 as the CPU allows, picked at run time, and [`linear`]'s GELU a rational `erf`
 //! from the same module (within 3e-7 of libm's); the fused ReLU and tanh keep std's functions. This module
@@ -230,6 +230,55 @@ pub fn plain<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(false))));
     f()
+}
+
+/// Where the CPU kernels run, so that a timing or a bug report can name its machine: the processor, the
+/// instruction set that the matrix products and the element-wise kernels picked at run time, and the number of
+/// worker threads. `cargo xtask bench` prints it above its table.
+///
+/// ```
+/// let cpu = dlhist::fast::cpu_report();
+/// assert!(cpu.threads >= 1 && !cpu.cpu.is_empty());
+/// // e.g. "Intel(R) Xeon(R) Processor; matrix products AVX-512, element-wise kernels AVX-512; 2 threads"
+/// println!("{cpu}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuReport {
+    /// The processor's name as Linux reports it (`model name` in `/proc/cpuinfo`), else the architecture.
+    pub cpu: String,
+    /// The `gemm` microkernels every matrix product uses (candle's matmuls and the fused layers here):
+    /// `AVX-512`, `AVX2+FMA`, `NEON` or `scalar`.
+    pub matmul: &'static str,
+    /// What the branch-free sigmoid, tanh and erf of the fused recurrent and GELU kernels are compiled for:
+    /// `AVX-512`, `AVX2+FMA` or `generic`.
+    pub elementwise: &'static str,
+    /// candle's CPU worker threads (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`, else every core).
+    pub threads: usize,
+}
+
+impl std::fmt::Display for CpuReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; matrix products {}, element-wise kernels {}; {} threads",
+            self.cpu, self.matmul, self.elementwise, self.threads
+        )
+    }
+}
+
+/// This process's [`CpuReport`]: detected on the CPU it runs on, not fixed at build time.
+pub fn cpu_report() -> CpuReport {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    CpuReport { cpu, matmul: gemm::matmul_simd(), elementwise: vmath::Simd::detect().name(), threads: threads() }
 }
 
 /// Whether a fused kernel may run on these tensors: the switch is on ([`enabled`]) and every tensor is f32 on

@@ -70,6 +70,15 @@ impl Simd {
         })
     }
 
+    /// The level's name, as [`super::CpuReport`] prints it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Simd::Avx512 => "AVX-512",
+            Simd::Avx2 => "AVX2+FMA",
+            Simd::Generic => "generic",
+        }
+    }
+
     /// Every level this CPU can run, best first (the tests run each).
     #[cfg(test)]
     pub(crate) fn available() -> Vec<Simd> {
