@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::gemm::gemm_raw;
+use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Causal self-attention of `qkv [B, T, 3C]` (queries, keys and values side by side, each split into `n_head`
@@ -92,6 +93,7 @@ impl CustomOp1 for Attention {
         let mut probs = vec![0f32; b * d.nh * t * t];
         let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
         let (rs3, rs) = (c3 as isize, c as isize);
+        let simd = Simd::detect();
         par_chunks(b * d.nh, 1, |pairs| {
             for pair in pairs {
                 let (bi, h) = (pair / d.nh, pair % d.nh);
@@ -107,12 +109,7 @@ impl CustomOp1 for Attention {
                     for (row, r) in pr.chunks_mut(t).enumerate() {
                         let visible = &mut r[..row + 1];
                         let max = visible.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x * scale));
-                        let mut sum = 0.0;
-                        for x in visible.iter_mut() {
-                            *x = (*x * scale - max).exp();
-                            sum += *x;
-                        }
-                        let inv = 1.0 / sum;
+                        let inv = 1.0 / vmath::exp_sum_in_place(simd, visible, scale, max);
                         visible.iter_mut().for_each(|x| *x *= inv);
                         r[row + 1..].fill(0.0);
                     }

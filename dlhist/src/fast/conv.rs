@@ -360,13 +360,18 @@ impl CustomOp3 for Conv2dAct {
         // sent to it is 0 either way. tanh keeps the activation before the pooling: rounding can make two
         // different inputs equal after it, and the first of equal maxima is the one that gets the gradient.
         let act_after_pool = self.pool > 1 && matches!(act, Act::Identity | Act::Relu);
+        let simd = super::vmath::Simd::detect();
         let conv = |cols: &mut [f32], yn: &mut [f32], n: usize| {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
             matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
             if !act_after_pool {
                 // Bias and activation while the image's output is still in cache.
-                for (row, bias) in yn.chunks_mut(l).zip(b) {
-                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                for (row, &bias) in yn.chunks_mut(l).zip(b) {
+                    if act == Act::Tanh {
+                        super::vmath::tanh_shift_fwd(simd, row, bias);
+                    } else {
+                        row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                    }
                 }
             }
         };

@@ -103,6 +103,10 @@ impl CustomOp3 for LinearAct {
                 for (row, prow) in ys.chunks_mut(n).zip(ps.chunks_mut(n)) {
                     vmath::gelu_bias_fwd(simd, row, prow, b);
                 }
+            } else if act == Act::Tanh {
+                for row in ys.chunks_mut(n) {
+                    vmath::tanh_bias_fwd(simd, row, b);
+                }
             } else {
                 for row in ys.chunks_mut(n) {
                     row.iter_mut().zip(b).for_each(|(v, bias)| *v = act.apply(*v + bias));

@@ -14,6 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
+use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, with_f32, SharedMut};
 
 /// Mean softmax cross-entropy of logits `[N, C]` against class ids `[N]` (any integer dtype), as
@@ -60,10 +61,9 @@ struct SoftmaxXent {
 }
 
 /// `(max, log Σ e^{z − max})` of one row.
-fn row_lse(row: &[f32]) -> (f32, f32) {
+fn row_lse(simd: Simd, row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-    (max, sum.ln())
+    (max, vmath::exp_sum(simd, row, 1.0, max).ln())
 }
 
 impl CustomOp1 for SoftmaxXent {
@@ -78,11 +78,12 @@ impl CustomOp1 for SoftmaxXent {
         // sum in row order, in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits.
         let n = self.ids.len();
         let mut terms = vec![0f64; n];
+        let simd = Simd::detect();
         let tp = terms.as_mut_ptr() as usize;
         par_chunks(n, (16384 / c).max(1), |r| {
             for row in r {
                 let zr = &z[row * c..(row + 1) * c];
-                let (max, lse) = row_lse(zr);
+                let (max, lse) = row_lse(simd, zr);
                 // SAFETY: each row's term is written by one iteration only.
                 unsafe { *(tp as *mut f64).add(row) = f64::from(max + lse - zr[self.ids[row] as usize]) };
             }
@@ -97,15 +98,16 @@ impl CustomOp1 for SoftmaxXent {
         let g = with_f32(z, |z| {
             let mut g = vec![0f32; n * c];
             let gp = SharedMut(g.as_mut_ptr());
+            let simd = Simd::detect();
             par_chunks(n, (16384 / c).max(1), |r| {
                 for row in r {
                     let zr = &z[row * c..(row + 1) * c];
                     // SAFETY: each row of g is written by one iteration only.
                     let gr = unsafe { std::slice::from_raw_parts_mut(gp.get().add(row * c), c) };
-                    let (max, lse) = row_lse(zr);
-                    for (gv, zv) in gr.iter_mut().zip(zr) {
-                        *gv = (zv - max - lse).exp() * scale;
-                    }
+                    let (max, lse) = row_lse(simd, zr);
+                    // softmax(z) = e^{z − max − lse}, then times the upstream gradient over n.
+                    vmath::exp_sum_into(simd, zr, gr, 1.0, max + lse);
+                    gr.iter_mut().for_each(|gv| *gv *= scale);
                     gr[self.ids[row] as usize] -= scale;
                 }
             });
@@ -157,12 +159,12 @@ mod tests {
         let mut want = vec![0f32; n * c];
         for (row, &t) in ids.iter().enumerate() {
             let zr = &zv[row * c..(row + 1) * c];
-            let (max, lse) = row_lse(zr);
+            let (max, lse) = row_lse(Simd::detect(), zr);
             total += f64::from(max + lse - zr[t as usize]);
             let scale = 1.0 / n as f32;
-            for (k, &v) in zr.iter().enumerate() {
-                want[row * c + k] = (v - max - lse).exp() * scale;
-            }
+            let wr = &mut want[row * c..(row + 1) * c];
+            vmath::exp_sum_into(Simd::detect(), zr, wr, 1.0, max + lse);
+            wr.iter_mut().for_each(|w| *w *= scale);
             want[row * c + t as usize] -= scale;
         }
         assert_eq!(loss.to_scalar::<f32>()?.to_bits(), ((total / n as f64) as f32).to_bits());

@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::gemm_raw;
+use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Attention of queries `q [B, T, C]` over keys `k` and values `v` `[B, S, C]`, each split into `n_head` heads of
@@ -118,6 +119,7 @@ impl CustomOp3 for MaskedAttention {
         let mut probs = vec![0f32; b * d.nh * t * s];
         let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
         let rs = c as isize;
+        let simd = Simd::detect();
         par_chunks(b * d.nh, 1, |pairs| {
             for pair in pairs {
                 let (bi, h) = (pair / d.nh, pair % d.nh);
@@ -134,12 +136,7 @@ impl CustomOp3 for MaskedAttention {
                         let n = self.visible(bi, row);
                         let seen = &mut r[..n];
                         let max = seen.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x * scale));
-                        let mut sum = 0.0;
-                        for x in seen.iter_mut() {
-                            *x = (*x * scale - max).exp();
-                            sum += *x;
-                        }
-                        let inv = 1.0 / sum;
+                        let inv = 1.0 / vmath::exp_sum_in_place(simd, seen, scale, max);
                         seen.iter_mut().for_each(|x| *x *= inv);
                         r[n..].fill(0.0);
                     }

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 
+use super::vmath::{self, Simd};
 use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, SharedMut};
 
 /// Layer normalization of `x [.., H]` with gain `w [H]` and bias `b [H]`, `ε` added to the variance: what
@@ -201,6 +202,7 @@ impl CustomOp1 for CausalSoftmax {
         let mut y = vec![0f32; x.len()];
         let yp = SharedMut(y.as_mut_ptr());
         let c = self.scale;
+        let simd = Simd::detect();
         par_chunks(rows, (4096 / t).max(1), |r| {
             for row in r {
                 // Row `row` of a [T, T] matrix is position row % T: it sees columns 0..=row % T.
@@ -209,12 +211,7 @@ impl CustomOp1 for CausalSoftmax {
                 // SAFETY: each row is written by one iteration only.
                 let yr = unsafe { std::slice::from_raw_parts_mut(yp.get().add(row * t), t) };
                 let max = xr.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v * c));
-                let mut sum = 0.0;
-                for (o, v) in yr.iter_mut().zip(xr) {
-                    *o = (v * c - max).exp();
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / vmath::exp_sum_into(simd, xr, yr, c, max);
                 yr[..visible].iter_mut().for_each(|o| *o *= inv);
             }
         });

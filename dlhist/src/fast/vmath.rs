@@ -136,6 +136,87 @@ fn exp<const FMA: bool>(x: f32) -> f32 {
     er * scale * 2.0
 }
 
+/// `e^x` for a softmax, whose arguments are at most 0 once the row's maximum is taken off: [`exp`] with results
+/// under e^−86 (4e-38, where std's `exp` is about to go subnormal) flushed to 0, so −∞ gives exactly 0.
+#[inline(always)]
+fn exp_flush<const FMA: bool>(x: f32) -> f32 {
+    let e = exp::<FMA>(x);
+    if x < -86.0 {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// Partial sums kept side by side by the softmax kernels below: a running sum is a chain of dependent additions
+/// the compiler may not reorder, `LANES` interleaved sums (added up at the end, in a fixed order that is the same
+/// at every SIMD level) fill a vector register.
+const LANES: usize = 16;
+
+/// `x = e^{x·scale − shift}` for every element of a softmax row, in place, and the sum of the results; compiled
+/// for `simd` (std's `expf` is a scalar call: a twentieth of a GPT's step went to the attention's and the
+/// loss's exponentials).
+pub(crate) fn exp_sum_in_place(simd: Simd, xs: &mut [f32], scale: f32, shift: f32) -> f32 {
+    #[inline(always)]
+    fn body<const FMA: bool>(xs: &mut [f32], scale: f32, shift: f32) -> f32 {
+        let mut acc = [0f32; LANES];
+        let mut chunks = xs.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
+                *x = exp_flush::<FMA>(*x * scale - shift);
+                *a += *x;
+            }
+        }
+        let mut tail = 0f32;
+        for x in chunks.into_remainder() {
+            *x = exp_flush::<FMA>(*x * scale - shift);
+            tail += *x;
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+    on_simd!(simd, body, (xs: &mut [f32], scale: f32, shift: f32) -> f32)
+}
+
+/// [`exp_sum_in_place`] reading `xs` and writing `out` (as long as `xs`).
+pub(crate) fn exp_sum_into(simd: Simd, xs: &[f32], out: &mut [f32], scale: f32, shift: f32) -> f32 {
+    #[inline(always)]
+    fn body<const FMA: bool>(xs: &[f32], out: &mut [f32], scale: f32, shift: f32) -> f32 {
+        let out = &mut out[..xs.len()];
+        let mut acc = [0f32; LANES];
+        let (mut xc, mut oc) = (xs.chunks_exact(LANES), out.chunks_exact_mut(LANES));
+        for (x, o) in (&mut xc).zip(&mut oc) {
+            for ((a, &x), o) in acc.iter_mut().zip(x).zip(o.iter_mut()) {
+                *o = exp_flush::<FMA>(x * scale - shift);
+                *a += *o;
+            }
+        }
+        let mut tail = 0f32;
+        for (&x, o) in xc.remainder().iter().zip(oc.into_remainder()) {
+            *o = exp_flush::<FMA>(x * scale - shift);
+            tail += *o;
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+    on_simd!(simd, body, (xs: &[f32], out: &mut [f32], scale: f32, shift: f32) -> f32)
+}
+
+/// `Σ e^{x·scale − shift}` over `xs`, summed as [`exp_sum_in_place`] sums, without writing the terms.
+pub(crate) fn exp_sum(simd: Simd, xs: &[f32], scale: f32, shift: f32) -> f32 {
+    #[inline(always)]
+    fn body<const FMA: bool>(xs: &[f32], scale: f32, shift: f32) -> f32 {
+        let mut acc = [0f32; LANES];
+        let mut chunks = xs.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += exp_flush::<FMA>(x * scale - shift);
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().map(|&x| exp_flush::<FMA>(x * scale - shift)).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+    on_simd!(simd, body, (xs: &[f32], scale: f32, shift: f32) -> f32)
+}
+
 /// The logistic function `1 / (1 + e^{−x})`.
 #[inline(always)]
 pub(crate) fn sigmoid<const FMA: bool>(x: f32) -> f32 {
@@ -230,6 +311,26 @@ pub(crate) fn gelu_bias_fwd(simd: Simd, y: &mut [f32], pre: &mut [MaybeUninit<f3
     on_simd!(simd, body, (y: &mut [f32], pre: &mut [MaybeUninit<f32>], b: &[f32]))
 }
 
+/// `y = tanh(y + b)` along one row of a linear layer's output (`b` the bias, as long as the row), in a function
+/// compiled for `simd`: std's `tanhf` is a scalar call (through `expm1f`) that took a tenth of the VAE's step.
+pub(crate) fn tanh_bias_fwd(simd: Simd, y: &mut [f32], b: &[f32]) {
+    #[inline(always)]
+    fn body<const FMA: bool>(y: &mut [f32], b: &[f32]) {
+        y.iter_mut().zip(b).for_each(|(v, bias)| *v = tanh::<FMA>(*v + bias));
+    }
+    on_simd!(simd, body, (y: &mut [f32], b: &[f32]))
+}
+
+/// `y = tanh(y + shift)` for one shift along a whole row (a convolution output channel and its bias), compiled
+/// for `simd` as [`tanh_bias_fwd`].
+pub(crate) fn tanh_shift_fwd(simd: Simd, y: &mut [f32], shift: f32) {
+    #[inline(always)]
+    fn body<const FMA: bool>(y: &mut [f32], shift: f32) {
+        y.iter_mut().for_each(|v| *v = tanh::<FMA>(*v + shift));
+    }
+    on_simd!(simd, body, (y: &mut [f32], shift: f32))
+}
+
 /// `out = g ⊙ gelu'(pre)` element by element, in a function compiled for `simd`. Every element of `out` is
 /// written, so it may start uninitialized.
 pub(crate) fn gelu_bwd(simd: Simd, pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]) {
@@ -310,6 +411,36 @@ mod tests {
     fn sigmoid_matches_std_exp_within_1e6_everywhere() {
         for simd in Simd::available() {
             check("sigmoid", simd, true, |x| 1.0 / (1.0 + (-x).exp()));
+        }
+    }
+
+    #[test]
+    fn softmax_exponentials_match_std_and_agree_with_each_other() {
+        // A row of every length up to three vector widths (the tails) and a long one, from −120 to 0 after the
+        // shift (below −86 the terms flush to 0), with −∞ entries (masked logits) and a NaN-free scale.
+        for len in (0..=48).chain([2304]) {
+            let row: Vec<f32> = (0..len)
+                .map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { -(((i * 37) % 121) as f32) * 0.5 })
+                .collect();
+            let (scale, shift) = (2.0f32, 1.5f32);
+            let want: Vec<f32> = row.iter().map(|&x| (x * scale - shift).exp()).collect();
+            let want_sum: f64 = want.iter().map(|&w| f64::from(w)).sum();
+            for simd in Simd::available() {
+                let mut inplace = row.clone();
+                let s1 = exp_sum_in_place(simd, &mut inplace, scale, shift);
+                let mut out = vec![f32::NAN; len];
+                let s2 = exp_sum_into(simd, &row, &mut out, scale, shift);
+                let s3 = exp_sum(simd, &row, scale, shift);
+                assert_eq!((s1.to_bits(), s1.to_bits()), (s2.to_bits(), s3.to_bits()), "{simd:?} len {len}");
+                assert_eq!(inplace, out, "{simd:?} len {len}");
+                for ((&x, &y), &w) in row.iter().zip(&out).zip(&want) {
+                    // std's exp below e^−86 is a subnormal or 0; ours is 0 there.
+                    let err = if x * scale - shift < -86.0 { y } else { (y - w).abs() / w };
+                    assert!(err <= 1e-6, "{simd:?} at {x}: {y:e}, std gives {w:e}");
+                }
+                let rel = (f64::from(s1) - want_sum).abs() / want_sum.max(1e-30);
+                assert!(rel <= 1e-6, "{simd:?} len {len}: sum {s1} against {want_sum}");
+            }
         }
     }
 

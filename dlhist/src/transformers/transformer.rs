@@ -624,14 +624,20 @@ mod tests {
             let (fused, plain) = (run()?, crate::fast::plain(run)?);
             let with_weights = m.forward_with_attention(&b.src, &b.src_mask, &b.tgt_in, false)?.logits;
             assert!(max_diff(&fused, &with_weights) < 1e-5);
-            crate::fast::testing::assert_paths_agree_but_zero(
-                &fused,
-                &plain,
-                &vars,
-                &[],
-                "k.bias",
-                &format!("{norm:?}"),
-            )?;
+            // Through two encoder and two decoder layers, the pre-norm model's final encoder norm weight
+            // (`enc_ln.weight`, whose gradient sums over every position and cancels) differs by 9.1e-6 relative
+            // with std's exp in the attention softmax and 1.04e-5 with vmath's vectorized one (every other
+            // parameter under 8e-6): rounding, so this model is held to 2e-5.
+            crate::fast::testing::with_tolerance(2e-5, || {
+                crate::fast::testing::assert_paths_agree_but_zero(
+                    &fused,
+                    &plain,
+                    &vars,
+                    &[],
+                    "k.bias",
+                    &format!("{norm:?}"),
+                )
+            })?;
         }
         Ok(())
     }
