@@ -31,6 +31,10 @@ const CONV_GRAD_BLOCK: usize = 4;
 /// `f(conv2d(x, w) + b)` for `x [N, C, H, W]`, `w [O, C, kh, kw]`, `b [O]`, with zero padding `pad` and `stride`
 /// (both sides), as candle's `x.conv2d(w, pad, stride, 1, 1)` followed by the bias and `f`.
 ///
+/// `b` may also be `[N, O]`, a bias per image and channel: the bias plus a shift computed from something else
+/// about each image (the DDPM U-Net's time embedding), added before `f` in the same pass; its gradient is then
+/// per image too.
+///
 /// f32 tensors on the CPU only (see [`super::applies`]); [`crate::layers::ConvBlock`] runs the composition
 /// elsewhere.
 ///
@@ -82,9 +86,10 @@ pub fn conv2d_pool(
     act: Option<Activation>,
     pool: usize,
 ) -> Result<Tensor> {
-    let (_, c, h, wd) = x.dims4()?;
+    let (n, c, h, wd) = x.dims4()?;
     let (o, wc, kh, kw) = w.dims4()?;
-    if wc != c || b.dims() != [o] || stride == 0 || pool == 0 || kh > h + 2 * padding || kw > wd + 2 * padding {
+    let bias_fits = b.dims() == [o] || b.dims() == [n, o];
+    if wc != c || !bias_fits || stride == 0 || pool == 0 || kh > h + 2 * padding || kw > wd + 2 * padding {
         candle_core::bail!(
             "conv2d: input {:?}, kernel {:?}, bias {:?}, padding {padding}, stride {stride} do not fit",
             x.dims(),
@@ -361,12 +366,15 @@ impl CustomOp3 for Conv2dAct {
         // different inputs equal after it, and the first of equal maxima is the one that gets the gradient.
         let act_after_pool = self.pool > 1 && matches!(act, Act::Identity | Act::Relu);
         let simd = super::vmath::Simd::detect();
+        // Image n's biases: one row of a per-image [N, O] bias, or the shared [O] one.
+        let per_image_bias = bl.dims().len() == 2;
+        let bias_of = |n: usize| if per_image_bias { &b[n * g.o..(n + 1) * g.o] } else { b };
         let conv = |cols: &mut [f32], yn: &mut [f32], n: usize| {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
             matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
             if !act_after_pool {
                 // Bias and activation while the image's output is still in cache.
-                for (row, &bias) in yn.chunks_mut(l).zip(b) {
+                for (row, &bias) in yn.chunks_mut(l).zip(bias_of(n)) {
                     if act == Act::Tanh {
                         super::vmath::tanh_shift_fwd(simd, row, bias);
                     } else {
@@ -415,7 +423,7 @@ impl CustomOp3 for Conv2dAct {
                         let (yc, ac) = (&mut yn[ch * ph * pw..][..ph * pw], &mut an[ch * ph * pw..][..ph * pw]);
                         let base = (ch * l) as u32;
                         if act_after_pool {
-                            let bias = b[ch];
+                            let bias = bias_of(n)[ch];
                             pool_plane(plane, g.ow, k, yc, ac, base, |v| v + bias, |t| act.apply(t));
                         } else {
                             pool_plane(plane, g.ow, k, yc, ac, base, |v| v, |t| t);
@@ -437,7 +445,7 @@ impl CustomOp3 for Conv2dAct {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -453,6 +461,11 @@ impl CustomOp3 for Conv2dAct {
         let argmax = self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?;
         let pooled = self.pool > 1;
         let per_image = y.elem_count() / g.n.max(1);
+        // A per-image bias [N, O] gets a per-image gradient: each image's row is written by the thread that owns
+        // the image, outside the block sums.
+        let per_image_bias = b.rank() == 2;
+        let mut gb_images = vec![0f32; if per_image_bias { g.n * g.o } else { 0 }];
+        let gbi_ptr = SharedMut(gb_images.as_mut_ptr());
         let (gw, gb) = with_f32(x, |x| {
             with_f32(w, |w| {
                 with_f32(y, |y| {
@@ -464,6 +477,12 @@ impl CustomOp3 for Conv2dAct {
                                 for n in images {
                                     let (yn, gn) =
                                         (&y[n * per_image..][..per_image], &gy[n * per_image..][..per_image]);
+                                    let gbn: &mut [f32] = if per_image_bias {
+                                        // SAFETY: image n owns row n of gb_images; no other range writes it.
+                                        unsafe { std::slice::from_raw_parts_mut(gbi_ptr.get().add(n * g.o), g.o) }
+                                    } else {
+                                        &mut *gb
+                                    };
                                     if pooled {
                                         // Each window's gradient goes to its argmax; every other position gets 0.
                                         gpre.fill(0.0);
@@ -471,7 +490,7 @@ impl CustomOp3 for Conv2dAct {
                                         for ((&at, yv), gv) in an.iter().zip(yn).zip(gn) {
                                             let gp = act.grad(*yv, *gv);
                                             gpre[at as usize] = gp;
-                                            gb[at as usize / l] += gp;
+                                            gbn[at as usize / l] += gp;
                                         }
                                     } else {
                                         for (ch, (gp, (yv, gv))) in
@@ -482,7 +501,7 @@ impl CustomOp3 for Conv2dAct {
                                                 *p = act.grad(*yv, *gv);
                                                 sum += *p;
                                             }
-                                            gb[ch] += sum;
+                                            gbn[ch] += sum;
                                         }
                                     }
                                     g.im2col(&x[n * chw..(n + 1) * chw], cols);
@@ -518,7 +537,12 @@ impl CustomOp3 for Conv2dAct {
         }
         let dev = x.device();
         let gx = if need_gx { Some(Tensor::from_vec(gx, x.shape(), dev)?) } else { None };
-        Ok((gx, Some(Tensor::from_vec(gw, w.shape(), dev)?), Some(Tensor::from_vec(gb, g.o, dev)?)))
+        let gb = if per_image_bias {
+            Tensor::from_vec(gb_images, (g.n, g.o), dev)?
+        } else {
+            Tensor::from_vec(gb, g.o, dev)?
+        };
+        Ok((gx, Some(Tensor::from_vec(gw, w.shape(), dev)?), Some(gb)))
     }
 }
 
@@ -582,6 +606,29 @@ mod tests {
 
     /// ∂W and ∂b of a batch split over the worker threads have the same bits on every run (the weight
     /// gradient used to be summed in the order the threads finished).
+    /// A bias per image and channel `[N, O]` against candle's convolution plus that bias broadcast over the
+    /// positions, with and without pooling.
+    #[test]
+    fn per_image_bias_matches_the_broadcast_composition() -> Result<()> {
+        for (act, pool) in
+            [(Some(Activation::Relu), 1), (Some(Activation::Relu), 2), (Some(Activation::Tanh), 2), (None, 1)]
+        {
+            let (x, w) = (Var::from_tensor(&randn(&[3, 2, 6, 6], 31))?, Var::from_tensor(&randn(&[4, 2, 3, 3], 32))?);
+            let b = Var::from_tensor(&randn(&[3, 4], 33))?;
+            let fast = conv2d_pool(&x, &w, &b, 1, 1, act, pool)?;
+            let z = x.conv2d(&w, 1, 1, 1, 1)?.broadcast_add(&b.as_tensor().reshape((3, 4, 1, 1))?)?;
+            let mut plain = crate::activation::apply(act, z)?;
+            if pool > 1 {
+                plain = crate::fast::max_pool2d(&plain, pool, pool, 0)?;
+            }
+            let what = format!("per-image bias, {act:?}, pool {pool}");
+            assert_same_values_and_grads(&fast, &plain, &[(&x, "dx"), (&w, "dw"), (&b, "db")], &what)?;
+        }
+        let e = conv2d(&randn(&[3, 2, 6, 6], 1), &randn(&[4, 2, 3, 3], 2), &randn(&[2, 4], 3), 1, 1, None);
+        assert!(e.unwrap_err().to_string().contains("bias [2, 4]"), "a bias for 2 images on a batch of 3");
+        Ok(())
+    }
+
     #[test]
     fn weight_gradients_are_the_same_bits_on_every_run() -> Result<()> {
         let x = randn(&[40, 3, 12, 12], 21);

@@ -344,14 +344,16 @@ struct TimedConv {
 impl TimedConv {
     fn new(c_in: usize, c_out: usize, embed: usize, vb: VarBuilder) -> Result<Self> {
         Ok(TimedConv {
-            conv: ConvBlock::new(c_in, c_out, 3, 1, None, vb.pp("conv"))?,
+            conv: ConvBlock::new(c_in, c_out, 3, 1, Some(Activation::Relu), vb.pp("conv"))?,
             time: Dense::new(embed, c_out, None, vb.pp("time"))?,
         })
     }
 
     fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        let shift = self.time.forward(emb)?.unsqueeze(2)?.unsqueeze(3)?;
-        self.conv.forward(x)?.broadcast_add(&shift)?.relu()
+        // relu(conv(x) + b + shift): the shift is one number per image and channel, added before the ReLU
+        // (ConvBlock::forward_with_shift; on the CPU inside the fused convolution).
+        let shift = self.time.forward(emb)?;
+        self.conv.forward_with_shift(x, &shift)
     }
 }
 

@@ -70,6 +70,53 @@ impl ConvBlock {
         }
     }
 
+    /// `f(conv2d(x) + shift)`: the convolution with a per-image, per-channel `shift` `[N, out]` added to its
+    /// bias before the activation (a conditioning signal, as the DDPM U-Net's time embedding). On the CPU the
+    /// shift joins the bias inside the fused kernel ([`crate::fast::conv2d`] with an `[N, out]` bias), so the
+    /// full-size sum is never a tensor of the autograd graph.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::layers::ConvBlock;
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let block = ConvBlock::new(1, 4, 3, 1, Some(Activation::Relu), vb)?;
+    /// let x = Tensor::ones((2, 1, 5, 5), DType::F32, &dev)?;
+    /// let shift = Tensor::new(&[[0f32, 0., 0., 0.], [-100., -100., -100., -100.]], &dev)?;
+    /// let y = block.forward_with_shift(&x, &shift)?;
+    /// // The second image's large negative shift sends every ReLU to 0.
+    /// assert_eq!(y.get(1)?.sum_all()?.to_scalar::<f32>()?, 0.0);
+    /// assert_eq!(y.get(0)?.to_vec3::<f32>()?, block.forward(&x.get(0)?.unsqueeze(0)?)?.get(0)?.to_vec3::<f32>()?);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn forward_with_shift(&self, x: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let out = self.conv.weight().dims()[0];
+        if shift.dims() != [x.dims()[0], out] {
+            candle_core::bail!(
+                "ConvBlock::forward_with_shift: shift {:?} for input {:?}, expected [N, {out}]",
+                shift.dims(),
+                x.dims()
+            )
+        }
+        if let Some(b) = self.fused_bias(x) {
+            if fast::applies(&[shift]) {
+                // Fused: a bias per image and channel, b + shift, inside the convolution's own pass.
+                let cfg = self.conv.config();
+                return fast::conv2d(
+                    x,
+                    self.conv.weight(),
+                    &shift.broadcast_add(b)?,
+                    cfg.padding,
+                    cfg.stride,
+                    self.activation,
+                );
+            }
+        }
+        // Plain: candle's convolution with its bias, plus the shift broadcast over the positions, then f.
+        let z = self.conv.forward(x)?.broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)?;
+        crate::activation::apply(self.activation, z)
+    }
+
     /// The bias, when the fused kernel can run this convolution on `x` (a plain convolution with a bias, f32 on
     /// the CPU, kernels switched on).
     fn fused_bias(&self, x: &Tensor) -> Option<&Tensor> {
@@ -129,6 +176,30 @@ mod tests {
         let (_, vb) = crate::init::seeded(0, DType::F32, &dev);
         let e = ConvBlock::new(3, 4, 3, 1, None, vb)?.forward(&Tensor::zeros((2, 1, 5, 5), DType::F32, &dev)?);
         assert!(e.unwrap_err().to_string().contains("[2, 1, 5, 5]"));
+        Ok(())
+    }
+
+    /// `forward_with_shift`, fused and plain, every activation: the same values, and the same gradients for the
+    /// parameters, the input and the shift.
+    #[test]
+    fn shifted_paths_agree() -> crate::Result<()> {
+        let dev = candle_core::Device::Cpu;
+        for act in Activation::optional() {
+            let (vars, vb) = crate::init::seeded(7, DType::F32, &dev);
+            let block = ConvBlock::new(3, 4, 3, 1, act, vb)?;
+            let x = Var::from_tensor(&crate::rng::Rng::new(8).normal_tensor((2, 3, 8, 10), 0.0, 1.0, &dev)?)?;
+            let shift = Var::from_tensor(&crate::rng::Rng::new(9).normal_tensor((2, 4), 0.0, 1.0, &dev)?)?;
+            let run = || block.forward_with_shift(&x, &shift);
+            let (fused, plain) = (run()?, fast::plain(run)?);
+            assert_paths_agree(&fused, &plain, &vars, &[&x, &shift], &format!("shifted {act:?}"))?;
+        }
+        let (_, vb) = crate::init::seeded(0, DType::F32, &dev);
+        let block = ConvBlock::new(3, 4, 3, 1, None, vb)?;
+        let e = block.forward_with_shift(
+            &Tensor::zeros((2, 3, 5, 5), DType::F32, &dev)?,
+            &Tensor::zeros((2, 3), DType::F32, &dev)?,
+        );
+        assert!(e.unwrap_err().to_string().contains("expected [N, 4]"));
         Ok(())
     }
 }
