@@ -3,8 +3,9 @@
 //! dlhist turns on the `gemm` crate's AVX-512 matrix kernels (its "x86-v4" feature). That must not make the
 //! library need AVX-512: gemm, and dlhist's own element-wise kernels (`fast::vmath`), check the CPU when they
 //! first run and fall back to AVX2+FMA or to plain code. This test runs the same small workload (candle matrix
-//! products, a few Adam steps of a GELU MLP through the fused dense layer, and of an LSTM through the fused
-//! recurrence) natively and on CPUs that QEMU's user-mode emulator pretends to be: a Haswell (AVX2 and FMA, no
+//! products; a few Adam steps of a GELU MLP through the fused dense layer, of an LSTM through the fused
+//! recurrence, of a one-layer GPT through the fused attention and cross-entropy, and of a tanh MLP; a tanh
+//! convolution with a per-image shift) natively and on CPUs that QEMU's user-mode emulator pretends to be: a Haswell (AVX2 and FMA, no
 //! AVX-512) and a plain x86-64 (SSE2 only). QEMU implements no AVX-512 at all, so an AVX-512 instruction run
 //! there would end the child with SIGILL. On each CPU, `fast::cpu_report` must name the level that CPU allows,
 //! and the numbers must agree with the native run's to 1e-5 of each array's largest value (the summation order of a matrix product
@@ -16,11 +17,12 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Optimizer;
 use dlhist::deep_neural_networks::Mlp;
-use dlhist::layers::Activation;
+use dlhist::layers::{Activation, ConvBlock};
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
 use dlhist::sequence_modeling::Lstm;
 use dlhist::train::{train_step, CrossEntropy, Mse};
+use dlhist::transformers::{Gpt, GptConfig};
 
 /// Marks the child's one line of results in its output.
 const TAG: &str = "SIMD-DISPATCH-RESULT ";
@@ -68,6 +70,41 @@ fn child_workload() -> dlhist::Result<()> {
         }
         losses.extend(model(&x)?.flatten_all()?.to_vec1::<f32>()?);
         values.push(("lstm_adam", losses));
+    }
+    // A one-layer GPT: the fused causal attention and the softmax cross-entropy (vmath's softmax exponentials),
+    // GELU in its MLP.
+    {
+        let (vars, vb) = dlhist::init::seeded(3, DType::F32, &dev);
+        let cfg = GptConfig { vocab_size: 20, block_size: 8, n_embd: 16, n_layer: 1, n_head: 2 };
+        let gpt = Gpt::new(cfg, vb)?;
+        let model = |idx: &Tensor| -> candle_core::Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
+        let ids = |n: usize| (0..n as u32).map(|i| (i * 7 + 3) % 20).collect::<Vec<_>>();
+        let x = Tensor::from_vec(ids(16), (2, 8), &dev)?;
+        let y = Tensor::from_vec(ids(17)[1..].to_vec(), 16, &dev)?;
+        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
+        let mut losses = vec![];
+        for _ in 0..3 {
+            losses.push(train_step(&model, &mut opt, &x, &y, &CrossEntropy)?.0 as f32);
+        }
+        losses.extend(model(&x)?.flatten_all()?.to_vec1::<f32>()?);
+        values.push(("gpt_attention_softmax", losses));
+    }
+    // tanh epilogues: a tanh MLP (fused dense layer) and a tanh convolution with a per-image shift.
+    {
+        let (vars, vb) = dlhist::init::seeded(4, DType::F32, &dev);
+        let mlp = Mlp::new(&[20, 32, 5], Activation::Tanh, vb.pp("mlp"))?;
+        let conv = ConvBlock::new(2, 3, 3, 1, Some(Activation::Tanh), vb.pp("conv"))?;
+        let x = rng.normal_tensor((50, 20), 0.0, 1.0, &dev)?;
+        let y = Tensor::from_vec((0..50u32).map(|i| i % 5).collect::<Vec<_>>(), 50, &dev)?;
+        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
+        let mut out = vec![];
+        for _ in 0..3 {
+            out.push(train_step(&mlp, &mut opt, &x, &y, &CrossEntropy)?.0 as f32);
+        }
+        let img = rng.normal_tensor((2, 2, 6, 6), 0.0, 1.0, &dev)?;
+        let shift = rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?;
+        out.extend(conv.forward_with_shift(&img, &shift)?.flatten_all()?.to_vec1::<f32>()?);
+        values.push(("tanh_dense_and_conv", out));
     }
     let cpu = dlhist::fast::cpu_report();
     let result = serde_json::json!({
