@@ -14,18 +14,35 @@
 //! QEMU comes from Debian's `qemu-user` package (CI installs it). Without `qemu-x86_64` on the PATH, the test
 //! checks the native run only and says so, unless `DLHIST_REQUIRE_QEMU=1` (CI sets it), when it fails.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::Optimizer;
 use dlhist::deep_neural_networks::Mlp;
 use dlhist::layers::{Activation, ConvBlock};
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
 use dlhist::sequence_modeling::Lstm;
-use dlhist::train::{train_step, CrossEntropy, Mse};
+use dlhist::train::{train_step, CrossEntropy, Loss, Mse};
 use dlhist::transformers::{Gpt, GptConfig};
 
 /// Marks the child's one line of results in its output.
 const TAG: &str = "SIMD-DISPATCH-RESULT ";
+
+/// The losses of `steps` Adam steps (learning rate 1e-2) of `model` on `(x, y)`, then the trained model's outputs.
+fn adam_losses_then_outputs<M: ModuleT>(
+    model: &M,
+    vars: &candle_nn::VarMap,
+    (x, y): (&Tensor, &Tensor),
+    loss: &dyn Loss,
+    steps: usize,
+) -> dlhist::Result<Vec<f32>> {
+    let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
+    let mut out = vec![];
+    for _ in 0..steps {
+        out.push(train_step(model, &mut opt, x, y, loss)?.0 as f32);
+    }
+    out.extend(model.forward_t(x, false)?.flatten_all()?.to_vec1::<f32>()?);
+    Ok(out)
+}
 
 /// The workload, run in a child process (natively or under QEMU) by [`every_cpu_level_runs_and_agrees`].
 #[test]
@@ -47,12 +64,7 @@ fn child_workload() -> dlhist::Result<()> {
         let mlp = Mlp::new(&[20, 64, 64, 5], Activation::Gelu, vb)?;
         let x = rng.normal_tensor((50, 20), 0.0, 1.0, &dev)?;
         let y = Tensor::from_vec((0..50u32).map(|i| i % 5).collect::<Vec<_>>(), 50, &dev)?;
-        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
-        let mut losses = vec![];
-        for _ in 0..5 {
-            losses.push(train_step(&mlp, &mut opt, &x, &y, &CrossEntropy)?.0 as f32);
-        }
-        losses.extend(mlp.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
+        let losses = adam_losses_then_outputs(&mlp, &vars, (&x, &y), &CrossEntropy, 5)?;
         values.push(("mlp_gelu_adam", losses));
     }
     // An LSTM: the fused recurrence (gemm, and vmath's sigmoid and tanh), regressed from its last state.
@@ -63,12 +75,7 @@ fn child_workload() -> dlhist::Result<()> {
         let model = |x: &Tensor| -> candle_core::Result<Tensor> { out.forward(&lstm.forward_with_state(x)?.1 .0) };
         let x = rng.normal_tensor((4, 10, 3), 0.0, 1.0, &dev)?;
         let y = rng.normal_tensor((4, 1), 0.0, 1.0, &dev)?;
-        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
-        let mut losses = vec![];
-        for _ in 0..3 {
-            losses.push(train_step(&model, &mut opt, &x, &y, &Mse)?.0 as f32);
-        }
-        losses.extend(model(&x)?.flatten_all()?.to_vec1::<f32>()?);
+        let losses = adam_losses_then_outputs(&model, &vars, (&x, &y), &Mse, 3)?;
         values.push(("lstm_adam", losses));
     }
     // A one-layer GPT: the fused causal attention and the softmax cross-entropy (vmath's softmax exponentials),
@@ -81,12 +88,7 @@ fn child_workload() -> dlhist::Result<()> {
         let ids = |n: usize| (0..n as u32).map(|i| (i * 7 + 3) % 20).collect::<Vec<_>>();
         let x = Tensor::from_vec(ids(16), (2, 8), &dev)?;
         let y = Tensor::from_vec(ids(17)[1..].to_vec(), 16, &dev)?;
-        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
-        let mut losses = vec![];
-        for _ in 0..3 {
-            losses.push(train_step(&model, &mut opt, &x, &y, &CrossEntropy)?.0 as f32);
-        }
-        losses.extend(model(&x)?.flatten_all()?.to_vec1::<f32>()?);
+        let losses = adam_losses_then_outputs(&model, &vars, (&x, &y), &CrossEntropy, 3)?;
         values.push(("gpt_attention_softmax", losses));
     }
     // tanh epilogues: a tanh MLP (fused dense layer) and a tanh convolution with a per-image shift.
@@ -96,11 +98,7 @@ fn child_workload() -> dlhist::Result<()> {
         let conv = ConvBlock::new(2, 3, 3, 1, Some(Activation::Tanh), vb.pp("conv"))?;
         let x = rng.normal_tensor((50, 20), 0.0, 1.0, &dev)?;
         let y = Tensor::from_vec((0..50u32).map(|i| i % 5).collect::<Vec<_>>(), 50, &dev)?;
-        let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-2))?;
-        let mut out = vec![];
-        for _ in 0..3 {
-            out.push(train_step(&mlp, &mut opt, &x, &y, &CrossEntropy)?.0 as f32);
-        }
+        let mut out = adam_losses_then_outputs(&mlp, &vars, (&x, &y), &CrossEntropy, 3)?;
         let img = rng.normal_tensor((2, 2, 6, 6), 0.0, 1.0, &dev)?;
         let shift = rng.normal_tensor((2, 3), 0.0, 1.0, &dev)?;
         out.extend(conv.forward_with_shift(&img, &shift)?.flatten_all()?.to_vec1::<f32>()?);

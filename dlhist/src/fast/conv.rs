@@ -604,8 +604,6 @@ mod tests {
         Ok(())
     }
 
-    /// ∂W and ∂b of a batch split over the worker threads have the same bits on every run (the weight
-    /// gradient used to be summed in the order the threads finished).
     /// A bias per image and channel `[N, O]` against candle's convolution plus that bias broadcast over the
     /// positions, with and without pooling.
     #[test]
@@ -629,6 +627,8 @@ mod tests {
         Ok(())
     }
 
+    /// ∂W and ∂b of a batch split over the worker threads have the same bits on every run (the weight
+    /// gradient used to be summed in the order the threads finished).
     #[test]
     fn weight_gradients_are_the_same_bits_on_every_run() -> Result<()> {
         let x = randn(&[40, 3, 12, 12], 21);

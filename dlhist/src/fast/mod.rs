@@ -34,11 +34,12 @@
 //! the same for one closure on one thread (what the tests use). The fused path is the default.
 //!
 //! Matrix products go to the `gemm` crate (the one candle uses), which picks its AVX-512, AVX2+FMA or scalar
-//! kernels at run time ([`cpu_report`] says which); work is split over candle's own CPU worker pool (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never
-//! a pool of our own. The LSTM's gates use branch-free sigmoid and tanh (module `vmath`, within 1e-6 of std's)
-//! compiled for AVX-512 or AVX2 as the CPU allows, picked at run time, as are the fused dense and convolution
-//! layers' tanh, the softmax exponentials of attention and of the cross-entropy, and [`linear`]'s GELU, a
-//! rational `erf` from the same module (within 3e-7 of libm's). This module imports nothing from the rest of dlhist but [`Activation`] (a leaf type, re-exported as
+//! kernels at run time ([`cpu_report`] says which); work is split over candle's own CPU worker pool
+//! (`CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`), never a pool of our own. The LSTM's gates use branch-free
+//! sigmoid and tanh (module `vmath`, within 1e-6 of std's) compiled for AVX-512 or AVX2 as the CPU allows,
+//! picked at run time, as are the fused dense and convolution layers' tanh, the softmax exponentials of attention
+//! and of the cross-entropy, and [`linear`]'s GELU, a rational `erf` from the same module (within 3e-7 of
+//! libm's). This module imports nothing from the rest of dlhist but [`Activation`] (a leaf type, re-exported as
 //! [`crate::layers::Activation`]) and the seeded generator its tests draw from.
 
 mod adam;

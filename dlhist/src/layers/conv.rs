@@ -91,7 +91,7 @@ impl ConvBlock {
     /// ```
     pub fn forward_with_shift(&self, x: &Tensor, shift: &Tensor) -> Result<Tensor> {
         let out = self.conv.weight().dims()[0];
-        if shift.dims() != [x.dims()[0], out] {
+        if x.rank() != 4 || shift.dims() != [x.dims()[0], out] {
             candle_core::bail!(
                 "ConvBlock::forward_with_shift: shift {:?} for input {:?}, expected [N, {out}]",
                 shift.dims(),
