@@ -12,6 +12,7 @@ mod history;
 mod loss;
 mod metrics;
 mod progress;
+mod seeds;
 mod text_metrics;
 
 pub use batcher::{for_batches, Batcher};
@@ -23,4 +24,5 @@ pub use history::{History, Record};
 pub use loss::{BinaryCrossEntropyWithLogits, CrossEntropy, Loss, Mse, SharedLoss, TokenCrossEntropy};
 pub use metrics::{accuracy, boundary_iou, correct_count, iou, mean_squared_error, pixel_accuracy, sparsity, spearman};
 pub use progress::Progress;
+pub use seeds::{t_critical_975, Paired, Summary};
 pub use text_metrics::{corpus_bleu, edit_distance, sequence_error_rate, token_error_rate};
