@@ -146,8 +146,10 @@ impl AlexNet {
     }
 }
 
-impl ModuleT for AlexNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl AlexNet {
+    /// Runs the network; with `keep`, also collects each hidden layer's output right after its non-linearity
+    /// (before LRN and pooling), the unit values whose saturation or silence one measures.
+    fn run(&self, x: &Tensor, train: bool, mut keep: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1..] != [1, 28, 28] {
             candle_core::bail!("AlexNet expects images [N, 1, 28, 28]; got {:?}", x.dims())
         }
@@ -160,11 +162,14 @@ impl ModuleT for AlexNet {
                 _ => None,
             };
             let lrn = if i < 2 { self.lrn } else { None };
-            h = match (pool, lrn) {
+            h = match (pool, lrn, keep.is_some()) {
                 // Pool straight after the activation: ConvBlock runs the three as one op where it can.
-                (Some(p), None) => conv.forward_pool(&h, p)?,
-                (pool, lrn) => {
+                (Some(p), None, false) => conv.forward_pool(&h, p)?,
+                (pool, lrn, _) => {
                     let mut a = conv.forward(&h)?;
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.push(a.clone());
+                    }
                     if let Some(lrn) = lrn {
                         a = lrn.forward(&a)?;
                     }
@@ -177,9 +182,41 @@ impl ModuleT for AlexNet {
         }
         h = h.flatten_from(1)?;
         // Dropout before the first two fully connected layers (section 4.2).
-        h = self.fcs[0].forward(&self.drop(&h, train)?)?;
-        h = self.fcs[1].forward(&self.drop(&h, train)?)?;
+        for fc in &self.fcs[..2] {
+            h = fc.forward(&self.drop(&h, train)?)?;
+            if let Some(k) = keep.as_deref_mut() {
+                k.push(h.clone());
+            }
+        }
         self.fcs[2].forward(&h)
+    }
+
+    /// The outputs of the seven hidden layers in evaluation mode, each right after its non-linearity: conv1 to
+    /// conv5 as `[N, C, H, W]` maps (before LRN and pooling), then fc6 and fc7 as `[N, hidden]`, and last the
+    /// logits `[N, classes]`. What one inspects to count saturated tanh units or silent ReLUs.
+    ///
+    /// ```
+    /// use dlhist::prelude::*;
+    /// use dlhist::deep_neural_networks::{AlexNet, AlexNetConfig};
+    /// let dev = Device::Cpu;
+    /// let (_vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
+    /// let cfg = AlexNetConfig { channels: [4, 8, 8, 8, 8], hidden: 16, ..AlexNetConfig::full(10) };
+    /// let outs = AlexNet::new(cfg, vb)?.forward_all(&Tensor::ones((2, 1, 28, 28), DType::F32, &dev)?)?;
+    /// let dims: Vec<&[usize]> = outs.iter().map(|t| t.dims()).collect();
+    /// assert_eq!(dims, [&[2, 4, 28, 28][..], &[2, 8, 14, 14], &[2, 8, 7, 7], &[2, 8, 7, 7], &[2, 8, 7, 7], &[2, 16], &[2, 16], &[2, 10]]);
+    /// # Ok::<(), dlhist::Error>(())
+    /// ```
+    pub fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut outs = Vec::with_capacity(8);
+        let logits = self.run(x, false, Some(&mut outs))?;
+        outs.push(logits);
+        Ok(outs)
+    }
+}
+
+impl ModuleT for AlexNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(x, train, None)
     }
 }
 
@@ -216,6 +253,24 @@ mod tests {
                     crate::fast::testing::assert_paths_agree(&fast, &plain, &vars, &[], &what)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn forward_all_ends_with_the_logits_of_forward_t() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let x = crate::rng::Rng::new(3).normal_tensor((2, 1, 28, 28), 0.0, 1.0, &dev)?;
+        let cfg = AlexNetConfig { channels: [4, 6, 8, 8, 5], hidden: 12, ..AlexNetConfig::full(10) };
+        let (_vars, vb) = crate::init::seeded(0, DType::F32, &dev);
+        let net = AlexNet::new(cfg, vb)?;
+        let outs = net.forward_all(&x)?;
+        assert_eq!(outs.len(), 8);
+        let diff = (&outs[7] - net.forward_t(&x, false)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "forward_all's logits differ from forward_t's by {diff}");
+        // ReLU outputs are non-negative everywhere.
+        for o in &outs[..7] {
+            assert!(o.min_all()?.to_scalar::<f32>()? >= 0.0);
         }
         Ok(())
     }
