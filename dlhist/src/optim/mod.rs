@@ -1,4 +1,5 @@
-//! The optimizer toolbox: SGD (with momentum), RMSProp, learning-rate schedules and gradient clipping.
+//! The optimizer toolbox: SGD (with momentum), RMSProp, learning-rate schedules, gradient clipping and the max-norm
+//! constraint.
 //!
 //! These are the tools every later notebook reaches for; none of them is a milestone of its own (Adam is:
 //! it lives with section 02 in [`crate::optimization::Adam`]). The optimizers implement
@@ -13,6 +14,7 @@
 //! | [`RmsProp`] / [`RmsPropConfig`] | divide by a running RMS of the gradient; centered variant | Tieleman & Hinton 2012; Graves 2013 |
 //! | [`LrSchedule`], [`ConstantLr`], [`StepDecay`], [`CosineAnnealing`], [`LinearWarmup`], [`apply_schedule`] | learning-rate schedules (step counts from 0) | Loshchilov & Hutter 2016 (SGDR); Goyal et al. 2017 (warm-up) |
 //! | [`clip_grad_norm`], [`clip_grad_value`], [`grad_norm`] | gradient clipping by global norm or by value | Pascanu et al. 2013 |
+//! | [`max_norm`] | project each unit's incoming weights into a ball after every step | Srivastava et al. 2014 |
 //!
 //! Every update is done in place on the [`candle_core::Var`]s with `Var::set`, with arithmetic on
 //! each parameter's own device and dtype (f32 and f64 are tested). [`crate::train::FitConfig`] takes a
@@ -43,11 +45,13 @@
 //! ```
 
 mod clip;
+mod max_norm;
 mod rmsprop;
 mod schedule;
 mod sgd;
 
 pub use clip::{clip_grad_norm, clip_grad_value, grad_norm};
+pub use max_norm::max_norm;
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use schedule::{
     apply_schedule, ConstantLr, CosineAnnealing, InverseSqrtWarmup, LinearWarmup, LrSchedule, StepDecay,
