@@ -1,7 +1,9 @@
 //! Calibration runs for the VAE notebook (`notebooks/05-image-generation/02-vae`): VAEs with several latent sizes
 //! on binarized Fashion-MNIST (train and test bound, importance-weighted estimate, active units), then one- and
-//! two-level VQ-VAEs on grey images (reconstruction error, code perplexity) and an LSTM prior over the one-level
-//! codes (Fréchet distance of its samples against uniformly random codes).
+//! two-level VQ-VAEs on grey images, codebooks started on encoder outputs and learned by the loss or by moving
+//! averages (reconstruction error, code perplexity, and for two levels the error when one level's codes are
+//! swapped for another image's) and an LSTM prior over the one-level codes (Fréchet distance of its samples
+//! against uniformly random codes).
 //!
 //! ```sh
 //! cargo run --release -p dlhist --example calibrate_vae
@@ -9,12 +11,13 @@
 //! ```
 //!
 //! Knobs (environment): LATENTS (comma list, `none` skips), VAE_STEPS (2000), VAE_LR (1e-3), VQ_STEPS (1000,
-//! 0 skips the VQ part), VQ_LR (1e-3), LEVELS (1,2), PRIOR_STEPS (1000), PRIOR_LR (2e-3), SEED (0). Batch 100 for
-//! the VAE, 64 for the rest.
+//! 0 skips the VQ part), VQ_LR (1e-3), CHANNELS (32, the notebook's), LEVELS (1,2), BOTTOM_CODES (128), UPDATES (loss,ema: how the
+//! codebooks learn), EMA_DECAY (0.99), PRIOR_STEPS (1000, 0 skips), PRIOR_LR (2e-3), SEED (0). Batch 100 for the
+//! VAE, 64 for the rest.
 
 use dlhist::image_generation::metrics::{frechet_distance, FeatureStats};
 use dlhist::image_generation::vae::{binarize, Vae, VaeConfig};
-use dlhist::image_generation::vq_vae::{perplexity, CodePrior, VqVae, VqVaeConfig};
+use dlhist::image_generation::vq_vae::{perplexity, CodePrior, CodebookUpdate, VqVae, VqVaeConfig};
 use dlhist::image_generation::yardstick::Yardstick;
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::prelude::*;
@@ -28,7 +31,11 @@ fn main() -> Result<()> {
     let vae_lr: f64 = common::env("VAE_LR", 1e-3);
     let vq_steps: usize = common::env("VQ_STEPS", 1000);
     let vq_lr: f64 = common::env("VQ_LR", 1e-3);
+    let channels: usize = common::env("CHANNELS", 32);
     let levels: Vec<usize> = common::list("LEVELS", "1,2");
+    let bottom_codes: usize = common::env("BOTTOM_CODES", 128);
+    let updates: Vec<String> = common::list("UPDATES", "loss,ema");
+    let ema_decay: f64 = common::env("EMA_DECAY", 0.99);
     let prior_steps: usize = common::env("PRIOR_STEPS", 1000);
     let prior_lr: f64 = common::env("PRIOR_LR", 2e-3);
     let seed: u64 = common::env("SEED", 0);
@@ -65,11 +72,17 @@ fn main() -> Result<()> {
     let yardstick = Yardstick::load(&dev)?;
     let test = fashion.test.take(2000)?.x;
     let test_stats = FeatureStats::of(&yardstick.features(&test)?)?;
-    for &lv in &levels {
+    for (&lv, name) in levels.iter().flat_map(|lv| updates.iter().map(move |u| (lv, u))) {
+        let update = match name.as_str() {
+            "loss" => CodebookUpdate::Loss,
+            "ema" => CodebookUpdate::Ema { decay: ema_decay },
+            other => panic!("UPDATES: loss or ema, not {other}"),
+        };
         let started = std::time::Instant::now();
         let (vars, vb) = dlhist::init::seeded(seed, DType::F32, &dev);
-        let cfg = VqVaeConfig { levels: lv, ..VqVaeConfig::small() };
+        let cfg = VqVaeConfig { channels, levels: lv, update, bottom_codes, ..VqVaeConfig::small() };
         let model = VqVae::new(cfg, vb)?;
+        model.init_codebooks(&fashion.train.x.narrow(0, 0, 1000)?, &mut Rng::new(seed).fork("codebooks"))?;
         let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(vq_lr))?;
         for_batches(&fashion.train, vq_steps, 64, seed, |k, x, _| {
             let out = model.forward(x)?;
@@ -78,18 +91,31 @@ fn main() -> Result<()> {
                 println!("  step {k}: loss {:.4} ({:.0} s)", loss.to_scalar::<f32>()?, started.elapsed().as_secs_f64());
             }
             opt.backward_step(&loss)?;
+            model.update_codebooks(&out)?;
             Ok(())
         })?;
         let out = model.forward(&test)?;
         let mse = (&out.reconstruction - &test)?.sqr()?.mean_all()?.to_scalar::<f32>()?;
         let ppl = perplexity(&out.top, cfg.codes)?;
-        let ppl_b = out.bottom.as_ref().map(|b| perplexity(b, cfg.codes)).transpose()?;
+        let ppl_b = out.bottom.as_ref().map(|b| perplexity(b, cfg.bottom_codes)).transpose()?;
         let rec_fd = frechet_distance(&test_stats, &FeatureStats::of(&yardstick.features(&out.reconstruction)?)?)?;
         println!(
-            "VQ-VAE levels {lv}: test MSE {mse:.5}, perplexity top {ppl:.1} bottom {ppl_b:?}, Fréchet of \
-             reconstructions {rec_fd:.2}, {:.0} s",
+            "VQ-VAE levels {lv}, codebook by {name}: test MSE {mse:.5}, perplexity top {ppl:.1} bottom {ppl_b:?}, \
+             Fréchet of reconstructions {rec_fd:.2}, {:.0} s",
             started.elapsed().as_secs_f64()
         );
+        if lv == 2 {
+            let swap = model.level_swap_errors(&test)?;
+            println!(
+                "  swapping codes with the next image: MSE own {:.5}, top swapped {:.5} (×{:.2}), bottom swapped {:.5} \
+                 (×{:.2})",
+                swap.own,
+                swap.top_swapped,
+                swap.top_swapped / swap.own,
+                swap.bottom_swapped,
+                swap.bottom_swapped / swap.own
+            );
+        }
         if lv == 1 && prior_steps > 0 {
             let started = std::time::Instant::now();
             // The codes of every training image, once.
@@ -113,11 +139,11 @@ fn main() -> Result<()> {
                 popt.backward_step(&loss)?;
                 Ok(())
             })?;
-            let sampled = model.decode_codes(&prior.sample(2000, 7, &mut Rng::new(7), &dev)?)?;
+            let sampled = model.decode_codes(&prior.sample(2000, 7, &mut Rng::new(7), &dev)?, None)?;
             let mut r = Rng::new(8);
             let random: Vec<u32> = (0..2000 * 49).map(|_| r.below(cfg.codes) as u32).collect();
             let random = Tensor::from_vec(random, (2000, 7, 7), &dev)?;
-            let random = model.decode_codes(&random)?;
+            let random = model.decode_codes(&random, None)?;
             let fd = |x: &Tensor| -> Result<f64> {
                 frechet_distance(&test_stats, &FeatureStats::of(&yardstick.features(x)?)?)
             };
