@@ -650,7 +650,15 @@ mod tests {
             [(1, CodebookUpdate::Loss), (2, CodebookUpdate::Loss), (2, CodebookUpdate::Ema { decay: 0.9 })]
         {
             let (vars, vb) = crate::init::seeded(4, DType::F32, &dev);
-            let cfg = VqVaeConfig { channels: 8, code_dim: 4, codes: 16, levels, update, ..VqVaeConfig::small() };
+            let cfg = VqVaeConfig {
+                channels: 8,
+                code_dim: 4,
+                codes: 16,
+                bottom_codes: 16,
+                levels,
+                update,
+                ..VqVaeConfig::small()
+            };
             let model = VqVae::new(cfg, vb)?;
             let before = perplexity(&model.forward(&x)?.top, 16)?;
             model.init_codebooks(&x, &mut Rng::new(5))?;
