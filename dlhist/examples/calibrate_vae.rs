@@ -11,9 +11,9 @@
 //! ```
 //!
 //! Knobs (environment): LATENTS (comma list, `none` skips), VAE_STEPS (2000), VAE_LR (1e-3), VQ_STEPS (1000,
-//! 0 skips the VQ part), VQ_LR (1e-3), CHANNELS (32, the notebook's), LEVELS (1,2), BOTTOM_CODES (128), UPDATES (loss,ema: how the
-//! codebooks learn), EMA_DECAY (0.99), PRIOR_STEPS (1000, 0 skips), PRIOR_LR (2e-3), SEED (0). Batch 100 for the
-//! VAE, 64 for the rest.
+//! 0 skips the VQ part), VQ_LR (1e-3), CHANNELS (32, the notebook's), LEVELS (1,2), BOTTOM_CODES (128), UPDATES
+//! (loss,ema: how the codebooks learn), EMA_DECAY (0.99), PRIOR_STEPS (1000, 0 skips), PRIOR_LR (2e-3), SEED (0).
+//! Batch 100 for the VAE, 64 for the rest.
 
 use dlhist::image_generation::metrics::{frechet_distance, FeatureStats};
 use dlhist::image_generation::vae::{binarize, Vae, VaeConfig};

@@ -319,19 +319,30 @@ mod tests {
 
         // Wake-sleep on the two-prototype data of `training_raises_the_bound`: the bound rises.
         let mut rng = Rng::new(2);
-        let clean: Vec<f32> = (0..256).flat_map(|i| (0..16).map(move |p| ((p % 2 == i % 2) as u8) as f32)).collect();
-        let data = Tensor::from_vec(clean, (256, 16), &dev)?;
+        let data = two_prototypes(&mut rng, &dev)?;
         let mut opt = crate::optimization::Adam::new(vars.all_vars(), crate::optimization::AdamConfig::new(3e-3))?;
-        let bound = |vae: &Vae| -> crate::Result<f64> {
-            Ok(vae.elbo(&data, &mut Rng::new(9))?.value()?.mean_all()?.to_scalar::<f32>()? as f64)
-        };
-        let before = bound(&vae)?;
+        let before = mean_bound(&vae, &data)?;
         for _ in 0..1000 {
             opt.backward_step(&vae.wake_sleep(&data, &mut rng)?.loss()?)?;
         }
-        let after = bound(&vae)?;
+        let after = mean_bound(&vae, &data)?;
         assert!(after > before + 5.0, "wake-sleep: bound {before} → {after}");
         Ok(())
+    }
+
+    /// 256 images of 16 pixels from two prototypes (alternate pixels on), each pixel flipped with probability 0.05:
+    /// one bit of information per image beyond the noise.
+    fn two_prototypes(rng: &mut Rng, dev: &Device) -> crate::Result<Tensor> {
+        let rows: Vec<f32> = (0..256).flat_map(|i| (0..16).map(move |p| ((p % 2 == i % 2) as u8) as f32)).collect();
+        let clean = Tensor::from_vec(rows, (256, 16), dev)?;
+        let flips = rng.bernoulli_tensor((256, 16), 0.05, dev)?;
+        // x XOR flip = x + f − 2·x·f
+        Ok((&clean + &flips)?.broadcast_sub(&(clean.mul(&flips)? * 2.0)?)?)
+    }
+
+    /// The mean bound over `x`, one sample per image from a fixed seed.
+    fn mean_bound(vae: &Vae, x: &Tensor) -> crate::Result<f64> {
+        Ok(vae.elbo(x, &mut Rng::new(9))?.value()?.mean_all()?.to_scalar::<f32>()? as f64)
     }
 
     /// Training on binary data raises the bound, and the encoder's unused dimensions stay inactive.
@@ -341,26 +352,14 @@ mod tests {
         let dev = Device::Cpu;
         let (vars, vb) = crate::init::seeded(1, DType::F32, &dev);
         let vae = Vae::new(VaeConfig { pixels: 16, hidden: 32, latent: 8 }, vb)?;
-        // Two prototypes of 16 pixels, flipped with probability 0.05: one bit of information per image.
         let mut rng = Rng::new(2);
-        let rows: Vec<f32> = (0..256)
-            .flat_map(|i| {
-                let proto = i % 2;
-                (0..16).map(|p| ((p % 2 == proto) as u8) as f32).collect::<Vec<_>>()
-            })
-            .collect();
-        let clean = Tensor::from_vec(rows, (256, 16), &dev)?;
-        let flips = rng.bernoulli_tensor((256, 16), 0.05, &dev)?;
-        let x = (&clean + &flips)?.affine(1.0, 0.0)?.broadcast_sub(&(clean.mul(&flips)? * 2.0)?)?;
+        let x = two_prototypes(&mut rng, &dev)?;
         let mut opt = crate::optimization::Adam::new(vars.all_vars(), crate::optimization::AdamConfig::new(3e-3))?;
-        let bound = |vae: &Vae| -> crate::Result<f64> {
-            Ok(vae.elbo(&x, &mut Rng::new(9))?.value()?.mean_all()?.to_scalar::<f32>()? as f64)
-        };
-        let before = bound(&vae)?;
+        let before = mean_bound(&vae, &x)?;
         for _ in 0..1500 {
             opt.backward_step(&vae.elbo(&x, &mut rng)?.loss()?)?;
         }
-        let after = bound(&vae)?;
+        let after = mean_bound(&vae, &x)?;
         assert!(after > before + 5.0, "bound {before} → {after}");
         // The data hold one bit (ln 2 = 0.69 nats) about the prototype beyond the pixel noise, 16·H(0.05) = 3.18
         // nats: the bound approaches −3.87, and the latent code carries about that one bit (the KL term).
