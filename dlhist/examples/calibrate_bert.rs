@@ -1,23 +1,28 @@
 //! Calibration runs for the BERT notebook (`notebooks/04-transformers/02-bert`): a WordPiece vocabulary and a
-//! small BERT pretrained on the first 90% of Tiny Shakespeare, then fine-tuned on the swapped-words task
-//! (`dlhist::data::text::swapped_lines`), against the same model fine-tuned from scratch.
+//! small BERT pretrained on a corpus (CORPUS=wordnet: WordNet's glosses, the notebook's; CORPUS=shakespeare: the
+//! first 90% of Tiny Shakespeare, the notebook's corpus until issue 17's last stop), then fine-tuned on a labeled task
+//! (TASK=supersense with CORPUS=wordnet, the notebook's; TASK=swap, `dlhist::data::text::swapped_lines`; TASK=speaker),
+//! against the same model fine-tuned from scratch (OBJECTIVE=none).
 //!
 //! ```sh
 //! cargo run --release -p dlhist --example calibrate_bert
 //! # knobs (environment): VOCAB SEQ HIDDEN LAYERS BATCH LR STEPS EVAL_EVERY (pretraining), OBJECTIVE (mlm, ltr,
 //! # none), MASKING (dynamic, static), NORM (post, pre), CKPT (a safetensors path: loaded if it exists, else the
-//! # pretrained model is saved there), NEIGHBOURS (print embedding neighbours), TASK (swap, speaker), PER_CLASS,
-//! # POOL (first, mean), FT_STEPS FT_LR N_TRAIN N_TEST SEED
-//! # e.g. the notebook's left-to-right model, then fine-tuned on the swapped-words task:
-//! OBJECTIVE=ltr NORM=pre SEQ=32 LAYERS=2 LR=3e-3 STEPS=950 POOL=mean FT_STEPS=400 FT_LR=3e-4 \
-//!     cargo run --release -p dlhist --example calibrate_bert
+//! # pretrained model is saved there), NEIGHBOURS (print embedding neighbours), TASK (swap, speaker, supersense), PER_CLASS,
+//! # POOL (first, mean), FT_STEPS FT_LR N_TRAIN N_TEST SEED, CORPUS (shakespeare, wordnet: WordNet's glosses, a
+//! # tenth of the synsets held out, as the notebook), TASK=supersense (with CORPUS=wordnet: CLASSES, PER_CLASS,
+//! # TEST_PER_CLASS, SPLIT_SEED: 2018, the notebook's split)
+//! # e.g. the notebook's left-to-right model, then fine-tuned on the supersense task (40 definitions per class):
+//! CORPUS=wordnet TASK=supersense OBJECTIVE=ltr NORM=pre SEQ=32 LAYERS=2 LR=3e-3 STEPS=950 POOL=mean \
+//!     FT_STEPS=200 FT_LR=1e-3 cargo run --release -p dlhist --example calibrate_bert
 //! ```
 //!
 //! Prints the tokenizer's training time, the pretraining loss on held-out text every STEPS/4 steps, and the
 //! fine-tuned test accuracy.
 
-use dlhist::data::text::{speech_lines, swapped_lines, SwappedLines};
+use dlhist::data::text::{speech_lines, swapped_lines, LabeledLines};
 use dlhist::data::wordpiece::WordPieceVocab;
+use dlhist::data::words::{supersense_task, wordnet_synsets, GlossSplit};
 use dlhist::optim::{CosineAnnealing, LrSchedule};
 use dlhist::prelude::*;
 use dlhist::train::{evaluate, on_step, Control};
@@ -28,7 +33,7 @@ use dlhist::transformers::bert::{
 use dlhist::transformers::NormPlacement;
 
 mod common;
-use common::env;
+use common::{env, list};
 
 fn main() -> Result<()> {
     let vocab_size: usize = env("VOCAB", 4000);
@@ -47,19 +52,30 @@ fn main() -> Result<()> {
     let seed: u64 = env("SEED", 0);
     let dev = Device::Cpu;
 
+    let corpus: String = env("CORPUS", "shakespeare".to_string());
     let text = dlhist::data::tiny_shakespeare()?;
     let split = text.len() * 9 / 10;
     let split = (split..text.len()).find(|&i| text.is_char_boundary(i)).unwrap();
     let (pre_text, held_text) = (&text[..split], &text[split..]);
+    // CORPUS=wordnet: WordNet's glosses ("lemma: gloss"), a tenth of the synsets held out from pretraining.
+    // The notebook's split (seed 2018) unless SPLIT_SEED says otherwise.
+    let wn = if corpus == "wordnet" { Some(wordnet_split(env("SPLIT_SEED", 2018))?) } else { None };
     let started = std::time::Instant::now();
-    let pre_lines = speech_lines(pre_text);
+    let pre_lines: Vec<&str> = match &wn {
+        Some(w) => w.pre.iter().map(String::as_str).collect(),
+        None => speech_lines(pre_text),
+    };
+    let held_lines: Vec<&str> = match &wn {
+        Some(w) => w.held.iter().map(String::as_str).collect(),
+        None => speech_lines(held_text),
+    };
     let vocab = WordPieceVocab::train(&pre_lines, vocab_size)?;
     println!("WordPiece: {} tokens in {:.1} s", vocab.len(), started.elapsed().as_secs_f64());
     for l in &pre_lines[..3] {
         println!("{l}\n  -> {}", vocab.pieces(l)?.join(" "));
     }
     let ids: Vec<u32> = pre_lines.iter().map(|l| vocab.encode(l)).collect::<Result<Vec<_>>>()?.concat();
-    let held: Vec<u32> = speech_lines(held_text).iter().map(|l| vocab.encode(l)).collect::<Result<Vec<_>>>()?.concat();
+    let held: Vec<u32> = held_lines.iter().map(|l| vocab.encode(l)).collect::<Result<Vec<_>>>()?.concat();
     println!(
         "tokens: {} pretraining, {} held out ({:.2} per word)",
         ids.len(),
@@ -165,13 +181,16 @@ fn main() -> Result<()> {
     // for training, of the held-out part for testing. TASK=speaker: which of eight principal characters (one per
     // play) speaks this speech? PER_CLASS speeches each for training, up to 60 more each for testing.
     let task: String = env("TASK", "swap".to_string());
-    let (tr, te) = if task == "speaker" {
+    let (tr, te) = if task == "supersense" {
+        let w = wn.as_ref().expect("TASK=supersense needs CORPUS=wordnet");
+        (w.task_train.clone(), w.task_test.clone())
+    } else if task == "speaker" {
         let who =
             ["GLOUCESTER", "DUKE VINCENTIO", "ROMEO", "MENENIUS", "PETRUCHIO", "LEONTES", "KING RICHARD II", "WARWICK"];
         let per_class: usize = env("PER_CLASS", 32);
         let all = dlhist::data::text::speeches(&text);
         let mut rng = Rng::new(seed).fork("speakers");
-        let empty = || SwappedLines { lines: vec![], labels: vec![] };
+        let empty = || LabeledLines { lines: vec![], labels: vec![] };
         let (mut a, mut b) = (empty(), empty());
         for (c, name) in who.iter().enumerate() {
             let mut mine: Vec<&str> = all.iter().filter(|s| s.speaker == *name).map(|s| s.text.as_str()).collect();
@@ -186,7 +205,7 @@ fn main() -> Result<()> {
     } else {
         (
             swapped_lines(&pre_lines, n_train, 6, &mut Rng::new(seed).fork("task-train"))?,
-            swapped_lines(&speech_lines(held_text), n_test, 6, &mut Rng::new(7).fork("task-test"))?,
+            swapped_lines(&held_lines, n_test, 6, &mut Rng::new(7).fork("task-test"))?,
         )
     };
     for k in 0..4 {
@@ -238,4 +257,28 @@ fn main() -> Result<()> {
         evaluate(&clf, &test, &dlhist::train::CrossEntropy, 256)?.accuracy.unwrap()
     );
     Ok(())
+}
+
+/// WordNet split for CORPUS=wordnet (as the notebook splits it): pretraining lines, held-out lines, and the supersense
+/// task (CLASSES, PER_CLASS labeled definitions each from the pretraining part, TEST_PER_CLASS from the held-out one).
+struct WordNetSplit {
+    pre: Vec<String>,
+    held: Vec<String>,
+    task_train: LabeledLines,
+    task_test: LabeledLines,
+}
+
+fn wordnet_split(seed: u64) -> Result<WordNetSplit> {
+    let classes: Vec<String> = list(
+        "CLASSES",
+        "noun.animal,noun.artifact,noun.food,noun.person,noun.plant,noun.location,noun.body,noun.substance",
+    );
+    let classes: Vec<&str> = classes.iter().map(String::as_str).collect();
+    let split = GlossSplit::new(wordnet_synsets()?, 0.1, &mut Rng::new(seed).fork("wordnet-split"));
+    Ok(WordNetSplit {
+        pre: split.pretrain.iter().map(|s| s.text()).collect(),
+        held: split.held_out.iter().map(|s| s.text()).collect(),
+        task_train: supersense_task(&split.pretrain, &classes, 0, env("PER_CLASS", 40))?,
+        task_test: supersense_task(&split.held_out, &classes, 0, env("TEST_PER_CLASS", 200))?,
+    })
 }

@@ -259,16 +259,20 @@ pub fn speeches(text: &str) -> Vec<Speech> {
         .collect()
 }
 
-/// A small acceptability task (in the spirit of CoLA, the Corpus of Linguistic Acceptability of BERT's GLUE
-/// benchmark): is this line as written, or have two of its words been swapped?
+/// A text classification set: lines and their class numbers, e.g. [`swapped_lines`]'s acceptability task or
+/// [`crate::data::words::supersense_task`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwappedLines {
-    /// The lines, original or with two words swapped.
+pub struct LabeledLines {
+    /// The lines.
     pub lines: Vec<String>,
-    /// 1 for an original line, 0 for a corrupted one.
+    /// The class of each line, from 0.
     pub labels: Vec<u32>,
 }
 
+/// A small acceptability task (in the spirit of CoLA, the Corpus of Linguistic Acceptability of BERT's GLUE
+/// benchmark): is this line as written, or have two of its words been swapped? Label 1 for an original line, 0 for
+/// a corrupted one.
+///
 /// `n` lines from `lines` with at least `min_words` words (drawn without replacement, seeded), half of them (every
 /// other one, in drawn order) corrupted by swapping two different words at random positions. Errors when fewer
 /// than `n` lines qualify.
@@ -286,7 +290,7 @@ pub fn swapped_lines<S: AsRef<str>>(
     n: usize,
     min_words: usize,
     rng: &mut crate::rng::Rng,
-) -> Result<SwappedLines> {
+) -> Result<LabeledLines> {
     // Only lines with two different words can be corrupted.
     let mut pool: Vec<Vec<&str>> = lines
         .iter()
@@ -314,7 +318,7 @@ pub fn swapped_lines<S: AsRef<str>>(
         out.push(words.join(" "));
         labels.push(u32::from(k % 2 == 0));
     }
-    Ok(SwappedLines { lines: out, labels })
+    Ok(LabeledLines { lines: out, labels })
 }
 
 #[cfg(test)]

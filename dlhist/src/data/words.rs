@@ -418,8 +418,8 @@ fn wordnet_spec(file: &str, sha256: &str) -> FileSpec {
         system_repair: "reinstall Debian's package: apt-get install --reinstall wordnet-base (dlhist expects \
                         WordNet 3.0, package version 1:3.0-37)"
             .into(),
-        other_source: "or install Debian's package: apt-get install wordnet-base (or copy index.noun, index.verb, \
-                       index.adj and index.adv of WordNet 3.0 into $DLHIST_DATA/wordnet/)"
+        other_source: "or install Debian's package: apt-get install wordnet-base (or copy WordNet 3.0's index.* and \
+                       data.* files of nouns, verbs, adjectives and adverbs into $DLHIST_DATA/wordnet/)"
             .into(),
     }
 }
@@ -457,6 +457,226 @@ fn wordnet_lemmas(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.starts_with(' '))
         .filter_map(|l| l.split(' ').next())
         .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// WordNet's synsets and their glosses
+
+/// WordNet 3.0's data files in Debian 12's `wordnet-base` 1:3.0-37, with their SHA-256.
+const WORDNET_DATA: [(PartOfSpeech, &str, &str); 4] = [
+    (PartOfSpeech::Noun, "data.noun", "fea17d2f9656611334eac790e5d69e47645fa180c4aa481fb4cd9b3520754ca2"),
+    (PartOfSpeech::Verb, "data.verb", "adcf43e35b581e8036d8b5a52d63d9cd3d3b4870b2720d3c03c799df44777bc2"),
+    (PartOfSpeech::Adjective, "data.adj", "c89120dfc1f046ddff4a631bf9b7e9fa1a36b5e86565a23bf82dbe14f30b88a7"),
+    (PartOfSpeech::Adverb, "data.adv", "444a63bf3955080ab7524f5079cfc07ff9bc682cb98bdb1db73b0fb9829f1139"),
+];
+
+/// WordNet's 45 lexicographer files, by number: each synset was written into one of them, so the name is a coarse
+/// semantic class of the synset, its *supersense* (`noun.animal`, `verb.motion`, ...). The list is WordNet's
+/// `lexnames(5WN)`.
+pub const LEXNAMES: [&str; 45] = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
+];
+
+/// One WordNet synset: a set of synonymous lemmas, its supersense and its gloss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synset {
+    /// The word class of the data file it comes from.
+    pub pos: PartOfSpeech,
+    /// Its lexicographer file, one of [`LEXNAMES`], e.g. `"noun.animal"`.
+    pub lexname: &'static str,
+    /// Its lemmas in WordNet's order, with spaces for WordNet's underscores and without the adjective position
+    /// markers: `["tea", "afternoon tea", "teatime"]`.
+    pub lemmas: Vec<String>,
+    /// The gloss as WordNet prints it: the definition, then any example sentences in double quotes after `; `.
+    pub gloss: String,
+}
+
+impl Synset {
+    /// The definition alone: the gloss up to its first quoted example.
+    ///
+    /// ```
+    /// use dlhist::data::words::{PartOfSpeech, Synset};
+    /// let s = Synset { pos: PartOfSpeech::Noun, lexname: "noun.food", lemmas: vec!["dinner".into()],
+    ///     gloss: "the main meal of the day served in the evening or at midday; \"dinner will be at 8\"".into() };
+    /// assert_eq!(s.definition(), "the main meal of the day served in the evening or at midday");
+    /// ```
+    pub fn definition(&self) -> &str {
+        let end = self.gloss.find('"').unwrap_or(self.gloss.len());
+        self.gloss[..end].trim_end().trim_end_matches(';').trim_end()
+    }
+}
+
+impl Synset {
+    /// The synset as one line of prose: its first lemma, a colon, its gloss (`tea: a light midafternoon meal of
+    /// tea and sandwiches or cakes; "an Englishman would ..."`), the pretraining text of the BERT notebook.
+    pub fn text(&self) -> String {
+        format!("{}: {}", self.lemmas[0], self.gloss)
+    }
+}
+
+/// WordNet's synsets in two parts, drawn at random: the *held-out* ones, whose glosses no pretrained model reads
+/// (the test set of any task built on them), and the rest, for pretraining and for labeled training examples.
+#[derive(Debug, Clone)]
+pub struct GlossSplit {
+    /// The synsets a model may pretrain on, in a random order.
+    pub pretrain: Vec<Synset>,
+    /// The held-out synsets, in a random order.
+    pub held_out: Vec<Synset>,
+}
+
+impl GlossSplit {
+    /// Shuffles `synsets` with `rng` and holds out the first `held_out_share` of them (rounded down).
+    ///
+    /// ```
+    /// use dlhist::data::words::{GlossSplit, PartOfSpeech, Synset};
+    /// use dlhist::prelude::*;
+    /// let s = |w: &str| Synset { pos: PartOfSpeech::Noun, lexname: "noun.food", lemmas: vec![w.into()], gloss: w.into() };
+    /// let split = GlossSplit::new((0..10).map(|i| s(&i.to_string())).collect(), 0.2, &mut Rng::new(0));
+    /// assert_eq!((split.pretrain.len(), split.held_out.len()), (8, 2));
+    /// ```
+    pub fn new(mut synsets: Vec<Synset>, held_out_share: f64, rng: &mut crate::rng::Rng) -> Self {
+        rng.shuffle(&mut synsets);
+        let n = ((synsets.len() as f64) * held_out_share.clamp(0.0, 1.0)) as usize;
+        let pretrain = synsets.split_off(n);
+        GlossSplit { pretrain, held_out: synsets }
+    }
+}
+
+/// A supersense classification task: the definitions ([`Synset::definition`], without the lemmas) of `per_class`
+/// synsets of each of `classes` (lexicographer names such as `"noun.animal"`) in `synsets`, the first ones of each
+/// class after skipping `skip` of them (so that a training and a validation set drawn from the same synsets do not
+/// overlap), labeled by the class's position in `classes`. Errors, naming the class, when one has fewer than
+/// `skip + per_class` synsets.
+///
+/// ```
+/// use dlhist::data::words::{supersense_task, PartOfSpeech, Synset};
+/// let s = |lex, g: &str| Synset { pos: PartOfSpeech::Noun, lexname: lex, lemmas: vec!["x".into()], gloss: g.into() };
+/// let all = [s("noun.food", "a meal"), s("noun.animal", "a beast"), s("noun.food", "a drink; \"tea\"")];
+/// let task = supersense_task(&all, &["noun.animal", "noun.food"], 0, 1)?;
+/// assert_eq!((task.lines, task.labels), (vec!["a beast".to_string(), "a meal".to_string()], vec![0, 1]));
+/// assert_eq!(supersense_task(&all, &["noun.food"], 1, 1)?.lines, vec!["a drink".to_string()]);
+/// assert!(supersense_task(&all, &["noun.animal"], 0, 2).is_err());
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn supersense_task(
+    synsets: &[Synset],
+    classes: &[&str],
+    skip: usize,
+    per_class: usize,
+) -> Result<super::text::LabeledLines> {
+    let mut out = super::text::LabeledLines { lines: vec![], labels: vec![] };
+    for (c, &class) in classes.iter().enumerate() {
+        let mine: Vec<&Synset> = synsets.iter().filter(|s| s.lexname == class).skip(skip).take(per_class).collect();
+        if mine.len() < per_class {
+            return Err(crate::Error::Invalid(format!(
+                "supersense_task: {per_class} synsets of {class} wanted after the first {skip}, {} found (is it one \
+                 of LEXNAMES?)",
+                mine.len()
+            )));
+        }
+        out.lines.extend(mine.iter().map(|s| s.definition().to_string()));
+        out.labels.extend(std::iter::repeat_n(c as u32, per_class));
+    }
+    Ok(out)
+}
+
+/// Every synset of WordNet 3.0 with its supersense and gloss (117 659 of them: 82 115 nouns, 13 767 verbs, 18 156
+/// adjectives, 3 621 adverbs), from Debian's `wordnet-base` (`/usr/share/wordnet/data.{noun,verb,adj,adv}`,
+/// verified by SHA-256), in file order. The glosses are English prose written to a pattern (a genus, then what sets
+/// the thing apart), and the supersenses are labels a person gave each synset, which makes WordNet a small labeled
+/// corpus: the BERT notebook pretrains on glosses and fine-tunes on supersenses.
+///
+/// ```no_run
+/// let synsets = dlhist::data::words::wordnet_synsets()?;
+/// let dinner = synsets.iter().find(|s| s.lemmas[0] == "dinner").unwrap();
+/// assert_eq!(dinner.lexname, "noun.food");
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn wordnet_synsets() -> Result<Vec<Synset>> {
+    wordnet_synsets_in(&Roots::from_env())
+}
+
+fn wordnet_synsets_in(roots: &Roots) -> Result<Vec<Synset>> {
+    let mut out = Vec::new();
+    for (pos, file, sha) in WORDNET_DATA {
+        let found = locate_or_fetch(&wordnet_spec(file, sha), roots)?;
+        let text = String::from_utf8_lossy(&found.bytes);
+        for (k, line) in text.lines().enumerate().filter(|(_, l)| !l.starts_with(' ')) {
+            out.push(parse_synset(pos, line).ok_or_else(|| {
+                crate::Error::Invalid(format!(
+                    "{}:{}: not a WordNet 3.0 data line (offset, lexicographer file, type, words, pointers, \
+                     | gloss); reinstall Debian's wordnet-base",
+                    found.path.display(),
+                    k + 1
+                ))
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+/// One line of a WordNet data file: `offset lex_filenum ss_type w_cnt (word lex_id)×w_cnt p_cnt ... | gloss`, with
+/// `w_cnt` in hexadecimal (wndb(5WN)).
+fn parse_synset(pos: PartOfSpeech, line: &str) -> Option<Synset> {
+    let (fields, gloss) = line.split_once(" | ")?;
+    let mut f = fields.split(' ');
+    let _offset = f.next()?;
+    let lexname = *LEXNAMES.get(f.next()?.parse::<usize>().ok()?)?;
+    let _ss_type = f.next()?;
+    let words = usize::from_str_radix(f.next()?, 16).ok()?;
+    let mut lemmas = Vec::with_capacity(words);
+    for _ in 0..words {
+        let word = f.next()?;
+        // Adjectives may carry a position marker: `galore(ip)`, `elect(p)`.
+        let word = word.split_once('(').map_or(word, |(w, _)| w);
+        lemmas.push(word.replace('_', " "));
+        let _lex_id = f.next()?;
+    }
+    (!lemmas.is_empty()).then(|| Synset { pos, lexname, lemmas, gloss: gloss.trim().to_string() })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -892,5 +1112,49 @@ mod tests {
         // Ordinary English, not markup: "the" and "of" lead, and no pronunciation residue like "ca" is common.
         assert!(top[..3].iter().any(|(w, _)| **w == "the") && top[..5].iter().any(|(w, _)| **w == "of"));
         assert!(counts.get("webster").copied().unwrap_or(0) < 1000, "source tags leaked: {:?}", counts.get("webster"));
+    }
+
+    /// WordNet data lines as wndb(5WN) describes them, with a hexadecimal word count, adjective markers and a
+    /// gloss with examples.
+    #[test]
+    fn wordnet_data_lines_parse_into_synsets() {
+        let line = "07575510 13 n 03 tea 1 afternoon_tea 0 teatime 0 002 @ 07573696 n 0000 ;r 08860123 n 0000 | a \
+                    light midafternoon meal of tea and sandwiches or cakes; \"an Englishman would interrupt a war\"  ";
+        let s = parse_synset(PartOfSpeech::Noun, line).unwrap();
+        assert_eq!(s.lexname, "noun.food");
+        assert_eq!(s.lemmas, ["tea", "afternoon tea", "teatime"]);
+        assert_eq!(s.definition(), "a light midafternoon meal of tea and sandwiches or cakes");
+        assert!(s.gloss.ends_with("war\""));
+        // 0x0b = 11 words would need 22 more fields: too few is a parse failure, not a short lemma list.
+        assert!(parse_synset(PartOfSpeech::Noun, "00000001 05 n 0b cat 0 000 | a cat").is_none());
+        let adj = parse_synset(PartOfSpeech::Adjective, "01 44 s 01 galore(ip) 0 000 | in abundance").unwrap();
+        assert_eq!((adj.lexname, adj.lemmas[0].as_str(), adj.definition()), ("adj.ppl", "galore", "in abundance"));
+        assert!(parse_synset(PartOfSpeech::Noun, "00000001 45 n 01 cat 0 000 | a cat").is_none(), "no file 45");
+    }
+
+    /// The real WordNet, where Debian's package is installed: the published synset counts, and supersenses that
+    /// match what the glosses say.
+    #[test]
+    fn installed_wordnet_has_its_synsets_and_supersenses() {
+        let roots = Roots { offline: true, progress: false, ..Roots::from_env() };
+        let Ok(synsets) = wordnet_synsets_in(&roots) else {
+            eprintln!("wordnet-base not installed; skipped");
+            return;
+        };
+        let count = |pos| synsets.iter().filter(|s| s.pos == pos).count();
+        let counts = [PartOfSpeech::Noun, PartOfSpeech::Verb, PartOfSpeech::Adjective, PartOfSpeech::Adverb].map(count);
+        // WordNet 3.0's published statistics (wnstats(7WN)): 82 115 noun, 13 767 verb, 18 156 adjective and 3 621
+        // adverb synsets.
+        assert_eq!(counts, [82_115, 13_767, 18_156, 3_621]);
+        let dinner = synsets.iter().find(|s| s.lemmas[0] == "dinner").unwrap();
+        assert_eq!(dinner.lexname, "noun.food");
+        let cat = synsets.iter().find(|s| s.lemmas.first().is_some_and(|l| l == "cat") && s.pos == PartOfSpeech::Noun);
+        assert_eq!(cat.unwrap().lexname, "noun.animal");
+        assert!(synsets.iter().all(|s| s.lexname.starts_with(match s.pos {
+            PartOfSpeech::Noun => "noun.",
+            PartOfSpeech::Verb => "verb.",
+            PartOfSpeech::Adjective => "adj.",
+            PartOfSpeech::Adverb => "adv.",
+        })));
     }
 }
