@@ -94,6 +94,14 @@ fn sorted_keys<V>(m: &std::collections::HashMap<String, V>) -> String {
     k.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// The folder of the project's stored models, `assets/models/` beside the dlhist crate (the pretrained character
+/// GPT, the BERT pretrained on WordNet, the Fashion-MNIST yardstick).
+pub fn models_dir() -> std::path::PathBuf {
+    // dlhist's own folder is known when it is compiled; the project root holds it and assets/.
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.parent().unwrap_or(crate_dir).join("assets").join("models")
+}
+
 /// The tensors of the stored model `path` (safetensors) on `dev`, after checking that the file exists and that its
 /// SHA-256 is `sha256`. Errors name the file and say how to make or restore it (`remake`); `what` names the model.
 /// How the project's trained models in `assets/models/` are read.

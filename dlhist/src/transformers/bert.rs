@@ -672,6 +672,195 @@ impl ModuleT for BertClassifier {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The stored pretrained model
+
+/// The file name of the BERT pretrained on WordNet's glosses, in the project's `assets/models/`.
+pub const WORDNET_MLM_FILE: &str = "bert-wordnet-mlm.safetensors";
+/// Its SHA-256, as written by `examples/pretrain_bert.rs`.
+pub const WORDNET_MLM_SHA256: &str = "78315f340cc0b23cf89ad915df31326bd607cf3d2bad102d03752d1bb8568717";
+/// The file name of the left-to-right model of the same size pretrained on the same glosses (the paper's "LTR"
+/// ablation), in `assets/models/`.
+pub const WORDNET_LTR_FILE: &str = "bert-wordnet-ltr.safetensors";
+/// Its SHA-256, as written by `examples/pretrain_bert.rs -- --ltr`.
+pub const WORDNET_LTR_SHA256: &str = "c8f8364f618a88983d2dbc0c65d6743af014a7707014d1686f5749b68b32e539";
+/// The file name of its WordPiece vocabulary (Hugging Face's `tokenizer.json`), in `assets/models/`.
+pub const WORDNET_VOCAB_FILE: &str = "bert-wordnet-vocab.json";
+/// The SHA-256 of the vocabulary it was trained with: its tokens in id order, one per line
+/// ([`vocab_fingerprint`]).
+pub const WORDNET_VOCAB_SHA256: &str = "4d83fa01df1b207eaeac01e559122b600af35d3d8cbb8eb2080433365b22f265";
+
+/// A fingerprint of a vocabulary: the SHA-256 of its tokens in id order, each followed by a newline. Two
+/// vocabularies with the same fingerprint give every token the same id.
+///
+/// ```
+/// use dlhist::data::wordpiece::WordPieceVocab;
+/// let a = WordPieceVocab::train(&["to be or not to be"], 40)?;
+/// let b = WordPieceVocab::train(&["to be or not to be"], 40)?;
+/// assert_eq!(dlhist::transformers::bert::vocab_fingerprint(&a), dlhist::transformers::bert::vocab_fingerprint(&b));
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn vocab_fingerprint(vocab: &crate::data::wordpiece::WordPieceVocab) -> String {
+    let mut text = String::new();
+    for id in 0..vocab.len() as u32 {
+        text.push_str(&vocab.token(id).unwrap_or_default());
+        text.push('\n');
+    }
+    crate::data::download::sha256_bytes(text.as_bytes())
+}
+
+/// A BERT pretrained on WordNet's glosses for longer than a notebook can afford, stored in `assets/models/` with its
+/// SHA-256: the masked LM ([`PretrainedBert::wordnet_mlm`]) or its left-to-right twin
+/// ([`PretrainedBert::wordnet_ltr`]). The BERT notebook fine-tunes both beside the models it pretrains itself.
+///
+/// Made by `cargo run --release -p dlhist --example pretrain_bert` (and `-- --ltr`); the recipe is in that file, and a
+/// record of each run with its held-out losses in `assets/models/bert-wordnet-{mlm,ltr}.json`. The same machine
+/// gives the same bytes again. Loading checks the file's SHA-256 and that the vocabulary given is the one the model
+/// was trained with.
+#[derive(Debug, Clone)]
+pub struct PretrainedBert {
+    /// The model's sizes.
+    pub config: BertConfig,
+    /// The file the weights came from.
+    pub path: std::path::PathBuf,
+    tensors: std::collections::HashMap<String, Tensor>,
+}
+
+impl PretrainedBert {
+    /// The sizes of the stored model for a vocabulary of `vocab_size` tokens: [`BertConfig::small`] with two
+    /// layers, pre-LN and inputs of up to 32 tokens, the BERT notebook's model.
+    ///
+    /// ```
+    /// let cfg = dlhist::transformers::bert::PretrainedBert::wordnet_config(4000);
+    /// assert_eq!((cfg.hidden, cfg.n_layer, cfg.max_len, cfg.dropout), (128, 2, 32, 0.1));
+    /// ```
+    pub fn wordnet_config(vocab_size: usize) -> BertConfig {
+        BertConfig { n_layer: 2, max_len: 32, norm: NormPlacement::Pre, ..BertConfig::small(vocab_size) }
+    }
+
+    /// The masked LM pretrained on WordNet's glosses ([`crate::data::words::GlossSplit`]'s pretraining part,
+    /// `GlossSplit::new(wordnet_synsets()?, 0.1, &mut Rng::new(2018).fork("wordnet-split"))`), whose vocabulary
+    /// must be `vocab` (the WordPiece vocabulary of 4000 tokens learned on those glosses).
+    pub fn wordnet_mlm(vocab: &crate::data::wordpiece::WordPieceVocab) -> crate::Result<Self> {
+        Self::check_vocab(vocab)?;
+        Self::load(
+            crate::checkpoint::models_dir().join(WORDNET_MLM_FILE),
+            WORDNET_MLM_SHA256,
+            Self::wordnet_config(vocab.len()),
+        )
+    }
+
+    /// The stored vocabulary of the stored model (`assets/models/bert-wordnet-vocab.json`), checked by its
+    /// fingerprint: the vocabulary `WordPieceVocab::train(&lines, 4000)` learns from the pretraining glosses, without
+    /// the seconds that takes.
+    pub fn wordnet_vocab() -> crate::Result<crate::data::wordpiece::WordPieceVocab> {
+        let path = crate::checkpoint::models_dir().join(WORDNET_VOCAB_FILE);
+        if !path.is_file() {
+            return Err(crate::Error::NotFound {
+                what: "the stored BERT's vocabulary".into(),
+                searched: vec![path],
+                hint: "make it with `cargo run --release -p dlhist --example pretrain_bert -- --vocab`, or restore it \
+                       with `git checkout assets/models`"
+                    .into(),
+            });
+        }
+        let vocab = crate::data::wordpiece::WordPieceVocab::load(&path)?;
+        let found = vocab_fingerprint(&vocab);
+        if found != WORDNET_VOCAB_SHA256 {
+            return Err(crate::Error::Checksum {
+                path: path.display().to_string(),
+                expected: WORDNET_VOCAB_SHA256.into(),
+                actual: found,
+            });
+        }
+        Ok(vocab)
+    }
+
+    /// The left-to-right model pretrained on the same glosses with the same vocabulary (`pretrain_bert -- --ltr`):
+    /// [`PretrainedBert::wordnet_config`] with a causal mask.
+    pub fn wordnet_ltr(vocab: &crate::data::wordpiece::WordPieceVocab) -> crate::Result<Self> {
+        Self::check_vocab(vocab)?;
+        let config = BertConfig { causal: true, ..Self::wordnet_config(vocab.len()) };
+        Self::load(crate::checkpoint::models_dir().join(WORDNET_LTR_FILE), WORDNET_LTR_SHA256, config)
+    }
+
+    fn check_vocab(vocab: &crate::data::wordpiece::WordPieceVocab) -> crate::Result<()> {
+        let found = vocab_fingerprint(vocab);
+        if found != WORDNET_VOCAB_SHA256 {
+            return Err(crate::Error::Invalid(format!(
+                "the stored BERT was pretrained with another vocabulary (fingerprint {WORDNET_VOCAB_SHA256}, this one \
+                 {found}): learn it with WordPieceVocab::train(&lines, 4000) on the pretraining glosses, as \
+                 examples/pretrain_bert.rs does"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A masked LM of sizes `config` from the safetensors file `path`, whose SHA-256 must be `sha256`; its
+    /// parameter names are [`BertForMaskedLm`]'s.
+    pub fn load(path: std::path::PathBuf, sha256: &str, config: BertConfig) -> crate::Result<Self> {
+        let remake = "make it with `cargo run --release -p dlhist --example pretrain_bert`, or restore it with \
+                      `git checkout assets/models`";
+        let tensors = crate::checkpoint::load_verified(&path, sha256, "the pretrained BERT", remake, &Device::Cpu)?;
+        let pretrained = PretrainedBert { config, path, tensors };
+        // Building it once checks every name and shape, so a wrong file fails here and not in a later cell.
+        pretrained.masked_lm(&Device::Cpu)?;
+        Ok(pretrained)
+    }
+
+    /// The held-out loss measured while it was pretrained, as `(step, nats)` pairs from step 0 (the record
+    /// `examples/pretrain_bert.rs` writes beside the weights, `held_out_loss_by_step` in the `.json` file).
+    pub fn held_out_curve(&self) -> crate::Result<Vec<(usize, f64)>> {
+        let path = self.path.with_extension("json");
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io("cannot read", &path, e))?;
+        let bad = |reason: String| crate::Error::Format { path: path.clone(), format: "JSON record", reason };
+        let record: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let points =
+            record["held_out_loss_by_step"].as_array().ok_or_else(|| bad("no held_out_loss_by_step".into()))?;
+        points
+            .iter()
+            .map(|p| match (p[0].as_u64(), p[1].as_f64()) {
+                (Some(step), Some(loss)) => Ok((step as usize, loss)),
+                _ => Err(bad(format!("held_out_loss_by_step holds {p}, not [step, loss]"))),
+            })
+            .collect()
+    }
+
+    /// The pretrained model on `dev` (a [`BertForMaskedLm`], causal for the left-to-right one), with its parameters
+    /// as variables (copy them into a classifier with [`crate::checkpoint::copy_prefix`] and the prefix `"bert."`).
+    pub fn masked_lm(&self, dev: &Device) -> crate::Result<(candle_nn::VarMap, BertForMaskedLm)> {
+        let vars = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, dev);
+        let model = BertForMaskedLm::new(self.config, vb)?;
+        let mut data = vars.data().lock().map_err(|_| crate::Error::Invalid("VarMap lock poisoned".into()))?;
+        if data.len() != self.tensors.len() {
+            return Err(crate::Error::Invalid(format!(
+                "{}: {} tensors, the model has {}",
+                self.path.display(),
+                self.tensors.len(),
+                data.len()
+            )));
+        }
+        for (name, var) in data.iter_mut() {
+            let t = self
+                .tensors
+                .get(name)
+                .ok_or_else(|| crate::Error::Invalid(format!("{}: no tensor {name}", self.path.display())))?;
+            if t.dims() != var.dims() {
+                return Err(crate::Error::Invalid(format!(
+                    "{}: {name} is {:?}, the model wants {:?}",
+                    self.path.display(),
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&t.to_device(dev)?)?;
+        }
+        drop(data);
+        Ok((vars, model))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,6 +877,46 @@ mod tests {
             dropout: 0.0,
             ..BertConfig::small(30)
         }
+    }
+
+    /// The stored model is the one whose SHA-256 is recorded; a saved model loads back with the same weights and
+    /// its record's curve; a missing or changed file, or another vocabulary, says what to do.
+    #[test]
+    fn the_stored_pretrained_bert_is_checked() -> crate::Result<()> {
+        let stored = crate::checkpoint::models_dir().join(WORDNET_MLM_FILE);
+        assert_eq!(crate::data::download::sha256_file(&stored)?, WORDNET_MLM_SHA256);
+        let vocab = PretrainedBert::wordnet_vocab()?;
+        assert_eq!((vocab.len(), vocab_fingerprint(&vocab).as_str()), (4000, WORDNET_VOCAB_SHA256));
+        PretrainedBert::wordnet_mlm(&vocab)?;
+        let ltr = PretrainedBert::wordnet_ltr(&vocab)?;
+        assert!(ltr.config.causal);
+        assert_eq!(crate::data::download::sha256_file(&ltr.path)?, WORDNET_LTR_SHA256);
+        let dev = Device::Cpu;
+        let tmp = tempfile::tempdir().unwrap();
+        let (vars, vb) = crate::init::seeded(5, DType::F32, &dev);
+        let _model = BertForMaskedLm::new(tiny(false), vb)?;
+        let path = tmp.path().join("tiny.safetensors");
+        crate::checkpoint::save(&vars, &path)?;
+        std::fs::write(path.with_extension("json"), r#"{"held_out_loss_by_step": [[0, 3.4], [10, 2.5]]}"#).unwrap();
+        let sha = crate::data::download::sha256_file(&path)?;
+        let loaded = PretrainedBert::load(path.clone(), &sha, tiny(false))?;
+        assert_eq!(loaded.held_out_curve()?, vec![(0, 3.4), (10, 2.5)]);
+        let (copy, _) = loaded.masked_lm(&dev)?;
+        let name = "bert.embeddings.word_embeddings.weight";
+        let weights = |v: &candle_nn::VarMap| v.data().lock().unwrap()[name].as_tensor().to_vec2::<f32>();
+        assert_eq!(weights(&copy)?, weights(&vars)?);
+        // Another size does not load.
+        let wider = PretrainedBert::load(path.clone(), &sha, BertConfig { hidden: 32, ..tiny(false) }).unwrap_err();
+        assert!(wider.to_string().contains("shape") || wider.to_string().contains("is ["), "{wider}");
+        let missing = PretrainedBert::load(tmp.path().join("none.safetensors"), "00", tiny(false)).unwrap_err();
+        assert!(missing.to_string().contains("pretrain_bert"), "{missing}");
+        std::fs::write(&path, b"not a model").unwrap();
+        let changed = PretrainedBert::load(path, &sha, tiny(false)).unwrap_err();
+        assert!(changed.to_string().contains("checksum mismatch"), "{changed}");
+        let other_vocab = crate::data::wordpiece::WordPieceVocab::train(&["to be or not to be"], 40)?;
+        let wrong = PretrainedBert::wordnet_mlm(&other_vocab).unwrap_err();
+        assert!(wrong.to_string().contains("another vocabulary"), "{wrong}");
+        Ok(())
     }
 
     #[test]

@@ -381,9 +381,7 @@ pub const CHAR_SHAKESPEARE_SHA256: &str = "3e6875fc7c235034a2203b64a5fd4d109000a
 impl PretrainedGpt {
     /// The folder of the stored models: `assets/models/` beside the dlhist crate.
     pub fn models_dir() -> PathBuf {
-        // dlhist's own folder is known when it is compiled; the project root holds it and assets/.
-        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        crate_dir.parent().unwrap_or(crate_dir).join("assets").join("models")
+        crate::checkpoint::models_dir()
     }
 
     /// The character model pretrained on Tiny Shakespeare (the type's docs), checked against its SHA-256.
