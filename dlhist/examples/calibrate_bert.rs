@@ -118,18 +118,13 @@ fn main() -> Result<()> {
         };
         println!("pretraining: {} chunks of {seq}, {epochs} epochs for {steps} steps", chunks.len());
         let mut opt = Adam::new(pre_vars.all_vars(), AdamConfig::new(lr).betas(0.9, 0.98))?;
-        let warm = steps / 10;
-        let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
         let t0 = std::time::Instant::now();
         let quarter: usize = env("EVAL_EVERY", (steps / 4).max(1));
-        let fc = FitConfig {
-            batch_size: batch,
-            shuffle: false,
-            max_steps: Some(steps),
-            loss: MaskedTokenCrossEntropy.into(),
-            schedule: Some(std::sync::Arc::new(schedule)),
-            progress_every_s: None,
-            on_step: on_step(|s| {
+        let fc = common::bert_pretraining_fit(
+            steps,
+            batch,
+            lr,
+            on_step(|s| {
                 if (s.step + 1) % quarter == 0 {
                     let v = evaluate(&mlm, &val, &MaskedTokenCrossEntropy, 128)?.loss;
                     println!(
@@ -141,8 +136,7 @@ fn main() -> Result<()> {
                 }
                 Ok(Control::Continue)
             }),
-            ..Default::default()
-        };
+        )?;
         fit(&mlm, &mut opt, &train, None, &fc)?;
         println!("pretraining: {:.1} ms/step", 1000.0 * t0.elapsed().as_secs_f64() / steps as f64);
         if let Some(path) = &ckpt {

@@ -29,9 +29,10 @@
 
 use dlhist::data::wordpiece::WordPieceVocab;
 use dlhist::data::words::{wordnet_synsets, GlossSplit};
-use dlhist::optim::CosineAnnealing;
 use dlhist::prelude::*;
 use dlhist::train::{evaluate, on_step, Control};
+
+mod common;
 use dlhist::transformers::bert::{
     lm_stream, mlm_stream, pretraining_chunks, vocab_fingerprint, BertConfig, BertForMaskedLm, MaskedTokenCrossEntropy,
     Masking, MaskingRule, PretrainedBert, WORDNET_LTR_FILE, WORDNET_LTR_SHA256, WORDNET_MLM_FILE, WORDNET_MLM_SHA256,
@@ -88,19 +89,14 @@ fn main() -> Result<()> {
     let (vars, vb) = dlhist::init::seeded(SEED, DType::F32, &dev);
     let model = BertForMaskedLm::new(cfg, vb)?;
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr).betas(0.9, 0.98))?;
-    let warm = steps / 10;
-    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
     let mut curve = vec![(0usize, evaluate(&model, &held, &MaskedTokenCrossEntropy, 128)?.loss)];
     let started = std::time::Instant::now();
     {
-        let fc = FitConfig {
-            batch_size: BATCH,
-            shuffle: false,
-            max_steps: Some(steps),
-            loss: MaskedTokenCrossEntropy.into(),
-            schedule: Some(std::sync::Arc::new(schedule)),
-            progress_every_s: None,
-            on_step: on_step(|s| {
+        let fc = common::bert_pretraining_fit(
+            steps,
+            BATCH,
+            lr,
+            on_step(|s| {
                 if (s.step + 1) % EVAL_EVERY == 0 {
                     let loss = evaluate(&model, &held, &MaskedTokenCrossEntropy, 128)?.loss;
                     println!(
@@ -112,8 +108,7 @@ fn main() -> Result<()> {
                 }
                 Ok(Control::Continue)
             }),
-            ..Default::default()
-        };
+        )?;
         fit(&model, &mut opt, &train, None, &fc)?;
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -68,3 +68,28 @@ pub fn lm_fit<'a>(
         ..Default::default()
     })
 }
+
+/// How the BERT examples pretrain (`pretrain_bert`, `calibrate_bert`): `steps` steps over a stream already in order,
+/// the rate warmed up over the first tenth to `lr` and then down a cosine to a tenth of it, on the masked-token
+/// cross-entropy (which serves the left-to-right streams too, whose targets are every next token), no progress
+/// lines; `on_step` measures what the caller wants to see.
+pub fn bert_pretraining_fit<'a>(
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    on_step: Option<dlhist::train::OnStep<'a>>,
+) -> Result<FitConfig<'a>> {
+    use dlhist::optim::CosineAnnealing;
+    let warm = steps / 10;
+    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
+    Ok(FitConfig {
+        batch_size: batch,
+        shuffle: false,
+        max_steps: Some(steps),
+        loss: dlhist::transformers::MaskedTokenCrossEntropy.into(),
+        schedule: Some(std::sync::Arc::new(schedule)),
+        progress_every_s: None,
+        on_step,
+        ..Default::default()
+    })
+}
