@@ -141,13 +141,68 @@ pub(crate) fn par_matmul(
     if threads == 1 || m * n * k < PARALLEL_MIN_FLOPS || !check(c, a, b, (m, n, k)) {
         return matmul(c, a, a_stored, b, b_stored, (m, n, k), accumulate);
     }
+    // SAFETY: `check` bounds every index by the slices' lengths; `c` is a distinct `&mut`.
+    unsafe { par_matmul_raw(c.as_mut_ptr(), a, a_stored, b, b_stored, (m, n, k), accumulate, threads) }
+}
+
+/// `A B` `[m, n]` in a new vector, split as [`par_matmul`] splits it, without zeroing the output first: gemm
+/// writes every element of a product it does not accumulate into, and zeroing a large output is a serial pass
+/// over memory on the calling thread (the GPT's vocabulary-wide logits: 9 MB a step).
+pub(crate) fn par_matmul_new(
+    a: &[f32],
+    a_stored: Stored,
+    b: &[f32],
+    b_stored: Stored,
+    (m, n, k): (usize, usize, usize),
+) -> Vec<f32> {
+    if m * n * k == 0 {
+        return vec![0f32; m * n];
+    }
+    assert!(a.len() >= m * k && b.len() >= k * n, "matmul: operand too small");
+    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    let threads = super::threads();
+    // SAFETY: reads stay inside `a` and `b` (asserted); gemm writes (never reads, `accumulate` being false) every
+    // element of the m·n spare capacity, through a raw pointer, before `set_len` makes them part of the vector.
+    unsafe {
+        let cp = c.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+        if threads == 1 || m * n * k < PARALLEL_MIN_FLOPS {
+            gemm_raw(
+                (m, n, k),
+                cp,
+                n as isize,
+                a.as_ptr(),
+                a_stored.strides(m, k),
+                b.as_ptr(),
+                b_stored.strides(k, n),
+                false,
+            );
+        } else {
+            par_matmul_raw(cp, a, a_stored, b, b_stored, (m, n, k), false, threads);
+        }
+        c.set_len(m * n);
+    }
+    c
+}
+
+/// The blocked product of [`par_matmul`] into `c` (`m·n` writable elements, read only when `accumulate`).
+#[allow(clippy::too_many_arguments)]
+unsafe fn par_matmul_raw(
+    c: *mut f32,
+    a: &[f32],
+    a_stored: Stored,
+    b: &[f32],
+    b_stored: Stored,
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
     let (a_rs, a_cs) = a_stored.strides(m, k);
     let (b_rs, b_cs) = b_stored.strides(k, n);
     let (split_rows, len) = if m >= n { (true, m) } else { (false, n) };
     // Blocks of at least 16 rows or columns, a few per thread so a slow thread can be helped.
     let parts = (len / 16).clamp(1, 4 * threads);
     let block = len.div_ceil(parts);
-    let cp = SharedMut(c.as_mut_ptr());
+    let cp = SharedMut(c);
     let (ap, bp) = (a.as_ptr() as usize, b.as_ptr() as usize);
     par_chunks(len.div_ceil(block), 1, |parts| {
         for p in parts {

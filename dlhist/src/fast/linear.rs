@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::gemm::{par_matmul, Stored};
+use super::gemm::{par_matmul_new, Stored};
 use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
 use crate::activation::Activation;
@@ -81,8 +81,7 @@ impl CustomOp3 for LinearAct {
         let (x, w, b) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(bs, bl)?);
         let (m, k) = (xl.dims()[0], xl.dims()[1]);
         let n = wl.dims()[0];
-        let mut y = vec![0f32; m * n];
-        par_matmul(&mut y, x, Stored::AsIs, w, Stored::Transposed, (m, n, k), false);
+        let mut y = par_matmul_new(x, Stored::AsIs, w, Stored::Transposed, (m, n, k));
         let act = self.act;
         let simd = Simd::detect();
         // GELU's backward needs the pre-activation x Wᵀ + b: kept only for it.
@@ -165,11 +164,9 @@ impl CustomOp3 for LinearAct {
         for row in gpre.chunks(n) {
             gb.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
-        let mut gw = vec![0f32; n * k];
-        with_f32(x, |x| par_matmul(&mut gw, &gpre, Stored::Transposed, x, Stored::AsIs, (n, k, m), false))?;
+        let gw = with_f32(x, |x| par_matmul_new(&gpre, Stored::Transposed, x, Stored::AsIs, (n, k, m)))?;
         let gx = if x.track_op() {
-            let mut gx = vec![0f32; m * k];
-            with_f32(w, |w| par_matmul(&mut gx, &gpre, Stored::AsIs, w, Stored::AsIs, (m, k, n), false))?;
+            let gx = with_f32(w, |w| par_matmul_new(&gpre, Stored::AsIs, w, Stored::AsIs, (m, k, n)))?;
             Some(Tensor::from_vec(gx, (m, k), x.device())?)
         } else {
             None
