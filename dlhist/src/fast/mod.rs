@@ -9,8 +9,10 @@
 //! | --- | --- | --- |
 //! | [`conv2d`] | `conv2d` + bias + activation: im2col and one matrix product per image, forward and backward | [`crate::layers::ConvBlock`] |
 //! | [`conv2d_pool`] | the same followed by max pooling, in one op | [`crate::layers::ConvBlock`] |
+//! | [`upsample_nearest2d`] | nearest-neighbour upsampling by whole factors, whose backward candle runs as a grouped convolution | [`crate::layers::upsample_nearest2d`] |
 //! | [`max_pool2d`] | max pooling with any window, stride and padding, with a correct backward (candle has none for overlapping windows) | [`crate::layers::MaxPool2d`] |
 //! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation | [`crate::layers::Dense`] |
+//! | [`embedding_sum`] | the segment and position lookups (`index_select`s) added to the token vectors, with each table's gradient written once | [`crate::layers::summed_embeddings`] |
 //! | [`softmax_cross_entropy`] | `log_softmax` + `nll` | [`crate::layers::cross_entropy`] |
 //! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division | [`crate::layers::LocalResponseNorm`] |
 //! | [`layer_norm`] | layer normalization's mean, variance, scale and shift | [`crate::optimization::LayerNorm`] |
@@ -46,6 +48,7 @@ mod adam;
 mod additive_attention;
 mod attention;
 mod conv;
+mod embedding;
 mod gemm;
 mod gru_seq;
 mod linear;
@@ -57,12 +60,14 @@ mod masked_attention;
 mod norm;
 mod pool;
 mod rnn_seq;
+mod upsample;
 mod vmath;
 
 pub use adam::{adam_update, AdamMoments, AdamStep};
 pub use additive_attention::additive_scores;
 pub use attention::causal_self_attention;
 pub use conv::{conv2d, conv2d_pool};
+pub use embedding::embedding_sum;
 pub use gru_seq::gru_sequence;
 pub use linear::linear;
 pub use loss::softmax_cross_entropy;
@@ -73,6 +78,7 @@ pub use masked_attention::masked_attention;
 pub use norm::{causal_softmax, layer_norm};
 pub use pool::max_pool2d;
 pub use rnn_seq::rnn_sequence;
+pub use upsample::upsample_nearest2d;
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 

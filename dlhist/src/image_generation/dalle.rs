@@ -33,7 +33,7 @@ use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 
 use super::diffusion::{timestep_embedding, ConditionalDenoiser};
-use crate::layers::{cross_entropy, softplus, Activation, ConvBlock, Dense, MaxPool2d};
+use crate::layers::{cross_entropy, softplus, upsample_nearest2d, Activation, ConvBlock, Dense, MaxPool2d};
 use crate::rng::Rng;
 use crate::train::scalar;
 use crate::transformers::sampling::Sampling;
@@ -158,8 +158,8 @@ impl DiscreteVae {
 
     /// Pixel logits `[B, 1, 28, 28]` from (soft or one-hot) code weights `y` `[B, K, 7, 7]`.
     pub fn decode_weights(&self, y: &Tensor) -> Result<Tensor> {
-        let h = self.dec1.forward(&self.codebook.forward(y)?)?.upsample_nearest2d(14, 14)?;
-        let h = self.dec2.forward(&h)?.upsample_nearest2d(28, 28)?;
+        let h = upsample_nearest2d(&self.dec1.forward(&self.codebook.forward(y)?)?, 14, 14)?;
+        let h = upsample_nearest2d(&self.dec2.forward(&h)?, 28, 28)?;
         self.dec_out.forward(&h)
     }
 

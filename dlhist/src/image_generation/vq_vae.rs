@@ -43,7 +43,7 @@
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, Var, D};
 use candle_nn::{Embedding, VarBuilder};
 
-use crate::layers::{Activation, ConvBlock, Dense, MaxPool2d, Recurrent};
+use crate::layers::{upsample_nearest2d, Activation, ConvBlock, Dense, MaxPool2d, Recurrent};
 use crate::rng::Rng;
 use crate::sequence_modeling::Lstm;
 
@@ -395,10 +395,10 @@ impl VqVae {
             (Some(top_conv), Some(top_up), Some(bottom_out), Some(bottom_vq)) => {
                 let top_e = self.top_out.forward(&top_conv.forward(&pool.forward(&h)?)?)?; // [N, d, 7, 7]
                 let top = self.top_vq.quantize(&top_e)?;
-                let context = top_up.forward(&top.z_q.upsample_nearest2d(14, 14)?)?; // [N, C, 14, 14]
+                let context = top_up.forward(&upsample_nearest2d(&top.z_q, 14, 14)?)?; // [N, C, 14, 14]
                 let bottom_e = bottom_out.forward(&Tensor::cat(&[&h, &context], 1)?)?; // [N, d, 14, 14]
                 let bottom = bottom_vq.quantize(&bottom_e)?;
-                let both = Tensor::cat(&[&bottom.z_q, &top.z_q.upsample_nearest2d(14, 14)?], 1)?;
+                let both = Tensor::cat(&[&bottom.z_q, &upsample_nearest2d(&top.z_q, 14, 14)?], 1)?;
                 Ok(VqOutput {
                     reconstruction: self.decode_14(&both)?,
                     vq_loss: (&top.vq_loss + &bottom.vq_loss)?,
@@ -441,7 +441,7 @@ impl VqVae {
         self.top_vq.set_codebook(&pick(&top_e, self.config.codes, rng)?)?;
         if let (Some(top_up), Some(bottom_out), Some(bottom_vq)) = (&self.top_up, &self.bottom_out, &self.bottom_vq) {
             let top = self.top_vq.quantize(&top_e)?;
-            let context = top_up.forward(&top.z_q.upsample_nearest2d(14, 14)?)?;
+            let context = top_up.forward(&upsample_nearest2d(&top.z_q, 14, 14)?)?;
             let bottom_e = bottom_out.forward(&Tensor::cat(&[&h, &context], 1)?)?;
             bottom_vq.set_codebook(&pick(&bottom_e, self.config.bottom_codes, rng)?)?;
         }
@@ -472,7 +472,7 @@ impl VqVae {
             (None, None) => Ok(self.decode_7(&self.top_vq.lookup(top)?)?),
             (Some(bottom_vq), Some(bottom)) => {
                 let both = Tensor::cat(
-                    &[&bottom_vq.lookup(bottom)?, &self.top_vq.lookup(top)?.upsample_nearest2d(14, 14)?],
+                    &[&bottom_vq.lookup(bottom)?, &upsample_nearest2d(&self.top_vq.lookup(top)?, 14, 14)?],
                     1,
                 )?;
                 Ok(self.decode_14(&both)?)
@@ -511,7 +511,7 @@ impl VqVae {
     }
 
     fn decode_7(&self, z_q: &Tensor) -> Result<Tensor> {
-        let h = self.dec1.forward(z_q)?.upsample_nearest2d(14, 14)?;
+        let h = upsample_nearest2d(&self.dec1.forward(z_q)?, 14, 14)?;
         self.decode_from_14(&self.dec2.forward(&h)?)
     }
 
@@ -521,7 +521,7 @@ impl VqVae {
 
     fn decode_from_14(&self, h: &Tensor) -> Result<Tensor> {
         // The last block works at full size; a sigmoid keeps pixels in [0, 1] like the data.
-        candle_nn::ops::sigmoid(&self.dec3.forward(&h.upsample_nearest2d(28, 28)?)?)
+        candle_nn::ops::sigmoid(&self.dec3.forward(&upsample_nearest2d(h, 28, 28)?)?)
     }
 }
 

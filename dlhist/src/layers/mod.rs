@@ -13,6 +13,7 @@
 //! | [`Dense`] | `f(x Wᵀ + b)` | 01 backpropagation |
 //! | [`ConvBlock`] | `f(conv2d(x))`, optionally max-pooled in the same op | 01 CNN |
 //! | [`MaxPool2d`], [`max_pool2d`] | max pooling, overlapping windows and padding included | 01 CNN, AlexNet |
+//! | [`upsample_nearest2d`] | nearest-neighbour upsampling (each pixel repeated over a block) | 05 VAE |
 //! | [`LocalResponseNorm`] | normalization across neighbouring channels | 01 AlexNet |
 //! | [`Dropout`], [`dropout()`] | seeded inverted dropout (the milestone of section 02, used from AlexNet on) | 01 AlexNet, 02 dropout |
 //! | [`cross_entropy`] | softmax cross-entropy against class ids | 01 backpropagation |
@@ -22,6 +23,7 @@
 //! | [`AdditiveAttention`], [`masked_softmax`] | Bahdanau's score `vᵀ tanh(W s + U h_j)` and the softmax over a row's real (unpadded) positions | 03 attention |
 //! | [`StepDecoder`], [`greedy_decode`], [`beam_search`], [`sequence_cross_entropy`], [`SequenceCrossEntropy`] | what every encoder-decoder shares: one decoder step, greedy and beam decoding, the masked teacher-forced loss | 03 seq2seq |
 //! | [`smoothed_sequence_cross_entropy`], [`SmoothedSequenceCrossEntropy`], [`teacher_forced_accuracy`] | the same loss against label-smoothed targets; the share of tokens a teacher-forced pass gets right | 04 transformer |
+//! | [`summed_embeddings`] | a transformer's input: token plus position (plus segment) embeddings | 04 transformer |
 //! | [`LoraDense`], [`LoraConfig`] | a frozen dense layer plus a trainable low-rank update `(α/r) B A` of some of its rows, mergeable into one weight (Hu et al. 2021) | 04 LoRA |
 //!
 //! The normalizations and the recurrent and attention layers are milestones of their own and live with them:
@@ -47,6 +49,7 @@ mod conv;
 mod decode;
 mod dense;
 mod dropout;
+mod embedding;
 mod lora;
 mod loss;
 mod lrn;
@@ -62,10 +65,11 @@ pub use decode::{
 };
 pub use dense::Dense;
 pub use dropout::{dropout, Dropout};
+pub use embedding::summed_embeddings;
 pub use lora::{LoraConfig, LoraDense};
 pub use loss::{cross_entropy, softplus};
 pub use lrn::LocalResponseNorm;
-pub use pool::{max_pool2d, MaxPool2d};
+pub use pool::{max_pool2d, upsample_nearest2d, MaxPool2d};
 pub(crate) use recurrent::check_input as check_recurrent_input;
 pub(crate) use recurrent::check_keep;
 #[cfg(test)]

@@ -26,6 +26,37 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
     MaxPool2d::with_stride(kernel, stride, 0).forward(x)
 }
 
+/// Nearest-neighbour upsampling of `[N, C, H, W]` to `[N, C, h, w]`: each pixel repeated over a block (the
+/// decoders and U-Nets of section 05 undo pooling this way).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
+/// let y = dlhist::layers::upsample_nearest2d(&x, 4, 4)?;
+/// assert_eq!(y.get(0)?.get(0)?.get(3)?.to_vec1::<f32>()?, vec![3., 3., 4., 4.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn upsample_nearest2d(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let whole = x.rank() == 4 && {
+        let (hi, wi) = (x.dims()[2], x.dims()[3]);
+        hi > 0 && wi > 0 && h.is_multiple_of(hi) && w.is_multiple_of(wi)
+    };
+    if whole && fast::applies(&[x]) {
+        // Fused (crate::fast::upsample_nearest2d): the backward pass sums each block directly, where candle runs
+        // a grouped convolution with a kernel of ones.
+        return fast::upsample_nearest2d(x, h, w);
+    }
+    if whole {
+        // Plain: y[n, c, i, j] = x[n, c, ⌊i/s_h⌋, ⌊j/s_w⌋], each pixel broadcast over a new s_h × s_w block.
+        // (candle's own upsample_nearest2d computes the same values, but in candle 0.11 its backward pass
+        // replaces the input's other gradients instead of adding to them; a broadcast's backward sums.)
+        let (n, c, hi, wi) = x.dims4()?;
+        return x.reshape((n, c, hi, 1, wi, 1))?.broadcast_as((n, c, hi, h / hi, wi, w / wi))?.reshape((n, c, h, w));
+    }
+    // Fractional factors (no gradient in candle 0.11).
+    x.upsample_nearest2d(h, w)
+}
+
 /// Max pooling as a layer: window, stride and padding (padded positions never win).
 ///
 /// ```
@@ -71,5 +102,27 @@ impl Module for MaxPool2d {
         // multiple of the stride. The op in crate::fast is the definition, tested loop by loop against it and
         // against finite differences; it runs on both paths (and on every dtype and device).
         fast::max_pool2d(x, self.kernel, self.stride, self.padding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// Both paths: the same values and gradients, and the gradient adds to the input's other gradients.
+    #[test]
+    fn upsampling_paths_agree_and_add_their_gradients() -> Result<()> {
+        let x = Var::from_tensor(&fast::testing::randn(&[2, 3, 7, 5], 1))?;
+        let run = || upsample_nearest2d(&x, 14, 10);
+        let (fused, plain) = (run()?, fast::plain(run)?);
+        fast::testing::assert_same_values_and_grads(&fused, &plain, &[(&x, "x")], "upsampling")?;
+        let x = Var::from_tensor(&Tensor::ones((1, 1, 2, 2), DType::F32, &Device::Cpu)?)?;
+        for fused in [true, false] {
+            let loss = || (upsample_nearest2d(&x, 4, 4)?.sum_all()? + (x.as_tensor() * 3.0)?.sum_all()?)?.backward();
+            let grads = if fused { loss()? } else { fast::plain(loss)? };
+            assert_eq!(grads.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?, vec![7f32; 4], "fused {fused}");
+        }
+        Ok(())
     }
 }

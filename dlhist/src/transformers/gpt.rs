@@ -440,8 +440,8 @@ impl Gpt {
         if t == 0 || t > self.config.block_size {
             candle_core::bail!("Gpt: sequence length {t} must be in 1..={}", self.config.block_size)
         }
-        let positions = Tensor::arange(0u32, t as u32, idx.device())?;
-        let mut x = self.tok.forward(idx)?.broadcast_add(&self.pos.forward(&positions)?)?;
+        // Token embedding plus learned position embedding.
+        let mut x = crate::layers::summed_embeddings(&self.tok, idx, None, &self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x)?;
         }

@@ -1,0 +1,156 @@
+//! Nearest-neighbour upsampling by whole factors, with a backward pass that sums each block.
+//!
+//! ```text
+//! y[n, c, i, j] = x[n, c, ⌊i/s_h⌋, ⌊j/s_w⌋]        ∂L/∂x[n, c, p, q] = Σ_{0≤a<s_h, 0≤b<s_w} ∂L/∂y[n, c, s_h·p + a, s_w·q + b]
+//! ```
+//!
+//! candle 0.11's backward pass for `upsample_nearest2d` computes that block sum as a grouped convolution with a
+//! kernel of ones, one group per channel, on rayon's thread pool: for the DDPM U-Net of
+//! `examples/train_steps.rs` that was about 8% of a training step. Here each block is summed in the
+//! convolution's order (row by row, left to right, from zero), so the block sums are the same numbers.
+//!
+//! It also *replaces* the input's gradient with that block sum instead of adding to it (`*sum_grad = conv_sum`
+//! in candle-core 0.11.1's `backprop.rs`), so an input that feeds anything besides one upsampling loses the
+//! other gradients: with `y = Σ up(x) + Σ 3x`, candle gives `∂y/∂x = 4` per pixel of a 2× upsampling instead of 7.
+//! This op's gradient is added like any other (the test below checks both cases).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
+
+/// Nearest-neighbour upsampling of `x [N, C, H, W]` to `[N, C, h, w]`, where `h` and `w` are multiples of `H`
+/// and `W`: what candle's `Tensor::upsample_nearest2d` computes for whole factors.
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu)?;
+/// let y = dlhist::fast::upsample_nearest2d(&x, 4, 4)?;
+/// assert_eq!(y.get(0)?.get(0)?.get(1)?.to_vec1::<f32>()?, vec![1., 1., 2., 2.]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn upsample_nearest2d(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    if !cpu_f32(&[x]) {
+        return Err(super::unsupported("upsample_nearest2d", &[x]));
+    }
+    let (_, _, hi, wi) = x.dims4()?;
+    if hi == 0 || wi == 0 || h == 0 || w == 0 || !h.is_multiple_of(hi) || !w.is_multiple_of(wi) {
+        candle_core::bail!(
+            "upsample_nearest2d: {h}×{w} is not a whole multiple of the input's {hi}×{wi} (candle's \
+             Tensor::upsample_nearest2d handles other sizes)"
+        )
+    }
+    x.contiguous()?.apply_op1(Upsample { h, w })
+}
+
+struct Upsample {
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp1 for Upsample {
+    fn name(&self) -> &'static str {
+        "dlhist-upsample-nearest2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice_f32(s, l)?;
+        let (n, c, hi, wi) = l.shape().dims4()?;
+        let (h, w) = (self.h, self.w);
+        let (sh, sw) = (h / hi, w / wi);
+        let mut y = vec![0f32; n * c * h * w];
+        let yp = SharedMut(y.as_mut_ptr());
+        par_chunks(n * c, 4, |planes| {
+            for p in planes {
+                // SAFETY: plane p of the output is written by this iteration only.
+                let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * h * w), h * w) };
+                let src = &x[p * hi * wi..][..hi * wi];
+                for (i, row) in out.chunks_exact_mut(w).enumerate() {
+                    let srow = &src[(i / sh) * wi..][..wi];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = srow[j / sw];
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), Shape::from((n, c, h, w))))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (n, c, hi, wi) = x.dims4()?;
+        let (h, w) = (self.h, self.w);
+        let (sh, sw) = (h / hi, w / wi);
+        let grad = grad.contiguous()?;
+        let mut dx = vec![0f32; n * c * hi * wi];
+        let dp = SharedMut(dx.as_mut_ptr());
+        with_f32(&grad, |g| {
+            par_chunks(n * c, 4, |planes| {
+                for p in planes {
+                    // SAFETY: plane p of the input gradient is written by this iteration only.
+                    let out = unsafe { std::slice::from_raw_parts_mut(dp.get().add(p * hi * wi), hi * wi) };
+                    let gp = &g[p * h * w..][..h * w];
+                    for (r, orow) in out.chunks_exact_mut(wi).enumerate() {
+                        for (q, o) in orow.iter_mut().enumerate() {
+                            let mut acc = 0f32;
+                            for a in 0..sh {
+                                let grow = &gp[(r * sh + a) * w + q * sw..][..sw];
+                                for v in grow {
+                                    acc += v;
+                                }
+                            }
+                            *o = acc;
+                        }
+                    }
+                }
+            })
+        })?;
+        Ok(Some(Tensor::from_vec(dx, (n, c, hi, wi), x.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// The same values and input gradient as candle's `upsample_nearest2d`, bit for bit, for square and
+    /// rectangular factors (and a factor of one).
+    #[test]
+    fn matches_candle_bit_for_bit() -> Result<()> {
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        // candle's backward takes one factor for both sides only.
+        for (shape, h, w) in
+            [([2, 3, 7, 7], 14, 14), ([1, 2, 3, 5], 9, 15), ([3, 1, 4, 4], 4, 4), ([64, 32, 7, 7], 14, 14)]
+        {
+            let x = Var::from_tensor(&crate::fast::testing::randn(&shape, 1))?;
+            let (fused, plain) = (upsample_nearest2d(&x, h, w)?, x.upsample_nearest2d(h, w)?);
+            assert_eq!(bits(&fused), bits(&plain), "values {shape:?} → {h}×{w}");
+            let g = crate::fast::testing::randn(fused.dims(), 2);
+            let gf = (&fused * &g)?.sum_all()?.backward()?;
+            let gp = (&plain * &g)?.sum_all()?.backward()?;
+            assert_eq!(bits(gf.get(&x).unwrap()), bits(gp.get(&x).unwrap()), "gradient {shape:?} → {h}×{w}");
+        }
+        // Different factors for rows and columns: candle's values, and a block of s_h·s_w ones summed.
+        let x = Var::from_tensor(&crate::fast::testing::randn(&[2, 2, 3, 4], 3))?;
+        let y = upsample_nearest2d(&x, 6, 12)?;
+        assert_eq!(bits(&y), bits(&x.upsample_nearest2d(6, 12)?));
+        let g = y.sum_all()?.backward()?;
+        assert_eq!(g.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?, vec![6f32; 48]);
+        let x = Tensor::zeros((1, 1, 3, 3), candle_core::DType::F32, &candle_core::Device::Cpu)?;
+        assert!(upsample_nearest2d(&x, 7, 6).unwrap_err().to_string().contains("whole multiple"));
+        Ok(())
+    }
+
+    /// The gradient adds to the input's other gradients: Σ up(x) + Σ 3x gives 4 + 3 per pixel, and two
+    /// upsamplings of the same input 4 + 4 (candle 0.11's own backward keeps only one upsampling's 4).
+    #[test]
+    fn gradients_of_several_uses_add_up() -> Result<()> {
+        let x = Var::from_tensor(&Tensor::ones((1, 2, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu)?)?;
+        let up = || upsample_nearest2d(&x, 4, 4)?.sum_all();
+        for (loss, want) in [((up()? + (x.as_tensor() * 3.0)?.sum_all()?)?, 7f32), ((up()? + up()?)?, 8.)] {
+            assert_eq!(loss.backward()?.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?, vec![want; 8]);
+        }
+        Ok(())
+    }
+}
