@@ -10,6 +10,10 @@
 //! ```text
 //! THREADS=2 cargo run --release -p dlhist --example train_steps [MODEL_SUBSTRING...]
 //! ```
+//!
+//! `HASH=1` times nothing and prints instead, per model, a hash of the bits of all 23 losses and one of the
+//! final parameters (by name): two builds that print the same hashes trained every model to the same numbers, bit
+//! for bit (how a kernel change that claims to keep the numbers is checked).
 
 use std::time::Instant;
 
@@ -39,6 +43,9 @@ fn bench<M: ModuleT>(
     loss: &dyn Loss,
 ) {
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(1e-3)).expect("Adam");
+    if std::env::var_os("HASH").is_some() {
+        return print_hashes(name, threads, model, &mut opt, vars, x, y, loss);
+    }
     let mut times = Vec::with_capacity(STEPS);
     for i in 0..WARMUP + STEPS {
         let t = Instant::now();
@@ -61,6 +68,40 @@ fn bench<M: ModuleT>(
         serde_json::Value::from(name),
         round(median),
         round(times[0])
+    );
+}
+
+/// FNV-1a over 32-bit words: a stable hash of a run's floats (std's hasher is seeded per process).
+fn fnv(words: impl IntoIterator<Item = u32>) -> u64 {
+    words.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, w| (h ^ w as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// The `HASH=1` mode: the same steps as `bench`, untimed; a hash of every loss's bits and of every parameter's.
+#[allow(clippy::too_many_arguments)]
+fn print_hashes<M: ModuleT>(
+    name: &str,
+    threads: usize,
+    model: &M,
+    opt: &mut Adam,
+    vars: &candle_nn::VarMap,
+    x: &Tensor,
+    y: &Tensor,
+    loss: &dyn Loss,
+) {
+    let losses: Vec<u32> = (0..WARMUP + STEPS)
+        .map(|_| (train_step(model, opt, x, y, loss).expect("train step").0 as f32).to_bits())
+        .collect();
+    let data = vars.data().lock().expect("vars");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let params = fnv(names.iter().flat_map(|n| {
+        let v = data[*n].flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("parameter values");
+        v.into_iter().map(f32::to_bits)
+    }));
+    println!(
+        "{}",
+        serde_json::json!({"model": name, "threads": threads, "steps": WARMUP + STEPS,
+            "losses_fnv": format!("{:016x}", fnv(losses)), "params_fnv": format!("{params:016x}")})
     );
 }
 
