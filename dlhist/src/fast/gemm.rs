@@ -108,18 +108,32 @@ pub(crate) fn matmul(
         return;
     }
     // SAFETY: `check` bounds every index by the slices' lengths; `c` is a distinct `&mut`.
-    unsafe {
-        gemm_raw(
-            (m, n, k),
-            c.as_mut_ptr(),
-            n as isize,
-            a.as_ptr(),
-            a_stored.strides(m, k),
-            b.as_ptr(),
-            b_stored.strides(k, n),
-            accumulate,
-        )
-    }
+    unsafe { matmul_raw(c.as_mut_ptr(), a, a_stored, b, b_stored, (m, n, k), accumulate) }
+}
+
+/// [`matmul`] into `c` (`m·n` writable elements, read only when `accumulate`), on the calling thread.
+///
+/// # Safety
+/// `c` must be valid for `m·n` writes (and reads, when `accumulate`); `a` and `b` must hold `m·k` and `k·n`.
+unsafe fn matmul_raw(
+    c: *mut f32,
+    a: &[f32],
+    a_stored: Stored,
+    b: &[f32],
+    b_stored: Stored,
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) {
+    gemm_raw(
+        (m, n, k),
+        c,
+        n as isize,
+        a.as_ptr(),
+        a_stored.strides(m, k),
+        b.as_ptr(),
+        b_stored.strides(k, n),
+        accumulate,
+    )
 }
 
 /// Products smaller than this many multiply-adds run on one thread: splitting them costs more than it saves.
@@ -166,16 +180,7 @@ pub(crate) fn par_matmul_new(
     unsafe {
         let cp = c.spare_capacity_mut().as_mut_ptr().cast::<f32>();
         if threads == 1 || m * n * k < PARALLEL_MIN_FLOPS {
-            gemm_raw(
-                (m, n, k),
-                cp,
-                n as isize,
-                a.as_ptr(),
-                a_stored.strides(m, k),
-                b.as_ptr(),
-                b_stored.strides(k, n),
-                false,
-            );
+            matmul_raw(cp, a, a_stored, b, b_stored, (m, n, k), false);
         } else {
             par_matmul_raw(cp, a, a_stored, b, b_stored, (m, n, k), false, threads);
         }
