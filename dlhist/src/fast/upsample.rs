@@ -12,7 +12,8 @@
 //! It also *replaces* the input's gradient with that block sum instead of adding to it (`*sum_grad = conv_sum`
 //! in candle-core 0.11.1's `backprop.rs`), so an input that feeds anything besides one upsampling loses the
 //! other gradients: with `y = Σ up(x) + Σ 3x`, candle gives `∂y/∂x = 4` per pixel of a 2× upsampling instead of 7.
-//! This op's gradient is added like any other (the test below checks both cases).
+//! This op's gradient is added like any other (the test below checks both cases). The fix for candle itself is
+//! huggingface/candle pull request 3507, open when this was written.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
