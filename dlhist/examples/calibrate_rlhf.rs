@@ -10,7 +10,7 @@
 //! Knobs (environment): PROMPT (prompt characters, 16), NEW (sampled characters, 48), TAU (the labeler's
 //! temperature, 0.5), PAIRS (pairs shown, 3000), RM_EPOCHS (1), RM_LR (1e-3), RM_BATCH (16), BETAS (comma list of KL
 //! weights, `0.3,0`), ITERS (PPO iterations, 120), BATCH (rollouts per iteration, 32), LR (PPO's rate, 1e-4), EPOCHS
-//! (2), MINIBATCH (16), SEED (1). Prints the reward model's held-out agreement with the labeler's choices and with
+//! (2), MINIBATCH (16), SEED (1), N_EVAL (held-out prompts each policy is judged on, 128). Prints the reward model's held-out agreement with the labeler's choices and with
 //! its true ranking, then per run a line each tenth of the iterations (reward-model score, true score, KL) and the
 //! held-out true score, KL and 4-gram diversity of the final policy with a few samples.
 
@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     }
 
     // Standardized on the pretrained model's samples of held-out prompts.
-    let eval_prompts = prompts(val_ids, 128, p, &mut root.fork("eval"), &dev)?;
+    let eval_prompts = prompts(val_ids, common::env("N_EVAL", 128), p, &mut root.fork("eval"), &dev)?;
     let base = rollout(&reference, &eval_prompts, n, &mut root.fork("eval-sample"))?;
     let r = rm.total(&base.tokens, p)?.to_vec1::<f32>()?;
     let mean = r.iter().sum::<f32>() / r.len() as f32;

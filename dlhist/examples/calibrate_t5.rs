@@ -2,7 +2,8 @@
 //! character-level T5 on the Webster 1913 dictionary, then one model fine-tuned on two word tasks told apart by a
 //! text prefix, against the same model fine-tuned from scratch, at each rate of FT_LRS and for SEEDS seeds. Prints
 //! each run's exact match and character error rate per task. SAVE=path keeps the pretrained weights, LOAD=path
-//! starts from saved ones instead of pretraining. Configured by environment variables:
+//! starts from saved ones instead of pretraining,
+//! VARIANTS=pretrained fine-tunes only from the pretrained weights. Configured by environment variables:
 //!
 //! ```sh
 //! WINDOW=16 PRE_STEPS=1200 BATCH=96 LR=2e-3 FT_STEPS=600 FT_BATCH=64 FT_LRS=1e-4,3e-4,1e-3 TRAIN_WORDS=1500 SEEDS=1 \
@@ -140,7 +141,9 @@ fn main() -> Result<()> {
         .iter()
         .flat_map(|&lr| (0..seeds).flat_map(move |k| [("scratch", None, k, lr), ("pretrained", Some(p), k, lr)]))
         .collect();
-    for (name, from, k, ft_lr) in runs {
+    // VARIANTS=pretrained skips the runs from scratch (e.g. when only the pretraining changes between calibrations).
+    let variants: String = env("VARIANTS", "scratch,pretrained".to_string());
+    for (name, from, k, ft_lr) in runs.into_iter().filter(|r| variants.split(',').any(|v| v == r.0)) {
         let (vars, vb) = dlhist::init::seeded(seed + 1 + k, DType::F32, &dev);
         let model = T5::new(cfg, vb)?;
         if let Some(p) = from {
