@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
-use super::gemm::{matmul, Stored};
+use super::gemm::{matmul, matmul_into, Stored};
 use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut};
 use crate::activation::Activation;
 
@@ -215,8 +215,23 @@ impl Geom {
         (lo, hi)
     }
 
+    /// Whether this is a stride-1 convolution whose output has the input's size (`kh = kw = 2·pad + 1`, the
+    /// U-Net's 3×3 with padding 1): then each row of `cols` is the input plane shifted by one flat offset.
+    fn same_size(&self) -> bool {
+        self.stride == 1 && self.oh == self.h && self.ow == self.w
+    }
+
     /// `cols [C·kh·kw, L]` of one image `x [C, H, W]`.
     fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        if self.same_size() {
+            self.im2col_same(x, cols)
+        } else {
+            self.im2col_general(x, cols)
+        }
+    }
+
+    /// [`Geom::im2col`] for any geometry: a short copy per output row.
+    fn im2col_general(&self, x: &[f32], cols: &mut [f32]) {
         let (l, s) = (self.l(), self.stride);
         for ch in 0..self.c {
             for u in 0..self.kh {
@@ -241,6 +256,38 @@ impl Geom {
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Geom::im2col`] of a [`Geom::same_size`] convolution. Output `(oy, ox)` reads input
+    /// `(oy + u − pad, ox + v − pad)`, flat index `j + d` with `j = oy·W + ox` and `d = (u − pad)·W + v − pad`, so a
+    /// row is one copy of the plane shifted by `d` (instead of a short copy per output row, whose call overhead
+    /// dominated at 28 columns). The copy also reads wrapped-around pixels into the columns that should read
+    /// padding; those (and the rows above and below the image) are zeroed after it. The same values as the
+    /// general path, element for element.
+    fn im2col_same(&self, x: &[f32], cols: &mut [f32]) {
+        let (hw, w) = (self.h * self.w, self.w as isize);
+        for ch in 0..self.c {
+            let plane = &x[ch * hw..][..hw];
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    let row = &mut cols[((ch * self.kh + u) * self.kw + v) * hw..][..hw];
+                    let d = (u as isize - self.pad as isize) * w + v as isize - self.pad as isize;
+                    // The j with 0 ≤ j + d < H·W; outside them the source row is above or below the image.
+                    let lo = (-d).clamp(0, hw as isize) as usize;
+                    let hi = (hw as isize - d).clamp(lo as isize, hw as isize) as usize;
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                    row[lo..hi].copy_from_slice(&plane[(lo as isize + d) as usize..][..hi - lo]);
+                    let (c0, c1) = self.valid_cols(v);
+                    if c0 > 0 || c1 < self.ow {
+                        for line in row.chunks_exact_mut(self.ow) {
+                            line[..c0].fill(0.0);
+                            line[c1..].fill(0.0);
                         }
                     }
                 }
@@ -369,9 +416,15 @@ impl CustomOp3 for Conv2dAct {
         // Image n's biases: one row of a per-image [N, O] bias, or the shared [O] one.
         let per_image_bias = bl.dims().len() == 2;
         let bias_of = |n: usize| if per_image_bias { &b[n * g.o..(n + 1) * g.o] } else { b };
-        let conv = |cols: &mut [f32], yn: &mut [f32], n: usize| {
+        // SAFETY (for callers): `yn` must be valid for O·L writes that no other thread makes; it may start
+        // uninitialized, as the product writes every element before the epilogue reads it.
+        let conv = |cols: &mut [f32], yn: *mut f32, n: usize| {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
-            matmul(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
+            // SAFETY: w holds O·C·kh·kw and cols C·kh·kw·L elements; yn is valid for O·L writes (above).
+            let yn = unsafe {
+                matmul_into(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk));
+                std::slice::from_raw_parts_mut(yn, g.o * l)
+            };
             if !act_after_pool {
                 // Bias and activation while the image's output is still in cache.
                 for (row, &bias) in yn.chunks_mut(l).zip(bias_of(n)) {
@@ -384,17 +437,22 @@ impl CustomOp3 for Conv2dAct {
             }
         };
         if self.pool == 1 {
-            let mut y = vec![0f32; g.n * g.o * l];
+            // Not zeroed first: the (non-accumulating) matrix product writes every element of each image's
+            // output before the epilogue reads it, and zeroing is a pass over the whole output (3 MB per U-Net
+            // layer at 28×28) on one thread.
+            let mut y = Vec::<f32>::with_capacity(g.n * g.o * l);
             let yp = SharedMut(y.as_mut_ptr());
             par_chunks(g.n, 1, |images| {
                 with_scratch(ckk * l, 0, |cols, _| {
                     for n in images {
-                        // SAFETY: image n owns y[n·O·L .. (n+1)·O·L]; no other range writes it.
-                        let yn = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * g.o * l), g.o * l) };
-                        conv(cols, yn, n);
+                        // SAFETY: image n owns y[n·O·L .. (n+1)·O·L] of the spare capacity; no other range writes
+                        // it, and `matmul` (accumulate = false) writes every element before anything reads it.
+                        unsafe { conv(cols, yp.get().add(n * g.o * l), n) };
                     }
                 })
             });
+            // SAFETY: the loop above wrote all g.n · O · L elements.
+            unsafe { y.set_len(g.n * g.o * l) };
             return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
         }
         let (k, ph, pw) = (self.pool, g.oh / self.pool, g.ow / self.pool);
@@ -407,7 +465,8 @@ impl CustomOp3 for Conv2dAct {
         par_chunks(g.n, 1, |images| {
             with_scratch(ckk * l, g.o * l, |cols, full| {
                 for n in images {
-                    conv(cols, full, n);
+                    // `full` is this thread's scratch of O·L elements.
+                    conv(cols, full.as_mut_ptr(), n);
                     // SAFETY: image n owns its slices of y's and argmax's spare capacity; no other range writes them.
                     let yn = unsafe {
                         std::slice::from_raw_parts_mut(
@@ -585,6 +644,29 @@ mod tests {
         }
         let what = format!("x {x:?} w {w:?} pad {pad} stride {stride} {act:?} strided {non_contiguous} pool {pool}");
         assert_same_values_and_grads(&fast, &plain, &[(&xv, "dx"), (&wv, "dw"), (&bv, "db")], &what)
+    }
+
+    /// The shifted-plane im2col of same-size convolutions writes exactly what the general one does, every
+    /// element (the scratch starts as garbage, so a missed element shows).
+    #[test]
+    fn same_size_im2col_matches_the_general_one() {
+        for (x, w, pad) in
+            [([2, 3, 7, 6], [4, 3, 3, 3], 1), ([1, 2, 5, 9], [1, 2, 5, 5], 2), ([1, 1, 1, 1], [1, 1, 1, 1], 0)]
+        {
+            let g = Geom::new(&x, &w, pad, 1);
+            assert!(g.same_size());
+            let xv = randn(&x, 4).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let chw = x[1] * x[2] * x[3];
+            for n in 0..x[0] {
+                let (mut fast, mut want) = (vec![f32::NAN; g.ckk() * g.l()], vec![7f32; g.ckk() * g.l()]);
+                g.im2col_same(&xv[n * chw..][..chw], &mut fast);
+                g.im2col_general(&xv[n * chw..][..chw], &mut want);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&want), "x {x:?} w {w:?} pad {pad} image {n}");
+            }
+        }
+        assert!(!Geom::new(&[1, 1, 6, 6], &[1, 1, 3, 3], 0, 1).same_size());
+        assert!(!Geom::new(&[1, 1, 6, 6], &[1, 1, 3, 3], 1, 2).same_size());
     }
 
     #[test]
