@@ -297,11 +297,50 @@ impl Geom {
 
     /// The adjoint of [`Geom::im2col`]: adds every column entry back to the input position it was read from.
     /// `gx` may start uninitialized: it is zeroed first.
-    fn col2im(&self, cols: &[f32], gx: &mut [MaybeUninit<f32>]) {
-        let (l, s) = (self.l(), self.stride);
+    /// `cols` is scratch: the same-size path overwrites some of it.
+    fn col2im(&self, cols: &mut [f32], gx: &mut [MaybeUninit<f32>]) {
         gx.fill(MaybeUninit::new(0.0));
         // SAFETY: every element was just initialized, and MaybeUninit<f32> has f32's layout.
         let gx = unsafe { &mut *(gx as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        if self.same_size() {
+            self.col2im_same(cols, gx)
+        } else {
+            self.col2im_general(cols, gx)
+        }
+    }
+
+    /// [`Geom::col2im`] of a [`Geom::same_size`] convolution into a zeroed `gx`: each row of `cols` added to the
+    /// plane shifted by `d` in one pass, as [`Geom::im2col_same`] copies it. The entries of the columns that
+    /// read padding would land on wrapped-around pixels, so they are set to +0 first: adding +0 changes no
+    /// bits of a sum that started at +0 (in round-to-nearest such a sum is never −0). Every pixel receives
+    /// the same terms in the same order as in the general path, so the bits are the same.
+    fn col2im_same(&self, cols: &mut [f32], gx: &mut [f32]) {
+        let (hw, w) = (self.h * self.w, self.w as isize);
+        for ch in 0..self.c {
+            let plane = &mut gx[ch * hw..][..hw];
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    let row = &mut cols[((ch * self.kh + u) * self.kw + v) * hw..][..hw];
+                    let (c0, c1) = self.valid_cols(v);
+                    if c0 > 0 || c1 < self.ow {
+                        for line in row.chunks_exact_mut(self.ow) {
+                            line[..c0].fill(0.0);
+                            line[c1..].fill(0.0);
+                        }
+                    }
+                    let d = (u as isize - self.pad as isize) * w + v as isize - self.pad as isize;
+                    let lo = (-d).clamp(0, hw as isize) as usize;
+                    let hi = (hw as isize - d).clamp(lo as isize, hw as isize) as usize;
+                    let dst = &mut plane[(lo as isize + d) as usize..][..hi - lo];
+                    dst.iter_mut().zip(&row[lo..hi]).for_each(|(a, g)| *a += g);
+                }
+            }
+        }
+    }
+
+    /// [`Geom::col2im`] for any geometry into a zeroed `gx`: a short sum per output row.
+    fn col2im_general(&self, cols: &[f32], gx: &mut [f32]) {
+        let (l, s) = (self.l(), self.stride);
         for ch in 0..self.c {
             for u in 0..self.kh {
                 for v in 0..self.kw {
@@ -667,6 +706,22 @@ mod tests {
         }
         assert!(!Geom::new(&[1, 1, 6, 6], &[1, 1, 3, 3], 0, 1).same_size());
         assert!(!Geom::new(&[1, 1, 6, 6], &[1, 1, 3, 3], 1, 2).same_size());
+    }
+
+    /// The shifted-plane col2im of same-size convolutions gives the general one's bits.
+    #[test]
+    fn same_size_col2im_matches_the_general_one() {
+        for (x, w, pad) in [([3, 7, 6], [4, 3, 3, 3], 1), ([2, 5, 9], [1, 2, 5, 5], 2), ([1, 1, 1], [1, 1, 1, 1], 0)] {
+            let g = Geom::new(&[1, x[0], x[1], x[2]], &w, pad, 1);
+            let cols = randn(&[g.ckk() * g.l()], 5).to_vec1::<f32>().unwrap();
+            let chw = x[0] * x[1] * x[2];
+            let (mut fast, mut want) = (vec![MaybeUninit::new(f32::NAN); chw], vec![0f32; chw]);
+            g.col2im(&mut cols.clone(), &mut fast);
+            g.col2im_general(&cols, &mut want);
+            // SAFETY: col2im initialized every element.
+            let fast: Vec<u32> = fast.iter().map(|v| unsafe { v.assume_init() }.to_bits()).collect();
+            assert_eq!(fast, want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "x {x:?} w {w:?} pad {pad}");
+        }
     }
 
     #[test]
