@@ -284,12 +284,7 @@ impl Geom {
                     row[hi..].fill(0.0);
                     row[lo..hi].copy_from_slice(&plane[(lo as isize + d) as usize..][..hi - lo]);
                     let (c0, c1) = self.valid_cols(v);
-                    if c0 > 0 || c1 < self.ow {
-                        for line in row.chunks_exact_mut(self.ow) {
-                            line[..c0].fill(0.0);
-                            line[c1..].fill(0.0);
-                        }
-                    }
+                    zero_edge_cols(row, self.ow, c0, c1);
                 }
             }
         }
@@ -322,12 +317,7 @@ impl Geom {
                 for v in 0..self.kw {
                     let row = &mut cols[((ch * self.kh + u) * self.kw + v) * hw..][..hw];
                     let (c0, c1) = self.valid_cols(v);
-                    if c0 > 0 || c1 < self.ow {
-                        for line in row.chunks_exact_mut(self.ow) {
-                            line[..c0].fill(0.0);
-                            line[c1..].fill(0.0);
-                        }
-                    }
+                    zero_edge_cols(row, self.ow, c0, c1);
                     let d = (u as isize - self.pad as isize) * w + v as isize - self.pad as isize;
                     let lo = (-d).clamp(0, hw as isize) as usize;
                     let hi = (hw as isize - d).clamp(lo as isize, hw as isize) as usize;
@@ -365,6 +355,17 @@ impl Geom {
                 }
             }
         }
+    }
+}
+
+/// Zeroes columns `..c0` and `c1..` of every `ow`-long line of `row` (the columns of a shifted-plane row of
+/// `cols` that read padding). A strided store per column rather than a `fill` per line: each fill was a call
+/// to memset for a single element (3×3 kernels with padding 1 zero one column per line), about 3% of a
+/// DDPM U-Net training step in calls alone.
+#[inline]
+fn zero_edge_cols(row: &mut [f32], ow: usize, c0: usize, c1: usize) {
+    for col in (0..c0).chain(c1..ow) {
+        row.iter_mut().skip(col).step_by(ow).for_each(|v| *v = 0.0);
     }
 }
 
