@@ -17,6 +17,8 @@
 //! Unlike the other kernels it is the only correct implementation there is for overlapping windows, so it
 //! serves every float dtype on the CPU, and other devices by a round trip through the CPU.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// Max pooling of `x [N, C, H, W]` with window `kernel`, step `stride` and `padding` positions on every side
@@ -102,20 +104,26 @@ impl MaxPool {
     /// The pooled values, plane by plane over candle's worker pool.
     fn forward_slice<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
         let (n, c, h, w, oh, ow) = self.out_dims(dims);
-        let mut out = vec![T::from_f64(0.0); n * c * oh * ow];
+        // Not zeroed first (a pass over the whole output on one thread): plane_argmax emits once per output.
+        let mut out = Vec::<T>::with_capacity(n * c * oh * ow);
         let op = out.as_mut_ptr() as usize;
         super::par_chunks(n * c, 8, |planes| {
             for p in planes {
-                // SAFETY: plane p's outputs are written by this iteration only.
-                let o = unsafe { std::slice::from_raw_parts_mut((op as *mut T).add(p * oh * ow), oh * ow) };
+                // SAFETY: plane p's oh·ow elements of the spare capacity are written by this iteration only, as
+                // MaybeUninit (nothing reads them before they are written).
+                let o =
+                    unsafe { std::slice::from_raw_parts_mut((op as *mut MaybeUninit<T>).add(p * oh * ow), oh * ow) };
                 let plane = &x[p * h * w..(p + 1) * h * w];
                 let mut k = 0;
                 self.plane_argmax(plane, h, w, oh, ow, |best| {
-                    o[k] = plane[best];
+                    o[k].write(plane[best]);
                     k += 1;
                 });
             }
         });
+        // SAFETY: plane_argmax calls `emit` once per output (its loops run over all oh × ow), so every one of the
+        // n·c planes had all oh·ow elements written.
+        unsafe { out.set_len(n * c * oh * ow) };
         out
     }
 
@@ -123,13 +131,22 @@ impl MaxPool {
     /// windows overlap, then rounded once).
     fn backward_slice<T: WithDType>(&self, x: &[T], g: &[T], dims: &[usize]) -> Vec<T> {
         let (_, _, h, w, oh, ow) = self.out_dims(dims);
-        let mut gx = vec![T::from_f64(0.0); x.len()];
+        // Zeroed plane by plane by the thread that then scatters into it (the zeroing is spread over the workers
+        // and each plane is still in cache for the scatter), rather than all at once before the loop.
+        let planes_n = x.len() / (h * w).max(1);
+        let mut gx = Vec::<T>::with_capacity(planes_n * h * w);
         let overlap = self.stride < self.kernel;
         let gxp = gx.as_mut_ptr() as usize;
-        super::par_chunks(x.len() / (h * w).max(1), 8, |planes| {
+        super::par_chunks(planes_n, 8, |planes| {
             for p in planes {
-                // SAFETY: plane p's gradient is written by this iteration only.
-                let gp = unsafe { std::slice::from_raw_parts_mut((gxp as *mut T).add(p * h * w), h * w) };
+                // SAFETY: plane p's h·w elements of the spare capacity are written by this iteration only; they
+                // are initialized (zeroed) as MaybeUninit before the slice is viewed as initialized T values,
+                // which have MaybeUninit<T>'s layout.
+                let gp = unsafe {
+                    let raw = std::slice::from_raw_parts_mut((gxp as *mut MaybeUninit<T>).add(p * h * w), h * w);
+                    raw.fill(MaybeUninit::new(T::from_f64(0.0)));
+                    &mut *(raw as *mut [MaybeUninit<T>] as *mut [T])
+                };
                 let (plane, gy) = (&x[p * h * w..(p + 1) * h * w], &g[p * oh * ow..(p + 1) * oh * ow]);
                 let mut k = 0;
                 if overlap {
@@ -148,6 +165,8 @@ impl MaxPool {
                 }
             }
         });
+        // SAFETY: every one of the planes_n planes was zeroed above, and planes_n·h·w = x.len().
+        unsafe { gx.set_len(planes_n * h * w) };
         gx
     }
 }

@@ -15,6 +15,8 @@
 //! This op's gradient is added like any other (the test below checks both cases). The fix for candle itself is
 //! huggingface/candle pull request 3507, open when this was written.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::{cpu_f32, par_chunks, slice_f32, with_f32, SharedMut};
@@ -58,21 +60,27 @@ impl CustomOp1 for Upsample {
         let (n, c, hi, wi) = l.shape().dims4()?;
         let (h, w) = (self.h, self.w);
         let (sh, sw) = (h / hi, w / wi);
-        let mut y = vec![0f32; n * c * h * w];
+        // Not zeroed first (a pass over the whole output on one thread): every element is written below.
+        let mut y = Vec::<f32>::with_capacity(n * c * h * w);
         let yp = SharedMut(y.as_mut_ptr());
         par_chunks(n * c, 4, |planes| {
             for p in planes {
-                // SAFETY: plane p of the output is written by this iteration only.
-                let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * h * w), h * w) };
+                // SAFETY: plane p's h·w elements of the spare capacity are written by this iteration only, as
+                // MaybeUninit (nothing reads them before they are written).
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(yp.get().add(p * h * w).cast::<MaybeUninit<f32>>(), h * w)
+                };
                 let src = &x[p * hi * wi..][..hi * wi];
                 for (i, row) in out.chunks_exact_mut(w).enumerate() {
                     let srow = &src[(i / sh) * wi..][..wi];
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = srow[j / sw];
+                        v.write(srow[j / sw]);
                     }
                 }
             }
         });
+        // SAFETY: the loop above wrote every element of every one of the n·c planes.
+        unsafe { y.set_len(n * c * h * w) };
         Ok((CpuStorage::F32(y), Shape::from((n, c, h, w))))
     }
 
@@ -81,13 +89,17 @@ impl CustomOp1 for Upsample {
         let (h, w) = (self.h, self.w);
         let (sh, sw) = (h / hi, w / wi);
         let grad = grad.contiguous()?;
-        let mut dx = vec![0f32; n * c * hi * wi];
+        // Not zeroed first: every element is written below (each block's sum starts from its own zero).
+        let mut dx = Vec::<f32>::with_capacity(n * c * hi * wi);
         let dp = SharedMut(dx.as_mut_ptr());
         with_f32(&grad, |g| {
             par_chunks(n * c, 4, |planes| {
                 for p in planes {
-                    // SAFETY: plane p of the input gradient is written by this iteration only.
-                    let out = unsafe { std::slice::from_raw_parts_mut(dp.get().add(p * hi * wi), hi * wi) };
+                    // SAFETY: plane p's hi·wi elements of the spare capacity are written by this iteration only,
+                    // as MaybeUninit (nothing reads them before they are written).
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(dp.get().add(p * hi * wi).cast::<MaybeUninit<f32>>(), hi * wi)
+                    };
                     let gp = &g[p * h * w..][..h * w];
                     for (r, orow) in out.chunks_exact_mut(wi).enumerate() {
                         for (q, o) in orow.iter_mut().enumerate() {
@@ -98,12 +110,14 @@ impl CustomOp1 for Upsample {
                                     acc += v;
                                 }
                             }
-                            *o = acc;
+                            o.write(acc);
                         }
                     }
                 }
             })
         })?;
+        // SAFETY: the loop above wrote every element of every one of the n·c planes.
+        unsafe { dx.set_len(n * c * hi * wi) };
         Ok(Some(Tensor::from_vec(dx, (n, c, hi, wi), x.device())?))
     }
 }
