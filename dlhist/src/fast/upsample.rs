@@ -71,10 +71,27 @@ impl CustomOp1 for Upsample {
                     std::slice::from_raw_parts_mut(yp.get().add(p * h * w).cast::<MaybeUninit<f32>>(), h * w)
                 };
                 let src = &x[p * hi * wi..][..hi * wi];
-                for (i, row) in out.chunks_exact_mut(w).enumerate() {
+                // The first row of each block of sh is built from its source row; the others copy it (one
+                // memcpy instead of a division per element, which made this op ~4% of a U-Net step).
+                for i in 0..h {
+                    let (done, rest) = out.split_at_mut(i * w);
+                    let row = &mut rest[..w];
+                    if i % sh != 0 {
+                        row.copy_from_slice(&done[(i - 1) * w..]);
+                        continue;
+                    }
                     let srow = &src[(i / sh) * wi..][..wi];
-                    for (j, v) in row.iter_mut().enumerate() {
-                        v.write(srow[j / sw]);
+                    if sw == 2 {
+                        for (pair, &v) in row.chunks_exact_mut(2).zip(srow) {
+                            pair[0].write(v);
+                            pair[1].write(v);
+                        }
+                    } else {
+                        for (block, &v) in row.chunks_exact_mut(sw).zip(srow) {
+                            block.iter_mut().for_each(|o| {
+                                o.write(v);
+                            });
+                        }
                     }
                 }
             }
@@ -102,6 +119,15 @@ impl CustomOp1 for Upsample {
                     };
                     let gp = &g[p * h * w..][..h * w];
                     for (r, orow) in out.chunks_exact_mut(wi).enumerate() {
+                        if sh == 2 && sw == 2 {
+                            // The U-Net's 2×2 blocks unrolled: the same four additions from zero in the same order
+                            // as the general loop below (row by row, left to right).
+                            let (g0, g1) = (&gp[2 * r * w..][..w], &gp[(2 * r + 1) * w..][..w]);
+                            for (o, (a, b)) in orow.iter_mut().zip(g0.chunks_exact(2).zip(g1.chunks_exact(2))) {
+                                o.write(0f32 + a[0] + a[1] + b[0] + b[1]);
+                            }
+                            continue;
+                        }
                         for (q, o) in orow.iter_mut().enumerate() {
                             let mut acc = 0f32;
                             for a in 0..sh {
