@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
-use super::gemm::{matmul, matmul_into, Stored};
+use super::gemm::{matmul, matmul_raw, Stored};
 use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut};
 use crate::activation::Activation;
 
@@ -487,7 +487,7 @@ impl CustomOp3 for Conv2dAct {
             g.im2col(&x[n * chw..(n + 1) * chw], cols);
             // SAFETY: w holds O·C·kh·kw and cols C·kh·kw·L elements; yn is valid for O·L writes (above).
             let yn = unsafe {
-                matmul_into(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk));
+                matmul_raw(yn, w, Stored::AsIs, cols, Stored::AsIs, (g.o, l, ckk), false);
                 std::slice::from_raw_parts_mut(yn, g.o * l)
             };
             if !act_after_pool {

@@ -111,38 +111,14 @@ pub(crate) fn matmul(
     unsafe { matmul_raw(c.as_mut_ptr(), a, a_stored, b, b_stored, (m, n, k), accumulate) }
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]` on the calling thread into `c`, which may be uninitialized: every one of its
-/// `m·n` elements is written (zeros when `k = 0`), none read. For outputs that would otherwise be zeroed first
-/// only to be overwritten.
+/// [`matmul`] into `c` (`m·n` writable elements, read only when `accumulate`), on the calling thread. Without
+/// `accumulate`, `c` may be uninitialized: every one of its `m·n` elements is written (zeros when `k = 0`), none
+/// read, so outputs need not be zeroed first only to be overwritten.
 ///
 /// # Safety
-/// `c` must be valid for `m·n` writes and overlap neither `a` nor `b`; `a` and `b` must hold `m·k` and `k·n`
-/// elements.
-pub(crate) unsafe fn matmul_into(
-    c: *mut f32,
-    a: &[f32],
-    a_stored: Stored,
-    b: &[f32],
-    b_stored: Stored,
-    (m, n, k): (usize, usize, usize),
-) {
-    assert!(a.len() >= m * k && b.len() >= k * n, "matmul: operand too small");
-    if m * n == 0 {
-        return;
-    }
-    if k == 0 {
-        // SAFETY: c is valid for m·n writes (the caller's contract).
-        return unsafe { std::ptr::write_bytes(c, 0, m * n) };
-    }
-    // SAFETY: the operands hold what the sizes need (asserted); c is valid for m·n writes.
-    unsafe { matmul_raw(c, a, a_stored, b, b_stored, (m, n, k), false) }
-}
-
-/// [`matmul`] into `c` (`m·n` writable elements, read only when `accumulate`), on the calling thread.
-///
-/// # Safety
-/// `c` must be valid for `m·n` writes (and reads, when `accumulate`); `a` and `b` must hold `m·k` and `k·n`.
-unsafe fn matmul_raw(
+/// `c` must be valid for `m·n` writes (and reads, when `accumulate`) and overlap neither `a` nor `b`; `a` and `b`
+/// must hold `m·k` and `k·n` elements.
+pub(crate) unsafe fn matmul_raw(
     c: *mut f32,
     a: &[f32],
     a_stored: Stored,
@@ -151,6 +127,17 @@ unsafe fn matmul_raw(
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
 ) {
+    assert!(a.len() >= m * k && b.len() >= k * n, "matmul: operand too small");
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            // SAFETY: c is valid for m·n writes (the caller's contract).
+            unsafe { std::ptr::write_bytes(c, 0, m * n) };
+        }
+        return;
+    }
     gemm_raw(
         (m, n, k),
         c,
