@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
 
 use super::gemm::{matmul, matmul_raw, Stored};
-use super::{cpu_f32, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut};
+use super::{cpu_f32, filled, par_block_sums, par_chunks, slice_f32, with_f32, Act, SharedMut, Uninit};
 use crate::activation::Activation;
 
 /// Images per block of the weight-gradient sum: fixed, so that ∂W and ∂b have the same bits at any thread
@@ -297,10 +297,7 @@ impl Geom {
         if self.same_size() {
             return self.col2im_same(cols, gx);
         }
-        gx.fill(MaybeUninit::new(0.0));
-        // SAFETY: every element was just initialized, and MaybeUninit<f32> has f32's layout.
-        let gx = unsafe { &mut *(gx as *mut [MaybeUninit<f32>] as *mut [f32]) };
-        self.col2im_general(cols, gx)
+        self.col2im_general(cols, filled(gx, 0.0))
     }
 
     /// Row `(ch, u, v)` of a same-size `cols` with its padding columns set to +0, its shift `d`, and the range
@@ -505,43 +502,34 @@ impl CustomOp3 for Conv2dAct {
             // Not zeroed first: the (non-accumulating) matrix product writes every element of each image's
             // output before the epilogue reads it, and zeroing is a pass over the whole output (3 MB per U-Net
             // layer at 28×28) on one thread.
-            let mut y = Vec::<f32>::with_capacity(g.n * g.o * l);
-            let yp = SharedMut(y.as_mut_ptr());
+            let mut y = Uninit::<f32>::new(g.n * g.o * l);
+            let yw = y.writer();
             par_chunks(g.n, 1, |images| {
                 with_scratch(ckk * l, 0, |cols, _| {
                     for n in images {
-                        // SAFETY: image n owns y[n·O·L .. (n+1)·O·L] of the spare capacity; no other range writes
-                        // it, and `matmul` (accumulate = false) writes every element before anything reads it.
-                        unsafe { conv(cols, yp.get().add(n * g.o * l), n) };
+                        // SAFETY: image n owns y[n·O·L .. (n+1)·O·L]; no other range writes it, and `matmul`
+                        // (accumulate = false) writes every element before anything reads it.
+                        unsafe { conv(cols, yw.ptr(n * g.o * l), n) };
                     }
                 })
             });
             // SAFETY: the loop above wrote all g.n · O · L elements.
-            unsafe { y.set_len(g.n * g.o * l) };
+            let y = unsafe { y.assume_init() };
             return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
         }
         let (k, ph, pw) = (self.pool, g.oh / self.pool, g.ow / self.pool);
         let per_image = g.o * ph * pw;
         // Every element of y and argmax is written below (each image's windows, in full), so both start
         // uninitialized.
-        let mut y = Vec::<f32>::with_capacity(g.n * per_image);
-        let mut argmax = Vec::<u32>::with_capacity(g.n * per_image);
-        let (yp, ap) = (SharedMut(y.as_mut_ptr()), argmax.as_mut_ptr() as usize);
+        let (mut y, mut argmax) = (Uninit::<f32>::new(g.n * per_image), Uninit::<u32>::new(g.n * per_image));
+        let (yw, aw) = (y.writer(), argmax.writer());
         par_chunks(g.n, 1, |images| {
             with_scratch(ckk * l, g.o * l, |cols, full| {
                 for n in images {
                     // `full` is this thread's scratch of O·L elements.
                     conv(cols, full.as_mut_ptr(), n);
-                    // SAFETY: image n owns its slices of y's and argmax's spare capacity; no other range writes them.
-                    let yn = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            yp.get().add(n * per_image).cast::<MaybeUninit<f32>>(),
-                            per_image,
-                        )
-                    };
-                    let an = unsafe {
-                        std::slice::from_raw_parts_mut((ap as *mut MaybeUninit<u32>).add(n * per_image), per_image)
-                    };
+                    // SAFETY: image n owns its blocks of y and argmax; no other range writes them.
+                    let (yn, an) = unsafe { (yw.block(n * per_image, per_image), aw.block(n * per_image, per_image)) };
                     for ch in 0..g.o {
                         let plane = &full[ch * l..(ch + 1) * l];
                         let (yc, ac) = (&mut yn[ch * ph * pw..][..ph * pw], &mut an[ch * ph * pw..][..ph * pw]);
@@ -557,10 +545,7 @@ impl CustomOp3 for Conv2dAct {
             })
         });
         // SAFETY: the loop above wrote all g.n · per_image elements of both.
-        unsafe {
-            y.set_len(g.n * per_image);
-            argmax.set_len(g.n * per_image);
-        }
+        let (y, argmax) = unsafe { (y.assume_init(), argmax.assume_init()) };
         *self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))? = argmax;
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, ph, pw))))
     }
@@ -579,8 +564,8 @@ impl CustomOp3 for Conv2dAct {
         // The input of the first layer is data: its gradient would be thrown away, so skip that product.
         let need_gx = x.track_op();
         // Each image's slice is zeroed and filled by col2im, so gx starts uninitialized.
-        let mut gx = Vec::<f32>::with_capacity(if need_gx { g.n * chw } else { 0 });
-        let gx_ptr = SharedMut(gx.as_mut_ptr());
+        let mut gx = Uninit::<f32>::new(if need_gx { g.n * chw } else { 0 });
+        let gxw = gx.writer();
         let act = self.act;
         let argmax = self.argmax.lock().map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?;
         let pooled = self.pool > 1;
@@ -635,15 +620,8 @@ impl CustomOp3 for Conv2dAct {
                                         // ∂cols_n = Wᵀ G_n, reusing the cols buffer, then col2im into this image's
                                         // slice of gx.
                                         matmul(cols, w, Stored::Transposed, gpre, Stored::AsIs, (ckk, l, g.o), false);
-                                        // SAFETY: image n owns gx[n·chw .. (n+1)·chw] (spare capacity); no other range
-                                        // writes it.
-                                        let gxn = unsafe {
-                                            std::slice::from_raw_parts_mut(
-                                                gx_ptr.get().add(n * chw).cast::<MaybeUninit<f32>>(),
-                                                chw,
-                                            )
-                                        };
-                                        g.col2im(cols, gxn);
+                                        // SAFETY: image n owns gx[n·chw .. (n+1)·chw]; no other range writes it.
+                                        g.col2im(cols, unsafe { gxw.block(n * chw, chw) });
                                     }
                                 }
                             });
@@ -655,10 +633,8 @@ impl CustomOp3 for Conv2dAct {
                 })
             })
         })????;
-        if need_gx {
-            // SAFETY: col2im zeroed and filled every image's slice, all g.n · chw elements.
-            unsafe { gx.set_len(g.n * chw) };
-        }
+        // SAFETY: col2im wrote every image's slice, all g.n · chw elements (none when !need_gx).
+        let gx = unsafe { gx.assume_init() };
         let dev = x.device();
         let gx = if need_gx { Some(Tensor::from_vec(gx, x.shape(), dev)?) } else { None };
         let gb = if per_image_bias {

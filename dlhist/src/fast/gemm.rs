@@ -187,20 +187,19 @@ pub(crate) fn par_matmul_new(
         return vec![0f32; m * n];
     }
     assert!(a.len() >= m * k && b.len() >= k * n, "matmul: operand too small");
-    let mut c: Vec<f32> = Vec::with_capacity(m * n);
+    let mut c = super::Uninit::<f32>::new(m * n);
     let threads = super::threads();
     // SAFETY: reads stay inside `a` and `b` (asserted); gemm writes (never reads, `accumulate` being false) every
-    // element of the m·n spare capacity, through a raw pointer, before `set_len` makes them part of the vector.
+    // one of the m·n elements of `c`, through a raw pointer, before `assume_init` makes them a vector.
     unsafe {
-        let cp = c.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+        let cp = c.writer().ptr(0);
         if threads == 1 || m * n * k < PARALLEL_MIN_FLOPS {
             matmul_raw(cp, a, a_stored, b, b_stored, (m, n, k), false);
         } else {
             par_matmul_raw(cp, a, a_stored, b, b_stored, (m, n, k), false, threads);
         }
-        c.set_len(m * n);
+        c.assume_init()
     }
-    c
 }
 
 /// The blocked product of [`par_matmul`] into `c` (`m·n` writable elements, read only when `accumulate`).

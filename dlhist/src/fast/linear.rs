@@ -11,14 +11,13 @@
 //!
 //! skipping `∂L/∂x` when `x` is data (the first layer's input), a third of the first layer's backward work.
 
-use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::{par_matmul_new, Stored};
 use super::vmath::{self, Simd};
-use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut};
+use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut, Uninit};
 use crate::activation::Activation;
 
 /// `act(x Wᵀ + b)` for `x [.., in]`, `w [out, in]` (candle-nn's and PyTorch's layout), `b [out]`: what
@@ -86,19 +85,14 @@ impl CustomOp3 for LinearAct {
         let simd = Simd::detect();
         // GELU's backward needs the pre-activation x Wᵀ + b: kept only for it.
         // Not zeroed: gelu_bias_fwd writes every element, and zeroing is a serial memset on the calling thread.
-        let mut pre: Vec<f32> = Vec::with_capacity(if act == Act::Gelu { m * n } else { 0 });
-        let (yp, pp) = (SharedMut(y.as_mut_ptr()), SharedMut(pre.spare_capacity_mut().as_mut_ptr().cast()));
+        let mut pre = Uninit::<f32>::new(if act == Act::Gelu { m * n } else { 0 });
+        let (yp, pw) = (SharedMut(y.as_mut_ptr()), pre.writer());
         par_chunks(m, (16384 / n.max(1)).max(1), |rows| {
             // SAFETY: this range of rows is written by this call only.
             let ys = unsafe { std::slice::from_raw_parts_mut(yp.get().add(rows.start * n), rows.len() * n) };
             if act == Act::Gelu {
-                // SAFETY: as above, for `pre`'s spare capacity (m·n elements, uninitialized until written here).
-                let ps = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        pp.get().add(rows.start * n).cast::<MaybeUninit<f32>>(),
-                        rows.len() * n,
-                    )
-                };
+                // SAFETY: as above, for `pre` (m·n elements, uninitialized until written here).
+                let ps = unsafe { pw.block(rows.start * n, rows.len() * n) };
                 for (row, prow) in ys.chunks_mut(n).zip(ps.chunks_mut(n)) {
                     vmath::gelu_bias_fwd(simd, row, prow, b);
                 }
@@ -114,7 +108,7 @@ impl CustomOp3 for LinearAct {
         });
         if act == Act::Gelu {
             // SAFETY: the loop above wrote all m·n elements (par_chunks covers 0..m).
-            unsafe { pre.set_len(m * n) };
+            let pre = unsafe { pre.assume_init() };
             *self.pre.lock().map_err(|_| candle_core::Error::Msg("linear: poisoned lock".into()))? = pre;
         }
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
@@ -137,13 +131,11 @@ impl CustomOp3 for LinearAct {
         let gpre: Vec<f32> = with_f32(y, |y| {
             with_f32(&grad, |g| {
                 // Not zeroed: every element is written below.
-                let mut gp: Vec<f32> = Vec::with_capacity(m * n);
-                let gpp = SharedMut(gp.spare_capacity_mut().as_mut_ptr().cast());
+                let mut gp = Uninit::<f32>::new(m * n);
+                let gpw = gp.writer();
                 par_chunks(m * n, 16384, |r| {
-                    // SAFETY: this range of the spare capacity is written by this call only.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(gpp.get().add(r.start).cast::<MaybeUninit<f32>>(), r.len())
-                    };
+                    // SAFETY: this range is written by this call only.
+                    let out = unsafe { gpw.block(r.start, r.len()) };
                     if act == Act::Gelu {
                         // From the saved pre-activation alone: with a vectorized erf, recomputing Φ(x) costs less
                         // than the division y / x did and needs no special case near 0.
@@ -155,8 +147,7 @@ impl CustomOp3 for LinearAct {
                     }
                 });
                 // SAFETY: par_chunks covered 0..m·n and each branch wrote every element of its range.
-                unsafe { gp.set_len(m * n) };
-                gp
+                unsafe { gp.assume_init() }
             })
         })??;
         // 1ᵀ G: column sums, row by row so the inner loop runs along memory.

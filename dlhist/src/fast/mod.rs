@@ -80,6 +80,8 @@ pub use pool::max_pool2d;
 pub use rnn_seq::rnn_sequence;
 pub use upsample::upsample_nearest2d;
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
 use crate::activation::{Activation, LEAKY_SLOPE};
@@ -387,6 +389,89 @@ impl SharedMut {
     }
 }
 
+/// A kernel's output, allocated but never zeroed: parallel tasks each write their own blocks of it, and only then
+/// does it become a `Vec`. Zeroing a fresh output first (`vec![0.0; n]`) is one more pass over all of it, on the
+/// calling thread alone, which for the U-Net's 3 MB activations cost as much as some of the kernels that then
+/// overwrite every element.
+///
+/// The pattern every user follows: `Uninit::new(len)`, a [`UninitWriter`] copied into the tasks, each task
+/// writing all of the blocks it owns, then [`Uninit::assume_init`].
+pub(crate) struct Uninit<T> {
+    buf: Vec<T>,
+    len: usize,
+}
+
+impl<T> Uninit<T> {
+    /// Room for `len` values, none written yet.
+    pub(crate) fn new(len: usize) -> Self {
+        Uninit { buf: Vec::with_capacity(len), len }
+    }
+
+    /// The handle that tasks share to reach their blocks.
+    pub(crate) fn writer(&mut self) -> UninitWriter<T> {
+        UninitWriter { ptr: self.buf.spare_capacity_mut().as_mut_ptr(), len: self.len }
+    }
+
+    /// The written values.
+    ///
+    /// # Safety
+    /// Every one of the `len` elements must have been written (through [`UninitWriter::block`] slots or
+    /// [`UninitWriter::ptr`]).
+    pub(crate) unsafe fn assume_init(mut self) -> Vec<T> {
+        // SAFETY: the caller guarantees all `len` elements (within the capacity reserved in `new`) are initialized.
+        unsafe { self.buf.set_len(self.len) };
+        self.buf
+    }
+}
+
+/// A copyable pointer into an [`Uninit`]'s storage that parallel tasks share, each writing disjoint blocks.
+pub(crate) struct UninitWriter<T> {
+    ptr: *mut MaybeUninit<T>,
+    len: usize,
+}
+
+impl<T> Clone for UninitWriter<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for UninitWriter<T> {}
+// SAFETY: tasks write disjoint blocks only (the contract of `block` and `ptr`), and T itself crosses threads.
+unsafe impl<T: Send> Send for UninitWriter<T> {}
+unsafe impl<T: Send> Sync for UninitWriter<T> {}
+
+impl<T> UninitWriter<T> {
+    /// Elements `start .. start + len`, as slots to write (each with `MaybeUninit::write`, or all at once with
+    /// [`filled`]). Panics if the block runs past the end.
+    ///
+    /// # Safety
+    /// No other slice or pointer from this writer that is in use at the same time may overlap the block.
+    pub(crate) unsafe fn block<'a>(self, start: usize, len: usize) -> &'a mut [MaybeUninit<T>] {
+        assert!(start.checked_add(len).is_some_and(|end| end <= self.len), "block {start}+{len} past {}", self.len);
+        // SAFETY: in bounds (asserted) of the capacity reserved by `Uninit::new`; exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+
+    /// A raw pointer to element `start`, for kernels that take one (the matrix product writes through it).
+    /// Panics if `start` is past the end.
+    ///
+    /// # Safety
+    /// Whatever writes through it must stay inside the buffer and off every block another task uses meanwhile.
+    pub(crate) unsafe fn ptr(self, start: usize) -> *mut T {
+        assert!(start <= self.len, "offset {start} past {}", self.len);
+        // SAFETY: in bounds (asserted) of the reserved capacity.
+        unsafe { self.ptr.add(start).cast() }
+    }
+}
+
+/// Writes `value` to every slot and hands the slice back as initialized values: the start of a buffer that is
+/// then added into (col2im, the pooling backward).
+pub(crate) fn filled<T: Copy>(slots: &mut [MaybeUninit<T>], value: T) -> &mut [T] {
+    slots.fill(MaybeUninit::new(value));
+    // SAFETY: every element was just initialized, and MaybeUninit<T> has T's layout.
+    unsafe { &mut *(slots as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
 /// The threads of candle's CPU worker pool, the calling thread included (`CANDLE_NUM_THREADS`, else
 /// `RAYON_NUM_THREADS`, else the core count).
 fn threads() -> usize {
@@ -438,6 +523,53 @@ pub(crate) fn par_chunks(n: usize, min_chunk: usize, f: impl Fn(std::ops::Range<
     }
     candle_core::utils::barrier_pool()
         .execute_chunked(n.div_ceil(min_chunk), |r| f(r.start * min_chunk..(r.end * min_chunk).min(n)));
+}
+
+#[cfg(test)]
+mod uninit_tests {
+    use super::{filled, par_chunks, Uninit};
+
+    /// Blocks written by parallel tasks make up the whole vector, each where its offset says.
+    #[test]
+    fn parallel_blocks_fill_the_vector() {
+        let (blocks, block) = (37, 5);
+        let mut v = Uninit::<u32>::new(blocks * block);
+        let w = v.writer();
+        par_chunks(blocks, 3, |bs| {
+            for b in bs {
+                // SAFETY: block b is written by this iteration only.
+                let slots = unsafe { w.block(b * block, block) };
+                for (i, s) in slots.iter_mut().enumerate() {
+                    s.write((b * block + i) as u32);
+                }
+            }
+        });
+        // SAFETY: the blocks cover 0..blocks·block and each was written in full.
+        let v = unsafe { v.assume_init() };
+        assert_eq!(v, (0..(blocks * block) as u32).collect::<Vec<_>>());
+    }
+
+    /// `filled` initializes every slot; an empty `Uninit` needs no writes.
+    #[test]
+    fn filled_and_empty() {
+        let mut v = Uninit::<f32>::new(4);
+        // SAFETY: the only block in use.
+        let xs = filled(unsafe { v.writer().block(0, 4) }, -1.5);
+        xs[2] = 3.0;
+        // SAFETY: all four elements were written by `filled`.
+        assert_eq!(unsafe { v.assume_init() }, [-1.5, -1.5, 3.0, -1.5]);
+        // SAFETY: zero elements.
+        assert!(unsafe { Uninit::<f32>::new(0).assume_init() }.is_empty());
+    }
+
+    /// A block that would run past the end is refused before any write.
+    #[test]
+    #[should_panic(expected = "past 6")]
+    fn block_past_the_end_panics() {
+        let mut v = Uninit::<f32>::new(6);
+        // SAFETY: nothing else uses the writer; the call panics before handing out a slice.
+        let _ = unsafe { v.writer().block(4, 3) };
+    }
 }
 
 #[cfg(test)]

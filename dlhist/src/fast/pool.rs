@@ -17,7 +17,7 @@
 //! Unlike the other kernels it is the only correct implementation there is for overlapping windows, so it
 //! serves every float dtype on the CPU, and other devices by a round trip through the CPU.
 
-use std::mem::MaybeUninit;
+use super::{filled, Uninit};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, WithDType};
 
@@ -105,14 +105,12 @@ impl MaxPool {
     fn forward_slice<T: WithDType>(&self, x: &[T], dims: &[usize]) -> Vec<T> {
         let (n, c, h, w, oh, ow) = self.out_dims(dims);
         // Not zeroed first (a pass over the whole output on one thread): plane_argmax emits once per output.
-        let mut out = Vec::<T>::with_capacity(n * c * oh * ow);
-        let op = out.as_mut_ptr() as usize;
+        let mut out = Uninit::<T>::new(n * c * oh * ow);
+        let out_w = out.writer();
         super::par_chunks(n * c, 8, |planes| {
             for p in planes {
-                // SAFETY: plane p's oh·ow elements of the spare capacity are written by this iteration only, as
-                // MaybeUninit (nothing reads them before they are written).
-                let o =
-                    unsafe { std::slice::from_raw_parts_mut((op as *mut MaybeUninit<T>).add(p * oh * ow), oh * ow) };
+                // SAFETY: plane p is written by this iteration only.
+                let o = unsafe { out_w.block(p * oh * ow, oh * ow) };
                 let plane = &x[p * h * w..(p + 1) * h * w];
                 let mut k = 0;
                 self.plane_argmax(plane, h, w, oh, ow, |best| {
@@ -123,8 +121,7 @@ impl MaxPool {
         });
         // SAFETY: plane_argmax calls `emit` once per output (its loops run over all oh × ow), so every one of the
         // n·c planes had all oh·ow elements written.
-        unsafe { out.set_len(n * c * oh * ow) };
-        out
+        unsafe { out.assume_init() }
     }
 
     /// The gradient of the input: each window's output gradient added at its argmax (summed in f64 where
@@ -134,19 +131,13 @@ impl MaxPool {
         // Zeroed plane by plane by the thread that then scatters into it (the zeroing is spread over the workers
         // and each plane is still in cache for the scatter), rather than all at once before the loop.
         let planes_n = x.len() / (h * w).max(1);
-        let mut gx = Vec::<T>::with_capacity(planes_n * h * w);
+        let mut gx = Uninit::<T>::new(planes_n * h * w);
         let overlap = self.stride < self.kernel;
-        let gxp = gx.as_mut_ptr() as usize;
+        let gxw = gx.writer();
         super::par_chunks(planes_n, 8, |planes| {
             for p in planes {
-                // SAFETY: plane p's h·w elements of the spare capacity are written by this iteration only; they
-                // are initialized (zeroed) as MaybeUninit before the slice is viewed as initialized T values,
-                // which have MaybeUninit<T>'s layout.
-                let gp = unsafe {
-                    let raw = std::slice::from_raw_parts_mut((gxp as *mut MaybeUninit<T>).add(p * h * w), h * w);
-                    raw.fill(MaybeUninit::new(T::from_f64(0.0)));
-                    &mut *(raw as *mut [MaybeUninit<T>] as *mut [T])
-                };
+                // SAFETY: plane p is written by this iteration only.
+                let gp = filled(unsafe { gxw.block(p * h * w, h * w) }, T::from_f64(0.0));
                 let (plane, gy) = (&x[p * h * w..(p + 1) * h * w], &g[p * oh * ow..(p + 1) * oh * ow]);
                 let mut k = 0;
                 if overlap {
@@ -166,8 +157,7 @@ impl MaxPool {
             }
         });
         // SAFETY: every one of the planes_n planes was zeroed above, and planes_n·h·w = x.len().
-        unsafe { gx.set_len(planes_n * h * w) };
-        gx
+        unsafe { gx.assume_init() }
     }
 }
 
