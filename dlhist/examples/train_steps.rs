@@ -14,6 +14,9 @@
 //! `HASH=1` times nothing and prints instead, per model, a hash of the bits of all 23 losses and one of the
 //! final parameters (by name): two builds that print the same hashes trained every model to the same numbers, bit
 //! for bit (how a kernel change that claims to keep the numbers is checked).
+//!
+//! `STEPS=n` times n steps after the warm-up instead of 20 (a profile of the steady state wants a few hundred, so
+//! that building the model and its data is a small share of the samples).
 
 use std::time::Instant;
 
@@ -31,7 +34,19 @@ use dlhist::train::{train_step, CrossEntropy, Loss, Mse};
 use dlhist::transformers::{Gpt, GptConfig};
 
 const WARMUP: usize = 3;
+/// Timed steps per model unless `STEPS` says otherwise.
 const STEPS: usize = 20;
+
+/// The number of timed steps: `STEPS` from the environment (at least 2, for a median), else [`STEPS`].
+fn timed_steps() -> usize {
+    match std::env::var("STEPS") {
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 2 => n,
+            _ => panic!("STEPS={v}: expected a whole number of at least 2"),
+        },
+        Err(_) => STEPS,
+    }
+}
 
 fn bench<M: ModuleT>(
     name: &str,
@@ -46,8 +61,9 @@ fn bench<M: ModuleT>(
     if std::env::var_os("HASH").is_some() {
         return print_hashes(name, threads, model, &mut opt, vars, x, y, loss);
     }
-    let mut times = Vec::with_capacity(STEPS);
-    for i in 0..WARMUP + STEPS {
+    let steps = timed_steps();
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..WARMUP + steps {
         let t = Instant::now();
         let (l, _) = train_step(model, &mut opt, x, y, loss).expect("train step");
         // A GPU queues the optimizer's update after the loss is read back: wait for it (a no-op on the CPU).
@@ -60,7 +76,8 @@ fn bench<M: ModuleT>(
     }
     times.sort_by(f64::total_cmp);
     // The median of an even count is the mean of the middle two, as Python's statistics.median.
-    let median = (times[STEPS / 2 - 1] + times[STEPS / 2]) / 2.0;
+    let median =
+        if steps.is_multiple_of(2) { (times[steps / 2 - 1] + times[steps / 2]) / 2.0 } else { times[steps / 2] };
     let round = |s: f64| (s * 1e6).round() / 1e3;
     // The fields in the order torch_steps.py prints them.
     println!(
