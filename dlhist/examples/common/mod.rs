@@ -44,24 +44,26 @@ pub fn sequence_fit(steps: usize, batch: usize) -> FitConfig<'static> {
     }
 }
 
-/// How the GPT examples train a language model: `steps` steps over random windows already drawn in order (not
-/// shuffled), `batch` at a time, on the next-token cross-entropy; the rate warms up for a twentieth of the steps
-/// and then follows a cosine to a tenth of `lr`; `on_step` runs after every step; no progress lines.
-pub fn lm_fit<'a>(
+/// How the GPT and BERT examples pretrain (`pretrain_char_gpt`, `pretrain_bert`, the `calibrate_*` of the GPT, GPT-3,
+/// LoRA and BERT notebooks): `steps` steps over batches already drawn in order (not shuffled), `batch` at a time, on
+/// `loss`; the rate warms up over the first `warmup` steps to `lr` and then follows a cosine down to a tenth of it;
+/// `on_step` runs after every step (probes, what the caller wants to see); no progress lines.
+pub fn pretraining_fit<'a>(
     steps: usize,
     batch: usize,
     lr: f64,
+    warmup: usize,
+    loss: dlhist::train::SharedLoss,
     on_step: Option<dlhist::train::OnStep<'a>>,
 ) -> Result<FitConfig<'a>> {
     use dlhist::optim::CosineAnnealing;
-    let warm = (steps / 20).max(1);
-    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
+    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warmup)?.with_warmup(warmup);
     Ok(FitConfig {
         epochs: 1,
         batch_size: batch,
         shuffle: false,
         max_steps: Some(steps),
-        loss: dlhist::train::TokenCrossEntropy.into(),
+        loss,
         schedule: Some(std::sync::Arc::new(schedule)),
         progress_every_s: None,
         on_step,
@@ -69,27 +71,24 @@ pub fn lm_fit<'a>(
     })
 }
 
-/// How the BERT examples pretrain (`pretrain_bert`, `calibrate_bert`): `steps` steps over a stream already in order,
-/// the rate warmed up over the first tenth to `lr` and then down a cosine to a tenth of it, on the masked-token
-/// cross-entropy (which serves the left-to-right streams too, whose targets are every next token), no progress
-/// lines; `on_step` measures what the caller wants to see.
+/// [`pretraining_fit`] for a left-to-right language model (the GPT examples): next-token cross-entropy, warm-up
+/// over a twentieth of the steps (at least one).
+pub fn lm_fit<'a>(
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    on_step: Option<dlhist::train::OnStep<'a>>,
+) -> Result<FitConfig<'a>> {
+    pretraining_fit(steps, batch, lr, (steps / 20).max(1), dlhist::train::TokenCrossEntropy.into(), on_step)
+}
+
+/// [`pretraining_fit`] for BERT: the masked-token cross-entropy (which serves the left-to-right streams too, whose
+/// targets are every next token), warm-up over the first tenth of the steps.
 pub fn bert_pretraining_fit<'a>(
     steps: usize,
     batch: usize,
     lr: f64,
     on_step: Option<dlhist::train::OnStep<'a>>,
 ) -> Result<FitConfig<'a>> {
-    use dlhist::optim::CosineAnnealing;
-    let warm = steps / 10;
-    let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warm)?.with_warmup(warm);
-    Ok(FitConfig {
-        batch_size: batch,
-        shuffle: false,
-        max_steps: Some(steps),
-        loss: dlhist::transformers::MaskedTokenCrossEntropy.into(),
-        schedule: Some(std::sync::Arc::new(schedule)),
-        progress_every_s: None,
-        on_step,
-        ..Default::default()
-    })
+    pretraining_fit(steps, batch, lr, steps / 10, dlhist::transformers::MaskedTokenCrossEntropy.into(), on_step)
 }
