@@ -14,6 +14,7 @@
 //! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation | [`crate::layers::Dense`] |
 //! | [`embedding_sum`] | the segment and position lookups (`index_select`s) added to the token vectors, with each table's gradient written once | [`crate::layers::summed_embeddings`] |
 //! | [`softmax_cross_entropy`] | `log_softmax` + `nll` | [`crate::layers::cross_entropy`] |
+//! | [`bernoulli_log_likelihood`] | `x·ℓ − softplus(ℓ)` summed over the last dimension (nine element-wise ops), with the gradient `x − σ(ℓ)` | [`crate::layers::bernoulli_log_likelihood`] |
 //! | [`local_response_norm`] | AlexNet's normalization across channels: squares, shifted sums, a power, a division | [`crate::layers::LocalResponseNorm`] |
 //! | [`layer_norm`] | layer normalization's mean, variance, scale and shift | [`crate::optimization::LayerNorm`] |
 //! | [`lstm_cell`] | the LSTM cell's gate non-linearities and products (one step) | step-by-step LSTM code |
@@ -47,6 +48,7 @@
 mod adam;
 mod additive_attention;
 mod attention;
+mod bernoulli;
 mod conv;
 mod embedding;
 mod gemm;
@@ -66,6 +68,7 @@ mod vmath;
 pub use adam::{adam_update, AdamMoments, AdamStep};
 pub use additive_attention::additive_scores;
 pub use attention::causal_self_attention;
+pub use bernoulli::bernoulli_log_likelihood;
 pub use conv::{conv2d, conv2d_pool};
 pub use embedding::embedding_sum;
 pub use gru_seq::gru_sequence;

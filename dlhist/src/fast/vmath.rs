@@ -343,6 +343,61 @@ pub(crate) fn gelu_bwd(simd: Simd, pre: &[f32], g: &[f32], out: &mut [MaybeUnini
     on_simd!(simd, body, (pre: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>]))
 }
 
+/// `ln(1 + u)` for `u` in `[0, 1]`: `2 atanh(s)` with `s = u / (2 + u)` in `[0, 1/3]`, by the odd series
+/// `2 (s + s³/3 + … + s¹³/13)` (the first term left out, s¹⁵/15, is under 2e-8 of the sum). Taking `s` from `u`
+/// directly keeps tiny `u` exact, where `1 + u` would round it away.
+#[inline(always)]
+fn log1p_unit<const FMA: bool>(u: f32) -> f32 {
+    let s = u / (2.0 + u);
+    let s2 = s * s;
+    let mut p = 1.0 / 13.0;
+    p = fma::<FMA>(p, s2, 1.0 / 11.0);
+    p = fma::<FMA>(p, s2, 1.0 / 9.0);
+    p = fma::<FMA>(p, s2, 1.0 / 7.0);
+    p = fma::<FMA>(p, s2, 1.0 / 5.0);
+    p = fma::<FMA>(p, s2, 1.0 / 3.0);
+    p = fma::<FMA>(p, s2, 1.0);
+    2.0 * s * p
+}
+
+/// `softplus(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|)`, finite for every finite `x` (no `eˣ` can overflow).
+/// Below x = −86 it returns 0 ([`exp_flush`]): the true value is under 5e-38 there.
+#[inline(always)]
+pub(crate) fn softplus<const FMA: bool>(x: f32) -> f32 {
+    x.max(0.0) + log1p_unit::<FMA>(exp_flush::<FMA>(-x.abs()))
+}
+
+/// `Σ x ℓ − softplus(ℓ)` along one row (the Bernoulli log-likelihood of `x` under logits `ℓ`), summed in
+/// `LANES` interleaved partial sums as [`exp_sum`] sums, compiled for `simd`.
+pub(crate) fn bernoulli_ll_row(simd: Simd, l: &[f32], x: &[f32]) -> f32 {
+    #[inline(always)]
+    fn body<const FMA: bool>(l: &[f32], x: &[f32]) -> f32 {
+        let term = |l: f32, x: f32| fma::<FMA>(x, l, -softplus::<FMA>(l));
+        let mut acc = [0f32; LANES];
+        let (mut lc, mut xc) = (l.chunks_exact(LANES), x.chunks_exact(LANES));
+        for (lk, xk) in (&mut lc).zip(&mut xc) {
+            for ((a, &lv), &xv) in acc.iter_mut().zip(lk).zip(xk) {
+                *a += term(lv, xv);
+            }
+        }
+        let tail: f32 = lc.remainder().iter().zip(xc.remainder()).map(|(&lv, &xv)| term(lv, xv)).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+    on_simd!(simd, body, (l: &[f32], x: &[f32]) -> f32)
+}
+
+/// `out = g (x − σ(ℓ))` along one row: the gradient of [`bernoulli_ll_row`] in `ℓ`, times the row's incoming
+/// gradient `g`. Every element of `out` is written, so it may start uninitialized.
+pub(crate) fn bernoulli_ll_grad_row(simd: Simd, l: &[f32], x: &[f32], g: f32, out: &mut [MaybeUninit<f32>]) {
+    #[inline(always)]
+    fn body<const FMA: bool>(l: &[f32], x: &[f32], g: f32, out: &mut [MaybeUninit<f32>]) {
+        for ((o, &lv), &xv) in out.iter_mut().zip(l).zip(x) {
+            o.write(g * (xv - sigmoid::<FMA>(lv)));
+        }
+    }
+    on_simd!(simd, body, (l: &[f32], x: &[f32], g: f32, out: &mut [MaybeUninit<f32>]))
+}
+
 /// Applies `f` to every element of `xs` in a function compiled for `simd` (the test helpers' dispatch; the
 /// kernels that use the functions above inline them into their own loops).
 #[cfg(test)]
@@ -533,6 +588,35 @@ mod tests {
             // SAFETY: gelu_bwd wrote every element.
             let dx = dx.map(|d| unsafe { d.assume_init() });
             assert!(dx[0] == 1.0 && dx[1] == 0.0 && dx[2].is_nan(), "{dx:?}");
+        }
+    }
+
+    #[test]
+    fn log1p_and_softplus_match_f64() {
+        for fma in [false, true] {
+            let log1p = |u: f32| if fma { log1p_unit::<true>(u) } else { log1p_unit::<false>(u) };
+            let softplus = |x: f32| if fma { softplus::<true>(x) } else { softplus::<false>(x) };
+            // ln(1 + u) on [0, 1], tiny u included.
+            for k in 0..=4096 {
+                for u in [k as f32 / 4096.0, (k as f32 * 0.01).exp() * 1e-30] {
+                    let want = f64::from(u).ln_1p();
+                    let got = f64::from(log1p(u));
+                    assert!((got - want).abs() <= 2.5e-7 * want, "ln(1 + {u}) = {got}, f64 gives {want}");
+                }
+            }
+            // softplus over ±120, where e^−|x| runs from 1 to far below f32's smallest normal.
+            let mut x = -120.0f32;
+            while x <= 120.0 {
+                let xf = f64::from(x);
+                let want = xf.max(0.0) + (-xf.abs()).exp().ln_1p();
+                let got = f64::from(softplus(x));
+                // Relative accuracy where the value is a normal float, 0 (within 5e-38) below x = −86.
+                let tol = if x >= -86.0 { 2.5e-7 * want } else { 5e-38 };
+                assert!((got - want).abs() <= tol, "softplus({x}) = {got}, f64 gives {want}");
+                x += 1.0 / 64.0;
+            }
+            assert_eq!(softplus(1e30), 1e30);
+            assert_eq!(softplus(-1e30), 0.0);
         }
     }
 

@@ -37,7 +37,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::layers::{softplus, Activation, Dense};
+use crate::layers::{Activation, Dense};
 use crate::rng::Rng;
 
 /// The sizes of a [`Vae`].
@@ -79,10 +79,9 @@ pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Result<Tens
 }
 
 /// `log p(x | logits)` of binary images `x` `[.., P]` under independent Bernoulli pixels with probabilities
-/// `σ(logits)`, summed over pixels: `Σ x ℓ − softplus(ℓ)`, `[..]`.
-pub fn bernoulli_log_likelihood(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
-    (x.mul(logits)? - softplus(logits)?)?.sum(D::Minus1)
-}
+/// `σ(logits)`, summed over pixels: `Σ x ℓ − softplus(ℓ)`, `[..]` (the decoder's likelihood; the layer lives in
+/// [`crate::layers`], beside the fused kernel that runs it on the CPU).
+pub use crate::layers::bernoulli_log_likelihood;
 
 /// The two terms of the bound for each image of a batch, in nats.
 #[derive(Debug, Clone)]
