@@ -45,7 +45,9 @@ pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
 /// [`lstm_sequence`] for either cell and from any starting state: `state` is `[B, 2, H]`, `h_0` in row 0 and
 /// `c_0` in row 1, and gets its gradient like any input (so a stream cut into chunks back-propagates across the
 /// cut unless the state is detached). With `forget_gate` false the cell is the 1997 one, `c_t = c_{t−1} + i ⊙ g`,
-/// and `xp`, `w_hh` hold three gates (i, g, o): `[B, T, 3H]`, `[3H, H]`.
+/// and `xp`, `w_hh` hold three gates (i, g, o): `[B, T, 3H]`, `[3H, H]`. `xp` may also come as `[B·T, GH]`
+/// rows, batch-major, as a dense layer over the flattened steps returns them: passed as they are, they spare the
+/// graph a reshape, whose backward candle runs as a zero-filled accumulator plus an add over all of them.
 ///
 /// ```
 /// use dlhist::prelude::*;
@@ -57,7 +59,7 @@ pub fn lstm_sequence(xp: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn lstm_sequence_from(xp: &Tensor, w_hh: &Tensor, state: &Tensor, forget_gate: bool) -> Result<Tensor> {
-    let (b, t, gh) = xp.dims3()?;
+    let (b, t, gh) = seq_dims(xp, state)?;
     let (wr, h) = w_hh.dims2()?;
     let g = if forget_gate { 4 } else { 3 };
     if wr != g * h || gh != g * h || t == 0 {
@@ -76,8 +78,21 @@ pub fn lstm_sequence_from(xp: &Tensor, w_hh: &Tensor, state: &Tensor, forget_gat
     xp.contiguous()?.apply_op3(
         &w_hh.contiguous()?,
         &state.contiguous()?,
-        LstmSeq { forget: forget_gate, cache: Mutex::new(None) },
+        LstmSeq { forget: forget_gate, steps: t, cache: Mutex::new(None) },
     )
+}
+
+/// `(B, T, GH)` of projections given as `[B, T, GH]`, or as `[B·T, GH]` rows (batch-major, what a dense layer over
+/// the flattened steps returns) with `B` from the `[B, 2, H]` state.
+fn seq_dims(xp: &Tensor, state: &Tensor) -> Result<(usize, usize, usize)> {
+    match (xp.dims(), state.dims()) {
+        (&[b, t, gh], _) => Ok((b, t, gh)),
+        (&[rows, gh], &[b, ..]) if b > 0 && rows % b == 0 => Ok((b, rows / b, gh)),
+        (d, s) => candle_core::bail!(
+            "lstm_sequence: projections must be [B, T, GH] or [B·T, GH] rows for a [B, 2, H] state; got {d:?} and a \
+             state of {s:?}"
+        ),
+    }
 }
 
 /// What the forward pass keeps for the backward pass, batch-major like the op's input and output.
@@ -95,6 +110,8 @@ struct Cache {
 struct LstmSeq {
     /// Four gates with the forget gate; three (i, g, o) for the 1997 cell.
     forget: bool,
+    /// T, the time steps (the projections may come as [B·T, GH] rows, which do not say it).
+    steps: usize,
     cache: Mutex<Option<Cache>>,
 }
 
@@ -236,7 +253,8 @@ impl CustomOp3 for LstmSeq {
         sl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (xp, w, s0) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(ss, sl)?);
-        let (b, t, gh) = (xl.dims()[0], xl.dims()[1], xl.dims()[2]);
+        let (t, gh) = (self.steps, xl.dims()[xl.dims().len() - 1]);
+        let b = xl.shape().elem_count() / (t * gh);
         let (forget, h) = (self.forget, wl.dims()[1]);
         let simd = Simd::detect();
         // The gates are computed in place over a copy of the projections: batch-major like them, so the copy is
@@ -316,7 +334,7 @@ impl CustomOp3 for LstmSeq {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, t, gh) = xp.dims3()?;
+        let (b, t, gh) = seq_dims(xp, s0)?;
         let (forget, h) = (self.forget, w.dims()[1]);
         let grad = grad.contiguous()?;
         let cache = self.cache.lock().map_err(poisoned)?;
@@ -389,7 +407,7 @@ impl CustomOp3 for LstmSeq {
             })
         })??;
         let dev = xp.device();
-        let gxp = if xp.track_op() { Some(Tensor::from_vec(da, (b, t, gh), dev)?) } else { None };
+        let gxp = if xp.track_op() { Some(Tensor::from_vec(da, xp.shape(), dev)?) } else { None };
         let gs0 = if want_state { Some(Tensor::from_vec(ds0, (b, 2, h), dev)?) } else { None };
         Ok((gxp, Some(Tensor::from_vec(gw, (gh, h), dev)?), gs0))
     }
@@ -398,6 +416,37 @@ impl CustomOp3 for LstmSeq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Projections as [B·T, GH] rows give the bits of the same projections as [B, T, GH], values and gradients
+    /// (the gradient in the shape they came in); a row count that is not a multiple of B is refused.
+    #[test]
+    fn row_form_is_the_three_dimensional_form() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (b, t, h) = (3, 5, 4);
+        let mut rng = crate::rng::Rng::new(6);
+        let mut draw =
+            |dims: &[usize]| candle_core::Var::from_vec(rng.normal_vec(dims.iter().product(), 0.0, 1.0), dims, &dev);
+        let (xp, w, s0) = (draw(&[b, t, 4 * h])?, draw(&[4 * h, h])?, draw(&[b, 2, h])?);
+        let cube = lstm_sequence_from(xp.as_tensor(), w.as_tensor(), s0.as_tensor(), true)?;
+        let rows = lstm_sequence_from(&xp.as_tensor().reshape((b * t, 4 * h))?, w.as_tensor(), s0.as_tensor(), true)?;
+        let bits = |x: &Tensor| -> Result<Vec<u32>> {
+            Ok(x.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect())
+        };
+        assert_eq!(bits(&cube)?, bits(&rows)?);
+        let weights = Tensor::from_vec(rng.normal_vec(cube.elem_count(), 0.0, 1.0), cube.shape(), &dev)?;
+        let (gc, gr) = ((cube * &weights)?.sum_all()?.backward()?, (rows * &weights)?.sum_all()?.backward()?);
+        for v in [&xp, &w, &s0] {
+            assert_eq!(bits(gc.get(v).unwrap())?, bits(gr.get(v).unwrap())?);
+        }
+        let bad = lstm_sequence_from(
+            &Tensor::zeros((7, 4 * h), candle_core::DType::F32, &dev)?,
+            w.as_tensor(),
+            s0.as_tensor(),
+            true,
+        );
+        assert!(bad.unwrap_err().to_string().contains("[B·T, GH]"));
+        Ok(())
+    }
 
     #[test]
     fn cell_kernels_agree_on_every_instruction_set() {

@@ -207,22 +207,24 @@ impl Lstm {
         // of T small ones. Both biases are folded in here once.
         let bias = (&self.bias_ih + &self.bias_hh)?;
         let x2 = x.reshape((b * t, i))?;
-        let xp = if fast::applies(&[&x2, &self.weight_ih, &bias]) {
+        // [B·T, GH], batch-major: row b·T + t is sequence b's step t.
+        let xp_rows = if fast::applies(&[&x2, &self.weight_ih, &bias]) {
             fast::linear(&x2, &self.weight_ih, &bias, None)?
         } else {
             x2.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?
-        }
-        .reshape((b, t, gh))?;
+        };
         if keep.is_none() {
             // The starting state as one [B, 2, H] tensor: h_0 in row 0, c_0 in row 1.
             let start = match state {
                 Some(s) => Tensor::stack(&[&s.h, s.c.as_ref().expect("checked: an LSTM state has a cell")], 1)?,
-                None => Tensor::zeros((b, 2, hsz), xp.dtype(), xp.device())?,
+                None => Tensor::zeros((b, 2, hsz), xp_rows.dtype(), xp_rows.device())?,
             };
-            if fast::applies(&[&xp, &self.weight_hh, &start]) {
+            if fast::applies(&[&xp_rows, &self.weight_hh, &start]) {
                 // Fused (crate::fast::lstm_sequence_from): the whole recurrence, forward and back-propagation
-                // through time, as one op, for either cell. Rows 0..T hold h_1..h_T, row T the final cell.
-                let out = fast::lstm_sequence_from(&xp, &self.weight_hh, &start, self.config.forget_gate)?;
+                // through time, as one op, for either cell. Rows 0..T hold h_1..h_T, row T the final cell. It
+                // takes the projections as the dense layer left them: a reshape to [B, T, GH] in between would
+                // cost the backward pass a zero-filled copy and an add over all of them (candle's accumulator).
+                let out = fast::lstm_sequence_from(&xp_rows, &self.weight_hh, &start, self.config.forget_gate)?;
                 let hs = out.narrow(1, 0, t)?;
                 let h = out.narrow(1, t - 1, 1)?.squeeze(1)?;
                 let c = out.narrow(1, t, 1)?.squeeze(1)?;
@@ -230,6 +232,7 @@ impl Lstm {
             }
         }
         // Plain: the cell equations of the module docs, one time step after another.
+        let xp = xp_rows.reshape((b, t, gh))?;
         let w_hh_t = self.weight_hh.t()?;
         let (mut h, mut c) = match state {
             Some(s) => (s.h.clone(), s.c.clone().expect("checked: an LSTM state has a cell")),
