@@ -45,15 +45,20 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Activation>) -> Re
     if !cpu_f32(&[x, w, b]) {
         return Err(super::unsupported("linear", &[x, w, b]));
     }
-    let mut dims = x.dims().to_vec();
-    let rows = dims[..dims.len() - 1].iter().product::<usize>();
-    let x2 = x.contiguous()?.reshape((rows, inp))?;
-    // ReLU, tanh and GELU run inside the op; sigmoid and ELU after it, as their own candle op.
+    // ReLU, tanh and GELU run inside the op; sigmoid and ELU after it, as their own candle op. The op takes x of
+    // any rank as its rows and returns y in the same leading shape: reshapes to and from [rows, in] around it
+    // would each cost the backward pass a zero-filled accumulator and an add over the whole tensor (candle's
+    // GradStore), for every dense layer of a transformer.
     let (epilogue, rest) = Act::split(act, true);
-    let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearAct { act: epilogue, pre: Mutex::new(vec![]) })?;
-    *dims.last_mut().expect("rank >= 1") = out;
-    let y = y.reshape(dims)?;
+    let op = LinearAct { act: epilogue, pre: Mutex::new(vec![]) };
+    let y = x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?;
     crate::activation::apply(rest, y)
+}
+
+/// `(rows, width)` of an input `[.., width]`: the product of the leading dimensions (1 for a vector) and the last.
+fn rows_and_width(dims: &[usize]) -> (usize, usize) {
+    let (width, lead) = dims.split_last().expect("checked in linear: rank >= 1");
+    (lead.iter().product(), *width)
 }
 
 #[derive(Debug)]
@@ -78,7 +83,7 @@ impl CustomOp3 for LinearAct {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(bs, bl)?);
-        let (m, k) = (xl.dims()[0], xl.dims()[1]);
+        let (m, k) = rows_and_width(xl.dims());
         let n = wl.dims()[0];
         let mut y = par_matmul_new(x, Stored::AsIs, w, Stored::Transposed, (m, n, k));
         let act = self.act;
@@ -111,7 +116,9 @@ impl CustomOp3 for LinearAct {
             let pre = unsafe { pre.assume_init() };
             *self.pre.lock().map_err(|_| candle_core::Error::Msg("linear: poisoned lock".into()))? = pre;
         }
-        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+        let mut dims = xl.dims().to_vec();
+        *dims.last_mut().expect("checked in linear: rank >= 1") = n;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
     fn bwd(
@@ -122,7 +129,7 @@ impl CustomOp3 for LinearAct {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (m, k) = x.dims2()?;
+        let (m, k) = rows_and_width(x.dims());
         let n = w.dims()[0];
         let grad = grad.contiguous()?;
         let act = self.act;
@@ -158,7 +165,7 @@ impl CustomOp3 for LinearAct {
         let gw = with_f32(x, |x| par_matmul_new(&gpre, Stored::Transposed, x, Stored::AsIs, (n, k, m)))?;
         let gx = if x.track_op() {
             let gx = with_f32(w, |w| par_matmul_new(&gpre, Stored::AsIs, w, Stored::AsIs, (m, k, n)))?;
-            Some(Tensor::from_vec(gx, (m, k), x.device())?)
+            Some(Tensor::from_vec(gx, x.shape(), x.device())?)
         } else {
             None
         };
