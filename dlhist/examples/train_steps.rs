@@ -30,7 +30,7 @@ use dlhist::layers::Recurrent;
 use dlhist::optimization::{Adam, AdamConfig};
 use dlhist::rng::Rng;
 use dlhist::sequence_modeling::{Gru, GruVariant, Lstm, Rnn};
-use dlhist::train::{train_step, CrossEntropy, Loss, Mse};
+use dlhist::train::{train_step, CrossEntropy, Loss, Mse, TokenCrossEntropy};
 use dlhist::transformers::{Gpt, GptConfig};
 
 const WARMUP: usize = 3;
@@ -155,11 +155,11 @@ fn main() -> dlhist::Result<()> {
     if wanted("gpt_char_L4_C128_T64_b12") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
         let gpt = Gpt::new(GptConfig::char_small(65), vb)?;
-        // Next-character prediction: logits [B, T, V] flattened to [B·T, V] against [B·T] targets.
-        let model = |idx: &Tensor| -> Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
+        // Next-character prediction: logits [B, T, V] against [B, T] targets, on the loss the notebooks train
+        // their language models with (lm_fit's TokenCrossEntropy, which takes the logits unflattened).
         let x = class_ids(&mut rng, 12 * 64, 65, &dev)?.reshape((12, 64))?;
-        let y = class_ids(&mut rng, 12 * 64, 65, &dev)?;
-        bench("gpt_char_L4_C128_T64_b12", threads, &model, &vars, &x, &y, &CrossEntropy);
+        let y = class_ids(&mut rng, 12 * 64, 65, &dev)?.reshape((12, 64))?;
+        bench("gpt_char_L4_C128_T64_b12", threads, &gpt, &vars, &x, &y, &TokenCrossEntropy);
     }
     if wanted("gpt_bpe_L4_C128_T64_b16_V2304") {
         // The GPT notebook's largest scaling model: GPT-2's first 2048 merges make a vocabulary of 2304, so the
@@ -167,10 +167,9 @@ fn main() -> dlhist::Result<()> {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);
         let cfg = GptConfig { vocab_size: 2304, block_size: 64, n_embd: 128, n_layer: 4, n_head: 4 };
         let gpt = Gpt::new(cfg, vb)?;
-        let model = |idx: &Tensor| -> Result<Tensor> { gpt.forward(idx)?.flatten_to(1) };
         let x = class_ids(&mut rng, 16 * 64, 2304, &dev)?.reshape((16, 64))?;
-        let y = class_ids(&mut rng, 16 * 64, 2304, &dev)?;
-        bench("gpt_bpe_L4_C128_T64_b16_V2304", threads, &model, &vars, &x, &y, &CrossEntropy);
+        let y = class_ids(&mut rng, 16 * 64, 2304, &dev)?.reshape((16, 64))?;
+        bench("gpt_bpe_L4_C128_T64_b16_V2304", threads, &gpt, &vars, &x, &y, &TokenCrossEntropy);
     }
     if wanted("lstm_h128_T50_b32") {
         let (vars, vb) = dlhist::init::seeded(0, DType::F32, &dev);

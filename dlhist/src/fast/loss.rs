@@ -18,7 +18,8 @@ use super::vmath::{self, Simd};
 use super::{cpu_f32, par_chunks, with_f32, SharedMut};
 
 /// Mean softmax cross-entropy of logits `[N, C]` against class ids `[N]` (any integer dtype), as
-/// `candle_nn::loss::cross_entropy`.
+/// `candle_nn::loss::cross_entropy`. Logits `[.., C]` of higher rank are taken as their `N` rows in order (the
+/// class ids then flattened to `[N]`), with the gradient in their own shape.
 ///
 /// f32 logits on the CPU only (see [`super::applies`]); [`crate::layers::cross_entropy`] runs candle's loss
 /// elsewhere.
@@ -34,7 +35,7 @@ use super::{cpu_f32, par_chunks, with_f32, SharedMut};
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn softmax_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let (n, c) = logits.dims2()?;
+    let (n, c) = rows_and_classes(logits.dims())?;
     if targets.dims() != [n] {
         candle_core::bail!(
             "softmax_cross_entropy: logits {:?} need class ids [{n}], got {:?}",
@@ -55,6 +56,14 @@ pub fn softmax_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor
     logits.contiguous()?.apply_op1(SoftmaxXent { ids })
 }
 
+/// `(N, C)` of logits `[.., C]`: the rows are every position of the leading dimensions (at least one).
+fn rows_and_classes(dims: &[usize]) -> Result<(usize, usize)> {
+    match dims.split_last() {
+        Some((&c, lead)) if !lead.is_empty() => Ok((lead.iter().product(), c)),
+        _ => candle_core::bail!("softmax_cross_entropy: logits must be [.., C] with a leading dimension; got {dims:?}"),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SoftmaxXent {
     ids: Vec<u32>,
@@ -73,7 +82,7 @@ impl CustomOp1 for SoftmaxXent {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let z = super::slice_f32(s, l)?;
-        let c = l.dims()[1];
+        let c = l.dims()[l.dims().len() - 1];
         // Each row's term in parallel (a large vocabulary makes this as costly as a matrix product), then the
         // sum in row order, in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits.
         let n = self.ids.len();
@@ -93,7 +102,7 @@ impl CustomOp1 for SoftmaxXent {
     }
 
     fn bwd(&self, z: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (n, c) = z.dims2()?;
+        let (n, c) = rows_and_classes(z.dims())?;
         let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()? / n as f32;
         let g = with_f32(z, |z| {
             let mut g = vec![0f32; n * c];
@@ -113,7 +122,7 @@ impl CustomOp1 for SoftmaxXent {
             });
             g
         })?;
-        Ok(Some(Tensor::from_vec(g, (n, c), z.device())?))
+        Ok(Some(Tensor::from_vec(g, z.shape(), z.device())?))
     }
 }
 

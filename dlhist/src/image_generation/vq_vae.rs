@@ -572,8 +572,7 @@ impl CodePrior {
     pub fn loss(&self, grids: &Tensor) -> Result<Tensor> {
         let (n, h, w) = grids.dims3()?;
         let seq = grids.reshape((n, h * w))?;
-        let logits = self.logits(&seq)?;
-        crate::layers::cross_entropy(&logits.reshape((n * h * w, self.codes))?, &seq.flatten_all()?)
+        crate::layers::token_cross_entropy(&self.logits(&seq)?, &seq)
     }
 
     /// `n` new grids `[n, 7, 7]`, each code drawn from the prior's distribution given the ones before it

@@ -67,7 +67,7 @@ pub use dense::Dense;
 pub use dropout::{dropout, Dropout};
 pub use embedding::summed_embeddings;
 pub use lora::{LoraConfig, LoraDense};
-pub use loss::{bernoulli_log_likelihood, cross_entropy, softplus};
+pub use loss::{bernoulli_log_likelihood, cross_entropy, softplus, token_cross_entropy};
 pub use lrn::LocalResponseNorm;
 pub use pool::{max_pool2d, upsample_nearest2d, MaxPool2d};
 pub(crate) use recurrent::check_input as check_recurrent_input;

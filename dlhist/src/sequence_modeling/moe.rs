@@ -765,7 +765,7 @@ pub struct MoeLmLoss {
 
 impl Loss for MoeLmLoss {
     fn compute(&self, scores: &Tensor, next: &Tensor) -> crate::Result<Tensor> {
-        let (b, t, v) = scores.dims3().map_err(|_| {
+        let (b, t, _) = scores.dims3().map_err(|_| {
             crate::Error::Invalid(format!("language-model scores must be [B, T, V]; got {:?}", scores.dims()))
         })?;
         if next.dims() != [b, t] {
@@ -775,7 +775,7 @@ impl Loss for MoeLmLoss {
                 next.dims()
             )));
         }
-        let ce = crate::layers::cross_entropy(&scores.reshape((b * t, v))?, &next.flatten_all()?)?;
+        let ce = crate::layers::token_cross_entropy(scores, next)?;
         Ok(match self.aux.as_ref().and_then(AuxLoss::take) {
             Some(aux) => (ce + aux.to_dtype(scores.dtype())?)?,
             None => ce,

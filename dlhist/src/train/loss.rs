@@ -82,9 +82,7 @@ pub struct TokenCrossEntropy;
 impl Loss for TokenCrossEntropy {
     fn compute(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> {
         match (output.dims(), target.dims()) {
-            (&[b, t, v], &[tb, tt]) if b == tb && t == tt => {
-                Ok(crate::layers::cross_entropy(&output.reshape((b * t, v))?, &target.flatten_all()?)?)
-            }
+            (&[b, t, _], &[tb, tt]) if b == tb && t == tt => Ok(crate::layers::token_cross_entropy(output, target)?),
             _ => Err(Error::Invalid(format!(
                 "token cross-entropy expects logits [B, T, V] and token ids [B, T]; got logits {:?} and targets {:?}",
                 output.dims(),
