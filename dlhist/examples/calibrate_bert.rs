@@ -120,7 +120,8 @@ fn main() -> Result<()> {
         let mut opt = Adam::new(pre_vars.all_vars(), AdamConfig::new(lr).betas(0.9, 0.98))?;
         let t0 = std::time::Instant::now();
         let quarter: usize = env("EVAL_EVERY", (steps / 4).max(1));
-        let fc = common::bert_pretraining_fit(
+        let fc = common::pretraining_fit(
+            common::Pretraining::MaskedTokens,
             steps,
             batch,
             lr,

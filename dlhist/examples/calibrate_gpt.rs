@@ -50,7 +50,7 @@ fn main() -> Result<()> {
         }
         Ok(Control::Continue)
     });
-    let fc = common::lm_fit(steps, batch, lr, probe)?;
+    let fc = common::pretraining_fit(common::Pretraining::NextToken, steps, batch, lr, probe)?;
     fit(&gpt, &mut opt, &train, None, &fc)?;
     println!(
         "gpt L{n_layer} C{n_embd} T{block_size} b{batch} lr{lr} seed{seed}: {} parameters, {:.1} ms/step",

@@ -27,7 +27,7 @@ use common::env;
 fn train(gpt: &Gpt, vars: &VarMap, data: &Dataset, steps: usize, batch: usize, lr: f64) -> Result<f64> {
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
     let started = std::time::Instant::now();
-    let cfg = common::lm_fit(steps, batch, lr, None)?;
+    let cfg = common::pretraining_fit(common::Pretraining::NextToken, steps, batch, lr, None)?;
     fit(gpt, &mut opt, data, None, &cfg)?;
     Ok(started.elapsed().as_secs_f64())
 }

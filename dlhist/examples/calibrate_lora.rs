@@ -64,7 +64,13 @@ fn main() -> Result<()> {
                     }
                 };
                 let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(lr))?;
-                fit(&model, &mut opt, &train, None, &common::lm_fit(steps, batch, lr, None)?)?;
+                fit(
+                    &model,
+                    &mut opt,
+                    &train,
+                    None,
+                    &common::pretraining_fit(common::Pretraining::NextToken, steps, batch, lr, None)?,
+                )?;
                 let loss = evaluate(&model, &val, &TokenCrossEntropy, 100)?.loss;
                 let secs = started.elapsed().as_secs_f64();
                 println!(

@@ -92,7 +92,8 @@ fn main() -> Result<()> {
     let mut curve = vec![(0usize, evaluate(&model, &held, &MaskedTokenCrossEntropy, 128)?.loss)];
     let started = std::time::Instant::now();
     {
-        let fc = common::bert_pretraining_fit(
+        let fc = common::pretraining_fit(
+            common::Pretraining::MaskedTokens,
             steps,
             BATCH,
             lr,

@@ -40,7 +40,13 @@ fn main() -> Result<()> {
     let gpt = Gpt::new(cfg, vb)?;
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::new(LR))?;
     let started = std::time::Instant::now();
-    fit(&gpt, &mut opt, &train, None, &common::lm_fit(STEPS, BATCH, LR, None)?)?;
+    fit(
+        &gpt,
+        &mut opt,
+        &train,
+        None,
+        &common::pretraining_fit(common::Pretraining::NextToken, STEPS, BATCH, LR, None)?,
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let val_loss = evaluate(&gpt, &val, &TokenCrossEntropy, 100)?.loss;
     println!("{} parameters, {STEPS} steps in {seconds:.0} s: validation loss {val_loss:.4} nats/char", {

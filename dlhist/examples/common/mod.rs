@@ -44,19 +44,33 @@ pub fn sequence_fit(steps: usize, batch: usize) -> FitConfig<'static> {
     }
 }
 
-/// How the GPT and BERT examples pretrain (`pretrain_char_gpt`, `pretrain_bert`, the `calibrate_*` of the GPT, GPT-3,
-/// LoRA and BERT notebooks): `steps` steps over batches already drawn in order (not shuffled), `batch` at a time, on
-/// `loss`; the rate warms up over the first `warmup` steps to `lr` and then follows a cosine down to a tenth of it;
-/// `on_step` runs after every step (probes, what the caller wants to see); no progress lines.
+/// The two pretraining recipes of the examples: each fixes the loss and how long the rate warms up.
+#[derive(Debug, Clone, Copy)]
+pub enum Pretraining {
+    /// A left-to-right language model (the GPT examples): next-token cross-entropy, warm-up over a twentieth of
+    /// the steps (at least one).
+    NextToken,
+    /// BERT (`pretrain_bert`, `calibrate_bert`): the masked-token cross-entropy (which serves BERT's left-to-right
+    /// streams too, whose targets are every next token), warm-up over the first tenth of the steps.
+    MaskedTokens,
+}
+
+/// How the GPT and BERT examples pretrain (`pretrain_char_gpt`, `pretrain_bert`, the `calibrate_*` of the GPT,
+/// GPT-3, LoRA and BERT notebooks): `steps` steps over batches already drawn in order (not shuffled), `batch` at a
+/// time, on the recipe's loss; the rate warms up to `lr` and then follows a cosine down to a tenth of it; `on_step`
+/// runs after every step (probes, what the caller wants to see); no progress lines.
 pub fn pretraining_fit<'a>(
+    recipe: Pretraining,
     steps: usize,
     batch: usize,
     lr: f64,
-    warmup: usize,
-    loss: dlhist::train::SharedLoss,
     on_step: Option<dlhist::train::OnStep<'a>>,
 ) -> Result<FitConfig<'a>> {
     use dlhist::optim::CosineAnnealing;
+    let (warmup, loss): (usize, dlhist::train::SharedLoss) = match recipe {
+        Pretraining::NextToken => ((steps / 20).max(1), dlhist::train::TokenCrossEntropy.into()),
+        Pretraining::MaskedTokens => (steps / 10, dlhist::transformers::MaskedTokenCrossEntropy.into()),
+    };
     let schedule = CosineAnnealing::new(lr, lr / 10.0, steps - warmup)?.with_warmup(warmup);
     Ok(FitConfig {
         epochs: 1,
@@ -69,26 +83,4 @@ pub fn pretraining_fit<'a>(
         on_step,
         ..Default::default()
     })
-}
-
-/// [`pretraining_fit`] for a left-to-right language model (the GPT examples): next-token cross-entropy, warm-up
-/// over a twentieth of the steps (at least one).
-pub fn lm_fit<'a>(
-    steps: usize,
-    batch: usize,
-    lr: f64,
-    on_step: Option<dlhist::train::OnStep<'a>>,
-) -> Result<FitConfig<'a>> {
-    pretraining_fit(steps, batch, lr, (steps / 20).max(1), dlhist::train::TokenCrossEntropy.into(), on_step)
-}
-
-/// [`pretraining_fit`] for BERT: the masked-token cross-entropy (which serves the left-to-right streams too, whose
-/// targets are every next token), warm-up over the first tenth of the steps.
-pub fn bert_pretraining_fit<'a>(
-    steps: usize,
-    batch: usize,
-    lr: f64,
-    on_step: Option<dlhist::train::OnStep<'a>>,
-) -> Result<FitConfig<'a>> {
-    pretraining_fit(steps, batch, lr, steps / 10, dlhist::transformers::MaskedTokenCrossEntropy.into(), on_step)
 }
