@@ -19,7 +19,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::vmath::{self, Simd};
-use super::{cpu_f32, par_chunks, slice_f32, with_f32, Uninit};
+use super::{cpu_f32, par_chunks, rows_and_width, slice_f32, with_f32, Uninit};
 
 /// `Σ x ℓ − softplus(ℓ)` over the last dimension of logits `ℓ` and data `x` (the same shape `[.., P]`): the
 /// log-likelihood of `x` under independent Bernoulli variables with probabilities `σ(ℓ)`, shape `[..]`.
@@ -68,8 +68,7 @@ impl CustomOp2 for BernoulliLl {
     fn cpu_fwd(&self, ls: &CpuStorage, ll: &Layout, xs: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (l, x) = (slice_f32(ls, ll)?, slice_f32(xs, xl)?);
         let dims = ll.dims();
-        let p = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let (rows, p) = rows_and_width(dims).expect("checked in bernoulli_log_likelihood: rank >= 1");
         let simd = Simd::detect();
         let mut out = Uninit::<f32>::new(rows);
         let w = out.writer();
@@ -86,8 +85,7 @@ impl CustomOp2 for BernoulliLl {
     }
 
     fn bwd(&self, l: &Tensor, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dims, p) = (l.dims(), l.dims()[l.rank() - 1]);
-        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let (rows, p) = rows_and_width(l.dims()).expect("checked in bernoulli_log_likelihood: rank >= 1");
         let g = grad.contiguous()?;
         let simd = Simd::detect();
         // ∂/∂ℓ = g_row (x − σ(ℓ)): every element written, so the buffer starts uninitialized.

@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::gemm::{par_matmul_new, Stored};
 use super::vmath::{self, Simd};
-use super::{cpu_f32, par_chunks, slice_f32, with_f32, Act, SharedMut, Uninit};
+use super::{cpu_f32, par_chunks, rows_and_width, slice_f32, with_f32, Act, SharedMut, Uninit};
 use crate::activation::Activation;
 
 /// `act(x Wᵀ + b)` for `x [.., in]`, `w [out, in]` (candle-nn's and PyTorch's layout), `b [out]`: what
@@ -55,12 +55,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, act: Option<Activation>) -> Re
     crate::activation::apply(rest, y)
 }
 
-/// `(rows, width)` of an input `[.., width]`: the product of the leading dimensions (1 for a vector) and the last.
-fn rows_and_width(dims: &[usize]) -> (usize, usize) {
-    let (width, lead) = dims.split_last().expect("checked in linear: rank >= 1");
-    (lead.iter().product(), *width)
-}
-
 #[derive(Debug)]
 struct LinearAct {
     act: Act,
@@ -83,7 +77,7 @@ impl CustomOp3 for LinearAct {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (slice_f32(xs, xl)?, slice_f32(ws, wl)?, slice_f32(bs, bl)?);
-        let (m, k) = rows_and_width(xl.dims());
+        let (m, k) = rows_and_width(xl.dims()).expect("checked in linear: rank >= 1");
         let n = wl.dims()[0];
         let mut y = par_matmul_new(x, Stored::AsIs, w, Stored::Transposed, (m, n, k));
         let act = self.act;
@@ -129,7 +123,7 @@ impl CustomOp3 for LinearAct {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (m, k) = rows_and_width(x.dims());
+        let (m, k) = rows_and_width(x.dims()).expect("checked in linear: rank >= 1");
         let n = w.dims()[0];
         let grad = grad.contiguous()?;
         let act = self.act;

@@ -58,8 +58,8 @@ pub fn softmax_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor
 
 /// `(N, C)` of logits `[.., C]`: the rows are every position of the leading dimensions (at least one).
 fn rows_and_classes(dims: &[usize]) -> Result<(usize, usize)> {
-    match dims.split_last() {
-        Some((&c, lead)) if !lead.is_empty() => Ok((lead.iter().product(), c)),
+    match super::rows_and_width(dims) {
+        Some(nc) if dims.len() >= 2 => Ok(nc),
         _ => candle_core::bail!("softmax_cross_entropy: logits must be [.., C] with a leading dimension; got {dims:?}"),
     }
 }
@@ -82,7 +82,7 @@ impl CustomOp1 for SoftmaxXent {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let z = super::slice_f32(s, l)?;
-        let c = l.dims()[l.dims().len() - 1];
+        let (_, c) = rows_and_classes(l.dims())?;
         // Each row's term in parallel (a large vocabulary makes this as costly as a matrix product), then the
         // sum in row order, in f64: a batch of thousands of rows (a GPT's B·T) would otherwise lose digits.
         let n = self.ids.len();

@@ -392,6 +392,14 @@ impl SharedMut {
     }
 }
 
+/// `(rows, width)` of a tensor `[.., width]` read as rows, as the row-wise kernels take their inputs (a dense layer's
+/// `x`, a loss's logits): the product of the leading dimensions (1 for a vector) and the last; `None` for a scalar.
+/// Taking any rank this way spares the graph reshapes around a kernel, whose backward candle runs as a
+/// zero-filled accumulator plus an add over the whole tensor.
+pub(crate) fn rows_and_width(dims: &[usize]) -> Option<(usize, usize)> {
+    dims.split_last().map(|(&width, lead)| (lead.iter().product(), width))
+}
+
 /// A kernel's output, allocated but never zeroed: parallel tasks each write their own blocks of it, and only then
 /// does it become a `Vec`. Zeroing a fresh output first (`vec![0.0; n]`) is one more pass over all of it, on the
 /// calling thread alone, which for the U-Net's 3 MB activations cost as much as some of the kernels that then
