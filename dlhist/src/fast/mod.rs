@@ -10,6 +10,7 @@
 //! | [`conv2d`] | `conv2d` + bias + activation: im2col and one matrix product per image, forward and backward | [`crate::layers::ConvBlock`] |
 //! | [`conv2d_pool`] | the same followed by max pooling, in one op | [`crate::layers::ConvBlock`] |
 //! | [`upsample_nearest2d`] | nearest-neighbour upsampling by whole factors, whose backward candle runs as a grouped convolution | [`crate::layers::upsample_nearest2d`] |
+//! | [`upsample_concat`] | `cat([upsample(x), skip], 1)`: the upsampled planes written into the concatenation, and its backward without `cat`'s copies of the gradient | [`crate::layers::upsample_concat`] |
 //! | [`max_pool2d`] | max pooling with any window, stride and padding, with a correct backward (candle has none for overlapping windows) | [`crate::layers::MaxPool2d`] |
 //! | [`linear`] | `matmul(x, Wᵀ)` + bias + activation | [`crate::layers::Dense`] |
 //! | [`embedding_sum`] | the segment and position lookups (`index_select`s) added to the token vectors, with each table's gradient written once | [`crate::layers::summed_embeddings`] |
@@ -81,7 +82,7 @@ pub use masked_attention::masked_attention;
 pub use norm::{causal_softmax, layer_norm};
 pub use pool::max_pool2d;
 pub use rnn_seq::rnn_sequence;
-pub use upsample::upsample_nearest2d;
+pub use upsample::{upsample_concat, upsample_nearest2d};
 
 use std::mem::MaybeUninit;
 

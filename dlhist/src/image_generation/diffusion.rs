@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::layers::{upsample_nearest2d, Activation, ConvBlock, Dense, MaxPool2d};
+use crate::layers::{upsample_concat, Activation, ConvBlock, Dense, MaxPool2d};
 use crate::rng::Rng;
 
 /// A noise schedule: `β_t` and `ᾱ_t` for `t` in `0 .. T`.
@@ -412,8 +412,8 @@ impl UNet {
         let h1 = self.down1.forward(&self.inc.forward(x)?, emb)?; // [c, 28]
         let h2 = self.down2.forward(&pool.forward(&h1)?, emb)?; // [2c, 14]
         let m = self.mid.forward(&pool.forward(&h2)?, emb)?; // [2c, 7]
-        let u2 = self.up2.forward(&Tensor::cat(&[&upsample_nearest2d(&m, 14, 14)?, &h2], 1)?, emb)?;
-        let u1 = self.up1.forward(&Tensor::cat(&[&upsample_nearest2d(&u2, 28, 28)?, &h1], 1)?, emb)?;
+        let u2 = self.up2.forward(&upsample_concat(&m, &h2)?, emb)?; // [2c, 14]
+        let u1 = self.up1.forward(&upsample_concat(&u2, &h1)?, emb)?; // [c, 28]
         self.out.forward(&u1)
     }
 

@@ -14,6 +14,7 @@
 //! | [`ConvBlock`] | `f(conv2d(x))`, optionally max-pooled in the same op | 01 CNN |
 //! | [`MaxPool2d`], [`max_pool2d`] | max pooling, overlapping windows and padding included | 01 CNN, AlexNet |
 //! | [`upsample_nearest2d`] | nearest-neighbour upsampling (each pixel repeated over a block) | 05 VAE |
+//! | [`upsample_concat`] | a U-Net decoder's input: the upsampled map and the skip connection, concatenated | 05 diffusion |
 //! | [`LocalResponseNorm`] | normalization across neighbouring channels | 01 AlexNet |
 //! | [`Dropout`], [`dropout()`] | seeded inverted dropout (the milestone of section 02, used from AlexNet on) | 01 AlexNet, 02 dropout |
 //! | [`cross_entropy`] | softmax cross-entropy against class ids | 01 backpropagation |
@@ -69,7 +70,7 @@ pub use embedding::summed_embeddings;
 pub use lora::{LoraConfig, LoraDense};
 pub use loss::{bernoulli_log_likelihood, cross_entropy, softplus, token_cross_entropy};
 pub use lrn::LocalResponseNorm;
-pub use pool::{max_pool2d, upsample_nearest2d, MaxPool2d};
+pub use pool::{max_pool2d, upsample_concat, upsample_nearest2d, MaxPool2d};
 pub(crate) use recurrent::check_input as check_recurrent_input;
 pub(crate) use recurrent::check_keep;
 #[cfg(test)]

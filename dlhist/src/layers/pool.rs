@@ -57,6 +57,27 @@ pub fn upsample_nearest2d(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     x.upsample_nearest2d(h, w)
 }
 
+/// A U-Net decoder's input: `x [N, Cx, H, W]` upsampled to the skip connection's `[N, Cs, h, w]` and concatenated
+/// before it along the channels, `[N, Cx + Cs, h, w]` (whole factors: `h`, `w` multiples of `H`, `W`).
+///
+/// ```
+/// use dlhist::prelude::*;
+/// let x = Tensor::ones((2, 8, 7, 7), DType::F32, &Device::Cpu)?;
+/// let skip = Tensor::zeros((2, 4, 14, 14), DType::F32, &Device::Cpu)?;
+/// assert_eq!(dlhist::layers::upsample_concat(&x, &skip)?.dims(), &[2, 12, 14, 14]);
+/// # Ok::<(), dlhist::Error>(())
+/// ```
+pub fn upsample_concat(x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+    if fast::applies(&[x, skip]) {
+        // Fused (crate::fast::upsample_concat): the upsampled planes are written straight into the concatenation,
+        // and its backward sums x's blocks and copies the skip's planes out of the gradient directly.
+        return fast::upsample_concat(x, skip);
+    }
+    // Plain: [up(x), skip] along the channels, up(x) of the skip's height and width.
+    let (_, _, h, w) = skip.dims4()?;
+    Tensor::cat(&[&upsample_nearest2d(x, h, w)?, skip], 1)
+}
+
 /// Max pooling as a layer: window, stride and padding (padded positions never win).
 ///
 /// ```
