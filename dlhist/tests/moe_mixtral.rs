@@ -1,5 +1,5 @@
 //! Our top-k routing and dispatch ([`dlhist::sequence_modeling::moe`]) against candle-transformers' Mixtral
-//! sparse MoE block, with shared weights. Run with `cargo test -p dlhist --features transformers --test moe_mixtral`.
+//! sparse MoE block, with shared weights. Part of `cargo test`; alone: `cargo test -p dlhist --test moe_mixtral`.
 //!
 //! Mixtral's block is private to its model, so the test builds a one-layer `mixtral::Model` in which the block is
 //! the only thing left to compare: the attention's output projection is zero (the attention adds nothing to the
@@ -12,7 +12,6 @@
 //! Mixtral routes by `softmax` over all experts, then the top `k` probabilities renormalised to sum to 1; we
 //! route by the paper's `Softmax(KeepTopK(x·W_g, k))`. The two agree because the softmax is increasing (same
 //! winners) and `p_i / Σ_top p_j = e^{l_i} / Σ_top e^{l_j}`.
-#![cfg(feature = "transformers")]
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};

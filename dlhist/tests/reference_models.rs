@@ -1,8 +1,7 @@
 //! dlhist's transformer models against candle-transformers' production implementations, with shared weights.
 //!
-//! Run with `cargo test -p dlhist --features transformers --test reference_models` (CI does). The feature is off
-//! by default so that notebooks' cold builds do not compile candle-transformers.
-#![cfg(feature = "transformers")]
+//! Part of `cargo test`; alone: `cargo test -p dlhist --test reference_models`. candle-transformers is a
+//! dev-dependency only, so notebooks' builds of dlhist never compile it.
 
 use std::collections::HashMap;
 

@@ -24,7 +24,7 @@
 //! activation `x·σ(1.702x)`, and the caption read out at its end-of-text token (the token with the largest id).
 //! Its parameters carry Hugging Face's names (`text_model.embeddings.token_embedding`,
 //! `text_model.encoder.layers.{i}.self_attn.q_proj`, …, `text_projection`, `logit_scale`), which
-//! `candle_transformers::models::clip` loads too: a test (`tests/reference_models.rs`, feature `transformers`)
+//! `candle_transformers::models::clip` loads too: a test (`tests/reference_models.rs`)
 //! checks both give the same text features and the same scaled logits. The image encoder is a small CNN
 //! (the paper's were ResNets and ViTs, far larger): two 3×3 convolution + pooling blocks and a dense layer.
 //!

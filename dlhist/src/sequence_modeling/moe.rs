@@ -35,7 +35,7 @@
 //! **Mixtral's routing.** Mixtral (and `candle_transformers::models::mixtral`) take the softmax over *all*
 //! experts first, keep the `k` largest probabilities and divide them by their sum. Since the softmax is
 //! increasing, the same `k` experts win, and `p_i / Σ_{j∈top} p_j = e^{l_i} / Σ_{j∈top} e^{l_j}`: the same weights
-//! as eq. 3 without noise. The test `dlhist/tests/moe_mixtral.rs` (feature `transformers`) holds our routing and
+//! as eq. 3 without noise. The test `dlhist/tests/moe_mixtral.rs` holds our routing and
 //! [`dispatch`] to candle-transformers' block with shared weights; Mixtral's experts are gated (SwiGLU) nets, so
 //! there the test runs Mixtral's expert function through our dispatch, and our ReLU experts are not compared.
 

@@ -34,7 +34,7 @@
 //!
 //! Parameters follow Hugging Face's names (`bert.embeddings.word_embeddings`, `bert.encoder.layer.0.attention.
 //! self.query`, ..., `cls.predictions.transform.dense`), which `candle_transformers::models::bert` loads too: a
-//! test (`tests/reference_models.rs`, feature `transformers`) checks that both give the same hidden states. Two
+//! test (`tests/reference_models.rs`) checks that both give the same hidden states. Two
 //! departures from the original, both for speed on a CPU: no dropout on the attention weights, and the
 //! output layer is computed only at the positions that are predicted.
 //!

@@ -24,7 +24,7 @@
 //!
 //! Parameters follow Hugging Face's `ViTForImageClassification` names (`vit.embeddings.cls_token`,
 //! `vit.encoder.layer.{i}.attention.attention.query`, …, `classifier`), which `candle_transformers::models::vit`
-//! loads too: a test (`tests/reference_models.rs`, feature `transformers`) checks both give the same logits.
+//! loads too: a test (`tests/reference_models.rs`) checks both give the same logits.
 //! Departures from the paper, for a small model trained from scratch on a CPU: no dropout, and a linear head (the
 //! paper's pre-training head has one hidden layer; its fine-tuning head is linear, as here).
 //!
