@@ -66,18 +66,10 @@ impl CustomOp1 for Upsample {
         let x = slice_f32(s, l)?;
         let (n, c, hi, wi) = l.shape().dims4()?;
         let (h, w) = (self.h, self.w);
-        // Not zeroed first (a pass over the whole output on one thread): every element is written below.
-        let mut y = Uninit::<f32>::new(n * c * h * w);
-        let yw = y.writer();
-        par_chunks(n * c, 4, |planes| {
-            for p in planes {
-                // SAFETY: plane p is written by this iteration only.
-                let out = unsafe { yw.block(p * h * w, h * w) };
-                upsample_plane(&x[p * hi * wi..][..hi * wi], (hi, wi), out, (h, w));
-            }
-        });
-        // SAFETY: the loop above wrote every element of every one of the n·c planes.
-        let y = unsafe { y.assume_init() };
+        // SAFETY: upsample_plane writes every element of its plane.
+        let y = unsafe {
+            par_planes(n * c, h * w, |p, out| upsample_plane(&x[p * hi * wi..][..hi * wi], (hi, wi), out, (h, w)))
+        };
         Ok((CpuStorage::F32(y), Shape::from((n, c, h, w))))
     }
 
@@ -85,21 +77,38 @@ impl CustomOp1 for Upsample {
         let (n, c, hi, wi) = x.dims4()?;
         let (h, w) = (self.h, self.w);
         let grad = grad.contiguous()?;
-        // Not zeroed first: every element is written below (each block's sum starts from its own zero).
-        let mut dx = Uninit::<f32>::new(n * c * hi * wi);
-        let dw = dx.writer();
-        with_f32(&grad, |g| {
-            par_chunks(n * c, 4, |planes| {
-                for p in planes {
-                    // SAFETY: plane p is written by this iteration only.
-                    let out = unsafe { dw.block(p * hi * wi, hi * wi) };
-                    block_sum_plane(&g[p * h * w..][..h * w], (h, w), out, (hi, wi));
-                }
-            })
+        let dx = with_f32(&grad, |g| {
+            // SAFETY: block_sum_plane writes every element of its plane (each block's sum starts from its own zero).
+            unsafe {
+                par_planes(n * c, hi * wi, |p, out| block_sum_plane(&g[p * h * w..][..h * w], (h, w), out, (hi, wi)))
+            }
         })?;
-        // SAFETY: the loop above wrote every element of every one of the n·c planes.
-        let dx = unsafe { dx.assume_init() };
         Ok(Some(Tensor::from_vec(dx, (n, c, hi, wi), x.device())?))
+    }
+}
+
+/// `planes` planes of `len` elements, each written by `write(p, plane)` on candle's worker threads, without
+/// zeroing the buffer first (a pass over the whole output on one thread).
+///
+/// # Safety
+/// `write` must write every element of the plane it is given.
+unsafe fn par_planes(planes: usize, len: usize, write: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    let mut out = Uninit::<f32>::new(planes * len);
+    let w = out.writer();
+    par_chunks(planes, 4, |range| {
+        for p in range {
+            // SAFETY: plane p is written by this iteration only.
+            write(p, unsafe { w.block(p * len, len) });
+        }
+    });
+    // SAFETY: every plane was handed to `write`, which wrote all of it (the caller's promise).
+    unsafe { out.assume_init() }
+}
+
+/// Copies `src` into the plane `out` of the same length.
+fn copy_plane(src: &[f32], out: &mut [MaybeUninit<f32>]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        o.write(v);
     }
 }
 
@@ -199,26 +208,17 @@ impl CustomOp2 for UpsampleConcat {
         let (x, s) = (slice_f32(xs, xl)?, slice_f32(ss, sl)?);
         let ((n, cx, hi, wi), (_, cs, h, w)) = (xl.shape().dims4()?, sl.shape().dims4()?);
         let c = cx + cs;
-        // Not zeroed first: each output plane is either an upsampled plane of x or a copy of a skip plane.
-        let mut y = Uninit::<f32>::new(n * c * h * w);
-        let yw = y.writer();
-        par_chunks(n * c, 4, |planes| {
-            for p in planes {
-                // SAFETY: plane p is written by this iteration only.
-                let out = unsafe { yw.block(p * h * w, h * w) };
+        // SAFETY: each output plane is written in full, as an upsampled plane of x or a copy of a skip plane.
+        let y = unsafe {
+            par_planes(n * c, h * w, |p, out| {
                 let (img, ch) = (p / c, p % c);
                 if ch < cx {
                     upsample_plane(&x[(img * cx + ch) * hi * wi..][..hi * wi], (hi, wi), out, (h, w));
                 } else {
-                    let src = &s[(img * cs + ch - cx) * h * w..][..h * w];
-                    for (o, &v) in out.iter_mut().zip(src) {
-                        o.write(v);
-                    }
+                    copy_plane(&s[(img * cs + ch - cx) * h * w..][..h * w], out);
                 }
-            }
-        });
-        // SAFETY: the loop above wrote every element of every one of the n·c planes.
-        let y = unsafe { y.assume_init() };
+            })
+        };
         Ok((CpuStorage::F32(y), Shape::from((n, c, h, w))))
     }
 
@@ -228,31 +228,22 @@ impl CustomOp2 for UpsampleConcat {
         let grad = grad.contiguous()?;
         let (dx, ds) = with_f32(&grad, |g| {
             // ∂L/∂x: the block sums of the gradient's first cx channels of each image.
-            let mut dx = Uninit::<f32>::new(n * cx * hi * wi);
-            let dw = dx.writer();
-            par_chunks(n * cx, 4, |planes| {
-                for p in planes {
-                    // SAFETY: plane p is written by this iteration only.
-                    let out = unsafe { dw.block(p * hi * wi, hi * wi) };
+            // SAFETY: block_sum_plane writes every element of its plane.
+            let dx = unsafe {
+                par_planes(n * cx, hi * wi, |p, out| {
                     let (img, ch) = (p / cx, p % cx);
                     block_sum_plane(&g[(img * c + ch) * h * w..][..h * w], (h, w), out, (hi, wi));
-                }
-            });
+                })
+            };
             // ∂L/∂skip: the gradient's last cs channels of each image, copied out.
-            let mut ds = Uninit::<f32>::new(n * cs * h * w);
-            let sw = ds.writer();
-            par_chunks(n * cs, 4, |planes| {
-                for p in planes {
-                    // SAFETY: plane p is written by this iteration only.
-                    let out = unsafe { sw.block(p * h * w, h * w) };
+            // SAFETY: copy_plane writes every element of its plane.
+            let ds = unsafe {
+                par_planes(n * cs, h * w, |p, out| {
                     let (img, ch) = (p / cs, p % cs);
-                    for (o, &v) in out.iter_mut().zip(&g[(img * c + cx + ch) * h * w..][..h * w]) {
-                        o.write(v);
-                    }
-                }
-            });
-            // SAFETY: both loops wrote every element of every plane of their outputs.
-            unsafe { (dx.assume_init(), ds.assume_init()) }
+                    copy_plane(&g[(img * c + cx + ch) * h * w..][..h * w], out);
+                })
+            };
+            (dx, ds)
         })?;
         Ok((
             Some(Tensor::from_vec(dx, (n, cx, hi, wi), x.device())?),
