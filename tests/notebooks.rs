@@ -46,6 +46,17 @@ use dlhist::prelude::*;";
 fn main() {
     // evcxr starts this same executable as its cell-running subprocess; in that role it never returns.
     evcxr::runtime_hook();
+    // `cargo test` runs this harness with its package's variables set (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...), and
+    // the cells' cargo builds would inherit them. Build scripts such as ring's re-run when those change, and the
+    // Jupyter kernel runs without them (xtask's CARGO_RUN_VARS), so a kernel in the same evcxr folder (CI's pilot
+    // run) rebuilt ring, rustls, ureq and dlhist. Single-threaded here: nothing else reads the environment yet.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let package_var = name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_");
+        if package_var || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&name.as_ref()) {
+            std::env::remove_var(&key);
+        }
+    }
     let mut args = Arguments::from_args();
     // Notebooks run one at a time: each sets the process's working directory (evcxr resolves
     // `:dep` paths against it), and on 2 cores compiling cells in parallel would only thrash.

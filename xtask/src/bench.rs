@@ -184,7 +184,7 @@ pub fn run(project: &Project, opts: &BenchOptions) -> Result<()> {
             }
             println!("building dlhist's train_steps example (release): cargo {}", args.join(" "));
             project::run_checked(
-                Command::new(project::cargo()).current_dir(&project.root).args(&args),
+                project::cargo_command().current_dir(&project.root).args(&args),
                 &format!("cargo {}", args.join(" ")),
             )?;
             project.target_dir().join("release").join("examples").join("train_steps")

@@ -20,8 +20,11 @@ pub const MIN_PYTHON: (u32, u32) = (3, 9);
 /// The kernel spec name every notebook's metadata names.
 pub const KERNEL_NAME: &str = "rust";
 
-/// Environment variables that `cargo run` sets for xtask itself. They describe the xtask package, not the
-/// notebooks; leaking them into Jupyter, and from there into the kernel's own cargo builds, only confuses.
+/// Environment variables that `cargo run` sets for xtask itself (besides the `CARGO_PKG_*` ones). They describe
+/// the xtask package, not the notebooks, and a nested cargo must not see them: build scripts such as ring's ask to
+/// re-run when `CARGO_MANIFEST_DIR` or `CARGO_PKG_NAME` change, and cargo compares them with its own environment,
+/// so a build made under `cargo xtask` (setup's `cargo test --no-run`, the kernel's cell builds) was rebuilt by the
+/// next plain `cargo test` or harness run: ring, rustls, ureq, dlhist and xtask, 46 s on 2 cores.
 const CARGO_RUN_VARS: &[&str] = &[
     "CARGO_MANIFEST_DIR",
     "CARGO_MANIFEST_PATH",
@@ -124,15 +127,7 @@ impl Project {
 
     /// A command with [`Project::jupyter_env`] applied and cargo-run's own variables removed.
     pub fn jupyter_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        for var in CARGO_RUN_VARS {
-            cmd.env_remove(var);
-        }
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CARGO_PKG_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = without_cargo_run_vars(Command::new(program));
         cmd.envs(self.jupyter_env());
         cmd
     }
@@ -141,6 +136,25 @@ impl Project {
 /// The cargo that runs xtask (cargo sets `CARGO` for `cargo run`), so nested builds use the same toolchain.
 pub fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// A nested build: [`cargo`] without the variables `cargo run` set for xtask ([`CARGO_RUN_VARS`]), so that what
+/// it compiles is what a plain `cargo test` in a shell finds up to date.
+pub fn cargo_command() -> Command {
+    without_cargo_run_vars(Command::new(cargo()))
+}
+
+/// `cmd` with [`CARGO_RUN_VARS`] and every `CARGO_PKG_*` variable of this process removed from its environment.
+fn without_cargo_run_vars(mut cmd: Command) -> Command {
+    for var in CARGO_RUN_VARS {
+        cmd.env_remove(var);
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_PKG_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// Runs `cmd` with inherited stdio and fails with `what` when it exits non-zero.
@@ -211,6 +225,22 @@ pub fn file_has(path: &Path, contents: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `cargo test` runs this binary with its package's variables set, as `cargo run` does for xtask: the nested
+    /// cargo and Jupyter's commands must drop them (the rebuild they caused is described at CARGO_RUN_VARS).
+    #[test]
+    fn nested_commands_drop_cargo_runs_variables() {
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let project = Project { root: PathBuf::from("/p") };
+        for cmd in [cargo_command(), project.jupyter_command("jupyter")] {
+            let removed: Vec<String> =
+                cmd.get_envs().filter(|(_, v)| v.is_none()).map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+            for var in ["CARGO_PKG_NAME", "CARGO_PKG_VERSION", "CARGO_MANIFEST_DIR", "CARGO_CRATE_NAME"] {
+                assert!(removed.iter().any(|r| r == var), "{var} reaches {:?}", cmd.get_program());
+            }
+            assert!(!removed.iter().any(|r| r == "CARGO_HOME" || r == "CARGO_TARGET_DIR"), "{removed:?}");
+        }
+    }
 
     #[test]
     fn formats_seconds_for_humans() {

@@ -289,7 +289,7 @@ fn ensure_evcxr_jupyter(project: &Project) -> Result<Option<String>> {
         );
     }
     run_checked(
-        Command::new(project::cargo()).current_dir(&project.root).args(["test", "--no-run", "--quiet"]),
+        project::cargo_command().current_dir(&project.root).args(["test", "--no-run", "--quiet"]),
         "cargo test --no-run (building the evcxr_jupyter kernel)",
     )?;
     if !built.exists() {
