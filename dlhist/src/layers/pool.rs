@@ -68,13 +68,15 @@ pub fn upsample_nearest2d(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
 /// # Ok::<(), dlhist::Error>(())
 /// ```
 pub fn upsample_concat(x: &Tensor, skip: &Tensor) -> Result<Tensor> {
-    if fast::applies(&[x, skip]) {
+    let (_, _, h, w) = skip.dims4()?;
+    // The fused op takes whole factors only, as fast::upsample_nearest2d does; other sizes go the plain way below.
+    let whole = x.rank() == 4 && x.dims()[2] > 0 && x.dims()[3] > 0 && h % x.dims()[2] == 0 && w % x.dims()[3] == 0;
+    if whole && fast::applies(&[x, skip]) {
         // Fused (crate::fast::upsample_concat): the upsampled planes are written straight into the concatenation,
         // and its backward sums x's blocks and copies the skip's planes out of the gradient directly.
         return fast::upsample_concat(x, skip);
     }
     // Plain: [up(x), skip] along the channels, up(x) of the skip's height and width.
-    let (_, _, h, w) = skip.dims4()?;
     Tensor::cat(&[&upsample_nearest2d(x, h, w)?, skip], 1)
 }
 
